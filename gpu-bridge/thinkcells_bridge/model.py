@@ -1,0 +1,267 @@
+"""A Llama-family decoder in plain PyTorch: Llama 2/3, Mistral, Qwen2/2.5.
+
+Parameter names follow Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
+Hugging Face state dict loads as is. One forward serves prefill, decode with a KV cache and
+teacher-forced scoring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .native_kernels import decode_attention
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    max_position_embeddings: int
+    rms_norm_eps: float
+    rope_theta: float
+    tie_word_embeddings: bool
+    attention_bias: bool
+    bos_token_id: int | None
+    eos_token_ids: tuple[int, ...]
+
+    @staticmethod
+    def from_hf(config: dict, source: str = "config.json") -> "ModelConfig":
+        model_type = config.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ModelConfigError(
+                f"{source}: model_type {model_type!r} is not supported; "
+                f"expected one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        if config.get("rope_scaling"):
+            raise ModelConfigError(f"{source}: rope_scaling is not supported yet")
+
+        def need(key: str):
+            if key not in config:
+                raise ModelConfigError(f"{source}: field {key!r} is missing")
+            return config[key]
+
+        heads = int(need("num_attention_heads"))
+        hidden = int(need("hidden_size"))
+        eos = config.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
+        return ModelConfig(
+            model_type=model_type,
+            vocab_size=int(need("vocab_size")),
+            hidden_size=hidden,
+            intermediate_size=int(need("intermediate_size")),
+            num_hidden_layers=int(need("num_hidden_layers")),
+            num_attention_heads=heads,
+            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            max_position_embeddings=int(config.get("max_position_embeddings", 2048)),
+            rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
+            rope_theta=float(config.get("rope_theta", 10000.0)),
+            # Llama defaults to untied; Qwen2 configs say so explicitly.
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            # Qwen2 always has q/k/v bias; Llama exposes it as `attention_bias`.
+            attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
+            bos_token_id=config.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+        )
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalize in fp32 as the reference implementations do, then cast back.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_tables(config: ModelConfig, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin for positions 0..length-1 in Hugging Face's rotate-half layout."""
+    half = config.head_dim // 2
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float64, device=device) / half))
+    t = torch.arange(length, dtype=torch.float64, device=device)
+    freqs = torch.outer(t, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class KVCache:
+    """Preallocated keys/values for every layer, [layer, batch, kv_head, slot, head_dim]:
+    decoding writes in place and never concatenates. Row b's first `start[b]` slots are left
+    padding."""
+
+    def __init__(self, config: ModelConfig, start: torch.Tensor, capacity: int, dtype):
+        batch = start.shape[0]
+        shape = (config.num_hidden_layers, batch, config.num_key_value_heads, capacity, config.head_dim)
+        self.k = torch.zeros(shape, device=start.device, dtype=dtype)
+        self.v = torch.zeros(shape, device=start.device, dtype=dtype)
+        self.start = start
+        self.length = 0
+        self.capacity = capacity
+        self.scratch = torch.empty(batch, config.num_attention_heads, capacity, device=start.device, dtype=dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.n_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, mask_fn, cache: KVCache | None, layer: int):
+        b, t, _ = x.shape
+        q = apply_rope(self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
+        k = apply_rope(self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
+        v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        out = None
+        if cache is not None:
+            end = cache.length + t
+            cache.k[layer, :, :, cache.length : end] = k
+            cache.v[layer, :, :, cache.length : end] = v
+            if t == 1 and not torch.is_grad_enabled():
+                out = decode_attention(q.reshape(b, self.n_heads, self.head_dim), cache.k[layer], cache.v[layer], cache.start, end, cache.scratch)
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+        if out is None:
+            out = attention(q, k, v, mask_fn())
+        return self.o_proj(out.reshape(b, t, self.n_heads * self.head_dim))
+
+
+_sdpa = getattr(F, "scaled_dot_product_attention", None)
+
+
+def attention(q, k, v, mask):
+    """Grouped-query attention. q: [B, H, T, D]; k, v: [B, KV, S, D]; mask: additive [B, 1, T, S]."""
+    b, h, t, d = q.shape
+    kv = k.shape[1]
+    g = h // kv
+    if _sdpa is not None and q.is_cuda:
+        return _sdpa(q, k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1), attn_mask=mask)
+    # Query heads grouped under their KV head, so K and V are never copied.
+    scores = torch.matmul(q.reshape(b, kv, g * t, d), k.transpose(-1, -2)).view(b, kv, g, t, -1)
+    scores = scores * (1.0 / math.sqrt(d)) + mask.unsqueeze(1)
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.matmul(probs.view(b, kv, g * t, -1), v).view(b, h, t, d)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, mask_fn, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class CausalLM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self._rope_len = 0
+
+    def output_weight(self) -> torch.Tensor:
+        return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
+    def rope(self, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin gathered for per-row positions [B, T] → [B, 1, T, D]."""
+        need = int(positions.max()) + 1 if positions.numel() else 1
+        if need > self._rope_len:
+            self._rope_len = max(need, self.config.max_position_embeddings)
+            self._cos, self._sin = rope_tables(self.config, self._rope_len, positions.device, torch.float32)
+        return self._cos[positions].unsqueeze(1).to(dtype), self._sin[positions].unsqueeze(1).to(dtype)
+
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        pad: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Final-norm hidden states [B, T, hidden]. Row b's first `pad[b]` tokens (or cache
+        slots) are left padding that nothing attends to; right padding needs no mask."""
+        x = self.model.embed_tokens(input_ids)
+        cos, sin = self.rope(positions, x.dtype)
+        past = 0 if cache is None else cache.length
+        mask: list[torch.Tensor] = []
+
+        def mask_fn() -> torch.Tensor:
+            # Built once per forward, and only if some layer has no faster path.
+            if not mask:
+                mask.append(causal_mask(pad, input_ids.shape[1], past, x.dtype))
+            return mask[0]
+
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask_fn, cache, i)
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return self.model.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.output_weight())
+
+
+def causal_mask(pad: torch.Tensor, t: int, past: int, dtype) -> torch.Tensor:
+    """Additive mask [B, 1, t, past + t] for rows left-padded by `pad` tokens: a query at cache
+    slot past+i sees slots pad..past+i."""
+    s = past + t
+    slots = torch.arange(s, device=pad.device)
+    query_slots = torch.arange(past, s, device=pad.device)
+    allowed = (slots[None, None, :] <= query_slots[None, :, None]) & (slots[None, None, :] >= pad[:, None, None])
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=pad.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)

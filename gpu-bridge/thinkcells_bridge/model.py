@@ -90,25 +90,46 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalize in fp32 as the reference implementations do, then cast back.
-        xf = x.float()
+        xf = x if x.dtype == torch.float32 else x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return self.weight * (xf if x.dtype == torch.float32 else xf.to(x.dtype))
 
 
-def rope_tables(config: ModelConfig, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin for positions 0..length-1 in Hugging Face's rotate-half layout."""
+def rope_tables(config: ModelConfig, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 cos/sin [length, head_dim] for positions 0..length-1, rotate-half layout."""
     half = config.head_dim // 2
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float64, device=device) / half))
-    t = torch.arange(length, dtype=torch.float64, device=device)
-    freqs = torch.outer(t, inv_freq)
+    freqs = torch.outer(torch.arange(length, dtype=torch.float64, device=device), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    return emb.cos().float(), emb.sin().float()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, T, heads, D]; cos, sin: [B, T, 1, D]."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class FusedLinear:
+    """Several Linear layers on the same input as one matmul, for inference.
+
+    The concatenated weight is rebuilt whenever one of the layers' parameters changed in place
+    (optimizer steps, loading), which the parameters' version counters tell."""
+
+    def __init__(self, *linears: nn.Linear):
+        self.linears = linears
+        self.key: tuple = ()
+        self.weight = self.bias = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        params = [p for l in self.linears for p in (l.weight, l.bias) if p is not None]
+        key = tuple((id(p), p._version) for p in params)
+        if key != self.key:
+            self.weight = torch.cat([l.weight for l in self.linears]).detach()
+            has_bias = self.linears[0].bias is not None
+            self.bias = torch.cat([l.bias for l in self.linears]).detach() if has_bias else None
+            self.key = key
+        return F.linear(x, self.weight, self.bias)
 
 
 class KVCache:
@@ -138,23 +159,33 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+        self.qkv = FusedLinear(self.q_proj, self.k_proj, self.v_proj)
 
     def forward(self, x, cos, sin, mask_fn, cache: KVCache | None, layer: int):
         b, t, _ = x.shape
-        q = apply_rope(self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2), cos, sin)
-        k = apply_rope(self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2), cos, sin)
-        v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        h, kv, d = self.n_heads, self.n_kv, self.head_dim
+        if torch.is_grad_enabled():
+            qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1)
+            v = self.v_proj(x).view(b, t, kv, d)
+        else:
+            qkv = self.qkv(x)
+            qk, v = qkv[..., : (h + kv) * d], qkv[..., (h + kv) * d :].view(b, t, kv, d)
+        # Queries and keys rotate together: one set of RoPE ops instead of two.
+        qk = apply_rope(qk.view(b, t, h + kv, d), cos, sin)
+        q, k = qk[:, :, :h], qk[:, :, h:]
         out = None
         if cache is not None:
             end = cache.length + t
-            cache.k[layer, :, :, cache.length : end] = k
-            cache.v[layer, :, :, cache.length : end] = v
+            cache.k[layer, :, :, cache.length : end] = k.transpose(1, 2)
+            cache.v[layer, :, :, cache.length : end] = v.transpose(1, 2)
             if t == 1 and not torch.is_grad_enabled():
-                out = decode_attention(q.reshape(b, self.n_heads, self.head_dim), cache.k[layer], cache.v[layer], cache.start, end, cache.scratch)
+                out = decode_attention(q.reshape(b, h, d), cache.k[layer], cache.v[layer], cache.start, end, cache.scratch)
             k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+        else:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
         if out is None:
-            out = attention(q, k, v, mask_fn())
-        return self.o_proj(out.reshape(b, t, self.n_heads * self.head_dim))
+            out = attention(q.transpose(1, 2), k, v, mask_fn()).transpose(1, 2)
+        return self.o_proj(out.reshape(b, t, h * d))
 
 
 _sdpa = getattr(F, "scaled_dot_product_attention", None)
@@ -180,9 +211,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_up = FusedLinear(self.gate_proj, self.up_proj)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if torch.is_grad_enabled():
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        else:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -212,18 +248,18 @@ class CausalLM(nn.Module):
         self.config = config
         self.model = Backbone(config)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self._rope_len = 0
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
     def rope(self, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin gathered for per-row positions [B, T] → [B, 1, T, D]."""
+        """cos/sin gathered for per-row positions [B, T] → [B, T, 1, D]."""
         need = int(positions.max()) + 1 if positions.numel() else 1
-        if need > self._rope_len:
-            self._rope_len = max(need, self.config.max_position_embeddings)
-            self._cos, self._sin = rope_tables(self.config, self._rope_len, positions.device, torch.float32)
-        return self._cos[positions].unsqueeze(1).to(dtype), self._sin[positions].unsqueeze(1).to(dtype)
+        if self._rope is None or self._rope[0].shape[0] < need or self._rope[0].device != positions.device:
+            self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
+        cos, sin = (table[positions].unsqueeze(2) for table in self._rope)
+        return (cos, sin) if dtype == torch.float32 else (cos.to(dtype), sin.to(dtype))
 
     def hidden_states(
         self,

@@ -1,0 +1,195 @@
+/**
+ * The bridge protocol, declared once. These zod schemas are the source of truth: the Python
+ * worker validates every request against the JSON Schema generated from them
+ * (gpu-bridge/thinkcells_bridge/protocol.schema.json, `npm run gen:protocol`), and the client
+ * validates every response.
+ *
+ * Wire format (both directions), one frame per message:
+ *   u32 LE  frame length (bytes after this field)
+ *   u32 LE  JSON length
+ *   JSON    envelope (UTF-8)
+ *   bytes   binary section: typed arrays, each 8-byte aligned
+ * A typed array travels as a TensorRef `{ $tensor: i, dtype, shape }` in the JSON, and the
+ * envelope's `buffers[i] = [offset, byteLength]` locates its bytes in the binary section.
+ */
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = 1;
+
+export const dtypes = ["int32", "int64", "float32"] as const;
+export type WireDtype = (typeof dtypes)[number];
+
+export const TensorRef = z
+  .object({
+    $tensor: z.number().int().nonnegative(),
+    dtype: z.enum(dtypes),
+    shape: z.array(z.number().int().nonnegative()),
+  })
+  .strict()
+  .meta({ id: "TensorRef" });
+export type TensorRef = z.infer<typeof TensorRef>;
+
+const name = z.string().min(1).max(128);
+const int = z.number().int();
+
+const ModelInfo = z.object({
+  name,
+  path: z.string(),
+  model_type: z.string(),
+  device: z.string(),
+  dtype: z.string(),
+  vocab_size: int,
+  hidden_size: int,
+  num_hidden_layers: int,
+  num_attention_heads: int,
+  num_key_value_heads: int,
+  max_position_embeddings: int,
+  tie_word_embeddings: z.boolean(),
+  bos_token_id: int.nullable(),
+  eos_token_ids: z.array(int),
+  parameters: int,
+  trainable_parameters: int,
+});
+export type ModelInfo = z.infer<typeof ModelInfo>;
+
+/** Every operation: its request body and its response body. */
+export const ops = {
+  hello: {
+    request: z
+      .object({ token: z.string(), protocol_version: int, client: z.string() })
+      .strict(),
+    response: z.object({
+      protocol_version: int,
+      bridge_version: z.string(),
+      session: z.string(),
+      pid: int,
+      device: z.string(),
+      torch_version: z.string(),
+    }),
+  },
+  ping: { request: z.object({}).strict(), response: z.object({}) },
+  status: {
+    request: z.object({}).strict(),
+    response: z.object({
+      device: z.string(),
+      default_dtype: z.string(),
+      torch_version: z.string(),
+      threads: int,
+      native_kernels: z.boolean(),
+      memory: z.object({
+        rss_bytes: int,
+        cuda_allocated_bytes: int.nullable(),
+        cuda_reserved_bytes: int.nullable(),
+        cuda_total_bytes: int.nullable(),
+      }),
+      models: z.array(ModelInfo),
+      uptime_s: z.number(),
+    }),
+  },
+  load_model: {
+    request: z
+      .object({
+        name,
+        path: z.string().min(1),
+        dtype: z.enum(["auto", "float32", "bfloat16", "float16"]),
+      })
+      .strict(),
+    response: ModelInfo,
+  },
+  unload_model: {
+    request: z.object({ name }).strict(),
+    response: z.object({ unloaded: z.boolean() }),
+  },
+  save_model: {
+    request: z
+      .object({ name, out_dir: z.string().min(1), max_shard_bytes: int.positive().nullable() })
+      .strict(),
+    response: z.object({ files: z.array(z.string()) }),
+  },
+  convert_llama2c: {
+    request: z.object({ bin_path: z.string().min(1), out_dir: z.string().min(1) }).strict(),
+    response: z.object({ config: z.record(z.string(), z.unknown()), files: z.array(z.string()) }),
+  },
+  sample: {
+    request: z
+      .object({
+        model: name,
+        /** All prompts' token ids, concatenated; `prompt_lengths` splits them. */
+        prompt_ids: TensorRef,
+        prompt_lengths: TensorRef,
+        n: int.min(1),
+        max_new_tokens: int.min(1),
+        temperature: z.number().min(0),
+        top_p: z.number().gt(0).max(1),
+        top_k: int.min(0),
+        stop_token_ids: z.array(int.nonnegative()),
+        seed: int.nullable(),
+      })
+      .strict(),
+    /** Rows are prompt-major: row r is sample r % n of prompt floor(r / n). */
+    response: z.object({
+      tokens: TensorRef, // int32 [rows, max_new_tokens], zero past each row's length
+      lengths: TensorRef, // int32 [rows]
+      logprobs: TensorRef, // float32 [rows, max_new_tokens]
+      stop_reasons: z.array(z.enum(["stop_token", "length"])),
+    }),
+  },
+  logprobs: {
+    request: z
+      .object({
+        model: name,
+        /** Sequences concatenated; `lengths` splits them. */
+        token_ids: TensorRef,
+        lengths: TensorRef,
+      })
+      .strict(),
+    /** Per sequence, log p(token t | tokens < t) for t = 1..len-1, concatenated. */
+    response: z.object({ logprobs: TensorRef }),
+  },
+  cancel: {
+    request: z.object({ request_id: int }).strict(),
+    response: z.object({ cancelled: z.boolean() }),
+  },
+  shutdown: { request: z.object({}).strict(), response: z.object({}) },
+} as const;
+
+export type OpName = keyof typeof ops;
+
+export const RequestEnvelope = z
+  .object({
+    id: int.nonnegative(),
+    op: z.enum(Object.keys(ops) as [OpName, ...OpName[]]),
+    body: z.record(z.string(), z.unknown()),
+    buffers: z.array(z.tuple([int.nonnegative(), int.nonnegative()])),
+  })
+  .strict();
+
+export const ErrorBody = z.object({
+  type: z.string(),
+  message: z.string(),
+  traceback: z.string(),
+});
+
+export const ResponseEnvelope = z.union([
+  z.object({
+    id: int,
+    ok: z.literal(true),
+    body: z.record(z.string(), z.unknown()),
+    buffers: z.array(z.tuple([int, int])),
+  }),
+  z.object({ id: int, ok: z.literal(false), op: z.string(), error: ErrorBody }),
+]);
+
+/** JSON Schema for the Python side: the envelope plus one request schema per op. */
+export function protocolJsonSchema(): Record<string, unknown> {
+  const requests: Record<string, unknown> = {};
+  for (const [op, { request }] of Object.entries(ops)) {
+    requests[op] = z.toJSONSchema(request, { target: "draft-2020-12", reused: "inline" });
+  }
+  return {
+    protocol_version: PROTOCOL_VERSION,
+    generated_from: "cells-lib/bridge/protocol.ts",
+    envelope: z.toJSONSchema(RequestEnvelope, { target: "draft-2020-12" }),
+    requests,
+  };
+}

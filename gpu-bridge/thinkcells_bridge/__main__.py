@@ -1,0 +1,29 @@
+"""python -m thinkcells_bridge --session NAME --dir DIR [--idle-timeout S] [--device D] [--threads N]"""
+
+import argparse
+import os
+
+import torch
+
+from .loading import pick_device
+from .server import BridgeServer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="thinkcells_bridge")
+    parser.add_argument("--session", required=True)
+    parser.add_argument("--dir", required=True, help="directory for the socket, token and log")
+    parser.add_argument("--idle-timeout", type=float, default=900.0, help="seconds with no client before exiting (0: never)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    # On CPU one thread is the measured default: the small models CPU runs are for are made of
+    # many tiny ops, and waking a second thread for each costs more than it saves.
+    threads = args.threads or (1 if device.type == "cpu" else os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    BridgeServer(args.session, args.dir, args.idle_timeout, device).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

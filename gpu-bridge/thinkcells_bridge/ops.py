@@ -1,0 +1,182 @@
+"""The bridge's operations: one function per protocol op, on the worker's state.
+
+Bodies arrive validated (protocol.schema.json) with TensorRefs already turned into tensors.
+Each handler returns the response body; tensors in it travel as binary.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .convert_llama2c import write_llama2c_as_hf
+from .hf_checkpoint import read_config, save_checkpoint
+from .loading import count_parameters, load_model, pick_dtype
+from .model import CausalLM
+from .native_kernels import native_library
+from .sampling import SampleParams, sample, sequence_logprobs
+
+
+class OpError(ValueError):
+    """A request the bridge understood but cannot carry out (unknown model, bad ids, ...)."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: str
+    model: CausalLM
+    # One request at a time per model: sampling and training share the weights.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class RequestContext:
+    request_id: int
+    cancel_event: threading.Event
+
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+class Worker:
+    def __init__(self, session: str, device: torch.device):
+        self.session = session
+        self.device = device
+        self.models: dict[str, LoadedModel] = {}
+        self.models_lock = threading.Lock()
+        self.started = time.time()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> LoadedModel:
+        with self.models_lock:
+            loaded = self.models.get(name)
+            known = sorted(self.models)
+        if loaded is None:
+            raise OpError(f"no model named {name!r} is loaded" + (f" (loaded: {', '.join(known)})" if known else " (none is loaded)"))
+        return loaded
+
+    def info(self, loaded: LoadedModel) -> dict:
+        config = loaded.model.config
+        total, trainable = count_parameters(loaded.model)
+        weight = loaded.model.output_weight()
+        return {
+            "name": loaded.name,
+            "path": loaded.path,
+            "model_type": config.model_type,
+            "device": str(weight.device),
+            "dtype": str(weight.dtype).removeprefix("torch."),
+            "vocab_size": config.vocab_size,
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_hidden_layers,
+            "num_attention_heads": config.num_attention_heads,
+            "num_key_value_heads": config.num_key_value_heads,
+            "max_position_embeddings": config.max_position_embeddings,
+            "tie_word_embeddings": config.tie_word_embeddings,
+            "bos_token_id": config.bos_token_id,
+            "eos_token_ids": list(config.eos_token_ids),
+            "parameters": total,
+            "trainable_parameters": trainable,
+        }
+
+    def _check_ids(self, loaded: LoadedModel, ids: torch.Tensor, what: str) -> None:
+        vocab = loaded.model.config.vocab_size
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            bad = int(ids.max()) if int(ids.max()) >= vocab else int(ids.min())
+            raise OpError(f"{what}: token id {bad} is outside the model's vocabulary (0..{vocab - 1})")
+
+    @staticmethod
+    def _split(flat: torch.Tensor, lengths: torch.Tensor, what: str) -> list[torch.Tensor]:
+        sizes = lengths.tolist()
+        if any(n < 1 for n in sizes):
+            raise OpError(f"{what}: every sequence needs at least one token")
+        if sum(sizes) != flat.numel():
+            raise OpError(f"{what}: lengths add up to {sum(sizes)} but {flat.numel()} ids were sent")
+        return list(torch.split(flat.to(torch.long), sizes))
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    def ping(self, body, ctx):
+        return {}
+
+    def status(self, body, ctx):
+        cuda = self.device.type == "cuda"
+        with self.models_lock:
+            models = list(self.models.values())
+        return {
+            "device": str(self.device),
+            "default_dtype": str(pick_dtype("auto", self.device)).removeprefix("torch."),
+            "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "native_kernels": native_library() is not None,
+            "memory": {
+                # ru_maxrss is in KiB on Linux: the peak, which is what limits a machine.
+                "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "cuda_allocated_bytes": torch.cuda.memory_allocated(self.device) if cuda else None,
+                "cuda_reserved_bytes": torch.cuda.memory_reserved(self.device) if cuda else None,
+                "cuda_total_bytes": torch.cuda.get_device_properties(self.device).total_memory if cuda else None,
+            },
+            "models": [self.info(m) for m in models],
+            "uptime_s": time.time() - self.started,
+        }
+
+    def load_model(self, body, ctx):
+        path = os.path.abspath(body["path"])
+        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device))
+        loaded = LoadedModel(body["name"], path, model)
+        with self.models_lock:
+            self.models[body["name"]] = loaded
+        return self.info(loaded)
+
+    def unload_model(self, body, ctx):
+        with self.models_lock:
+            removed = self.models.pop(body["name"], None)
+        if removed is not None and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"unloaded": removed is not None}
+
+    def save_model(self, body, ctx):
+        loaded = self.get(body["name"])
+        with loaded.lock:
+            save_checkpoint(body["out_dir"], read_config(loaded.path), loaded.model.state_dict(), max_shard_bytes=body["max_shard_bytes"])
+        return {"files": sorted(os.listdir(body["out_dir"]))}
+
+    def convert_llama2c(self, body, ctx):
+        config = write_llama2c_as_hf(body["bin_path"], body["out_dir"])
+        return {"config": config, "files": sorted(os.listdir(body["out_dir"]))}
+
+    def sample(self, body, ctx):
+        loaded = self.get(body["model"])
+        prompts = self._split(body["prompt_ids"], body["prompt_lengths"], "prompt_ids")
+        self._check_ids(loaded, body["prompt_ids"], "prompt_ids")
+        params = SampleParams(
+            n=body["n"],
+            max_new_tokens=body["max_new_tokens"],
+            temperature=body["temperature"],
+            top_p=body["top_p"],
+            top_k=body["top_k"],
+            stop_token_ids=tuple(body["stop_token_ids"]),
+            seed=body["seed"],
+        )
+        with loaded.lock:
+            result = sample(loaded.model, prompts, params, ctx.cancelled)
+        return {
+            "tokens": result.tokens,
+            "lengths": result.lengths,
+            "logprobs": result.logprobs,
+            "stop_reasons": result.stop_reasons,
+        }
+
+    def logprobs(self, body, ctx):
+        loaded = self.get(body["model"])
+        sequences = self._split(body["token_ids"], body["lengths"], "token_ids")
+        self._check_ids(loaded, body["token_ids"], "token_ids")
+        with loaded.lock:
+            scores = sequence_logprobs(loaded.model, sequences)
+        return {"logprobs": torch.cat(scores) if scores else torch.zeros(0)}

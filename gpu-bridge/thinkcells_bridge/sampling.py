@@ -1,0 +1,128 @@
+"""Batched autoregressive sampling with a KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .model import CausalLM, KVCache
+
+
+class Cancelled(Exception):
+    """The client cancelled the request."""
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    n: int
+    max_new_tokens: int
+    temperature: float  # 0 means greedy
+    top_p: float
+    top_k: int  # 0 means no limit
+    stop_token_ids: tuple[int, ...]
+    seed: int | None
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # int32 [rows, max_new_tokens], 0 after each row's end
+    lengths: torch.Tensor  # int32 [rows]
+    logprobs: torch.Tensor  # float32 [rows, max_new_tokens], model log-probs (temperature 1)
+    stop_reasons: list[str]
+
+
+def left_pad(sequences: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacks sequences right-aligned: returns ids [B, T] and the pad count per row."""
+    longest = max(len(s) for s in sequences)
+    ids = torch.zeros(len(sequences), longest, dtype=torch.long, device=device)
+    pad = torch.tensor([longest - len(s) for s in sequences], dtype=torch.long, device=device)
+    for row, s in enumerate(sequences):
+        ids[row, longest - len(s) :] = s.to(device)
+    return ids, pad
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Masks logits outside the top-k and outside the smallest set with probability ≥ top_p."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        # Drop a token when the tokens before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample(
+    model: CausalLM,
+    prompts: list[torch.Tensor],
+    params: SampleParams,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> SampleResult:
+    device = model.output_weight().device
+    rows = [p for p in prompts for _ in range(params.n)]
+    ids, pad = left_pad(rows, device)
+    batch, prompt_len = ids.shape
+    generator = None
+    if params.seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(params.seed)
+
+    dtype = model.output_weight().dtype
+    cache = KVCache(model.config, pad, prompt_len + params.max_new_tokens, dtype)
+    positions = (torch.arange(prompt_len, device=device)[None, :] - pad[:, None]).clamp(min=0)
+    hidden = model.hidden_states(ids, positions, pad, cache)[:, -1]
+    next_pos = positions[:, -1:] + 1
+
+    tokens = torch.zeros(batch, params.max_new_tokens, dtype=torch.int32, device=device)
+    logprobs = torch.zeros(batch, params.max_new_tokens, dtype=torch.float32, device=device)
+    lengths = torch.full((batch,), params.max_new_tokens, dtype=torch.int32, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
+
+    for step in range(params.max_new_tokens):
+        if cancelled():
+            raise Cancelled("sample was cancelled")
+        logits = model.logits(hidden).float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if params.temperature == 0:
+            chosen = logits.argmax(-1)
+        else:
+            filtered = filter_logits(logits / params.temperature, params.top_k, params.top_p)
+            chosen = torch.multinomial(torch.softmax(filtered, dim=-1), 1, generator=generator).squeeze(-1)
+        live = ~done
+        tokens[:, step] = torch.where(live, chosen, torch.zeros_like(chosen)).to(torch.int32)
+        logprobs[:, step] = torch.where(live, log_probs.gather(-1, chosen[:, None]).squeeze(-1), torch.zeros(()))
+        if stop_ids.numel():
+            stopped = live & (chosen[:, None] == stop_ids[None, :]).any(-1)
+            lengths = torch.where(stopped, torch.full_like(lengths, step + 1), lengths)
+            done |= stopped
+        if bool(done.all()) or step + 1 == params.max_new_tokens:
+            break
+        hidden = model.hidden_states(chosen[:, None], next_pos, pad, cache)[:, -1]
+        next_pos = next_pos + 1
+
+    stop_reasons = ["stop_token" if d else "length" for d in done.tolist()]
+    return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons)
+
+
+@torch.no_grad()
+def sequence_logprobs(model: CausalLM, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence."""
+    device = model.output_weight().device
+    longest = max(len(s) for s in sequences)
+    # Right padding: causal attention never looks ahead, so padded tail tokens need no mask.
+    ids = torch.zeros(len(sequences), longest, dtype=torch.long, device=device)
+    for row, s in enumerate(sequences):
+        ids[row, : len(s)] = s.to(device)
+    positions = torch.arange(longest, device=device)[None, :].expand(len(sequences), -1)
+    pad = torch.zeros(len(sequences), dtype=torch.long, device=device)
+    logits = model.logits(model.hidden_states(ids, positions, pad)).float()
+    scores = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return [scores[row, : len(s) - 1].cpu() for row, s in enumerate(sequences)]

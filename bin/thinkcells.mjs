@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// Node 20 cannot run TypeScript by itself: register tsx, then run the CLI source.
+import { register } from "tsx/esm/api";
+
+register();
+await import("../cells-lib/cli/main.ts");

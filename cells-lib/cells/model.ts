@@ -1,0 +1,50 @@
+/** Cells that load models into the bridge and report on it. */
+import { z } from "zod";
+import path from "node:path";
+import type { BridgeClient, OpResponse } from "../bridge/client.ts";
+import type { ModelInfo } from "../bridge/protocol.ts";
+import { parseOptions } from "../util/options.ts";
+import { bridge } from "./session.ts";
+
+/** A model held by the bridge, addressed by name. */
+export interface Model {
+  readonly name: string;
+  readonly info: ModelInfo;
+  readonly client: BridgeClient;
+}
+
+const LoadModelOptions = z
+  .object({
+    /** The name the bridge keeps it under; loading another model under it replaces it. */
+    name: z.string().min(1).max(128).default("default"),
+    dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
+    client: z.custom<BridgeClient>((v) => typeof v === "object" && v !== null, "a BridgeClient").optional(),
+  })
+  .strict();
+
+/** Loads a Hugging Face model directory (config.json + safetensors) into the bridge. */
+export async function loadModel(modelDir: string, options: z.input<typeof LoadModelOptions> = {}): Promise<Model> {
+  const opts = parseOptions(LoadModelOptions, options, "loadModel");
+  const client = opts.client ?? (await bridge());
+  const info = await client.call("load_model", { name: opts.name, path: path.resolve(modelDir), dtype: opts.dtype });
+  return { name: opts.name, info, client };
+}
+
+/** A model the bridge already holds (e.g. loaded before the kernel restarted). */
+export async function attachModel(name = "default", client?: BridgeClient): Promise<Model> {
+  const c = client ?? (await bridge());
+  const status = await c.call("status", {});
+  const info = status.models.find((m) => m.name === name);
+  if (!info) {
+    const known = status.models.map((m) => m.name);
+    throw new Error(`attachModel: the bridge holds no model named "${name}"${known.length ? ` (it holds: ${known.join(", ")})` : " (it holds none)"}`);
+  }
+  return { name, info, client: c };
+}
+
+export type BridgeStatus = OpResponse<"status">;
+
+/** Device, dtype, memory and the loaded models with their parameter counts. */
+export async function status(client?: BridgeClient): Promise<BridgeStatus> {
+  return (client ?? (await bridge())).call("status", {});
+}

@@ -1,0 +1,145 @@
+/** Sampling and teacher-forced scoring cells: text in, text and log-probs out. */
+import { z } from "zod";
+import { Tensor } from "../bridge/frames.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { parseOptions } from "../util/options.ts";
+import type { Model } from "./model.ts";
+
+const SampleOptions = z
+  .object({
+    /** Samples per prompt. */
+    n: z.number().int().min(1).default(1),
+    maxNewTokens: z.number().int().min(1).default(128),
+    /** 0 means greedy. */
+    temperature: z.number().min(0, "must be ≥ 0 (0 means greedy)").default(1),
+    topP: z.number().gt(0, "must be in (0, 1]").max(1, "must be in (0, 1]").default(1),
+    /** 0 means no limit. */
+    topK: z.number().int().min(0).default(0),
+    /** Default: the model's EOS ids. */
+    stopTokenIds: z.array(z.number().int().nonnegative()).optional(),
+    /** Text that ends a completion; the completion's text stops before it. */
+    stopStrings: z.array(z.string().min(1)).default([]),
+    /** Same seed, same samples. */
+    seed: z.number().int().nonnegative().optional(),
+    /** Add the tokenizer's special tokens (e.g. BOS) to text prompts. */
+    addSpecialTokens: z.boolean().default(true),
+    signal: z.instanceof(AbortSignal).optional(),
+  })
+  .strict();
+export type SampleOptions = z.input<typeof SampleOptions>;
+
+export type StopReason = "stop_token" | "stop_string" | "length";
+
+export interface Completion {
+  promptIndex: number;
+  sampleIndex: number;
+  promptIds: number[];
+  tokenIds: number[];
+  text: string;
+  /** log p(token) under the model at temperature 1, one per token in `tokenIds`. */
+  logprobs: number[];
+  stopReason: StopReason;
+}
+
+/** A prompt: text (encoded with the tokenizer) or token ids. */
+export type Prompt = string | readonly number[];
+
+export function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, addSpecialTokens: boolean, index: number): number[] {
+  if (typeof prompt !== "string") return [...prompt];
+  let ids = tokenizer.encode(prompt, { addSpecialTokens });
+  if (ids.length === 0 && tokenizer.bosTokenId !== undefined) ids = [tokenizer.bosTokenId];
+  if (ids.length === 0) {
+    throw new Error(`sample: prompt ${index} is empty and the tokenizer has no BOS token to start from`);
+  }
+  return ids;
+}
+
+/** Cuts a completion at the first stop string: keeps the tokens up to the one that completes
+ * it, and the text before it. */
+function cutAtStopString(tokenizer: Tokenizer, ids: number[], stops: string[]): { ids: number[]; text: string } | undefined {
+  const full = tokenizer.decode(ids, { skipSpecialTokens: true });
+  let at = -1;
+  let stop = "";
+  for (const s of stops) {
+    const i = full.indexOf(s);
+    if (i >= 0 && (at < 0 || i < at)) [at, stop] = [i, s];
+  }
+  if (at < 0) return undefined;
+  let lo = 1;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (tokenizer.decode(ids.slice(0, mid), { skipSpecialTokens: true }).length >= at + stop.length) hi = mid;
+    else lo = mid + 1;
+  }
+  return { ids: ids.slice(0, lo), text: full.slice(0, at) };
+}
+
+/** Samples `n` completions for each prompt, in one batch on the bridge. Rows come back
+ * prompt-major: all samples of prompt 0, then of prompt 1, ... */
+export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt | Prompt[], options: SampleOptions = {}): Promise<Completion[]> {
+  const opts = parseOptions(SampleOptions, options, "sample");
+  const list = typeof prompts === "string" || (prompts.length > 0 && typeof prompts[0] === "number") ? [prompts as Prompt] : (prompts as Prompt[]);
+  if (list.length === 0) throw new Error("sample: no prompts given");
+  const encoded = list.map((p, i) => encodePrompt(tokenizer, p, opts.addSpecialTokens, i));
+  const result = await model.client.call(
+    "sample",
+    {
+      model: model.name,
+      prompt_ids: Tensor.int32(encoded.flat()),
+      prompt_lengths: Tensor.int32(encoded.map((e) => e.length)),
+      n: opts.n,
+      max_new_tokens: opts.maxNewTokens,
+      temperature: opts.temperature,
+      top_p: opts.topP,
+      top_k: opts.topK,
+      stop_token_ids: opts.stopTokenIds ?? model.info.eos_token_ids,
+      seed: opts.seed ?? null,
+    },
+    { signal: opts.signal },
+  );
+  return result.stop_reasons.map((reason, row) => {
+    const length = Number(result.lengths.data[row]);
+    let ids = result.tokens.row(row).slice(0, length);
+    let logprobs = result.logprobs.row(row).slice(0, length);
+    let stopReason: StopReason = reason;
+    let text: string | undefined;
+    const cut = opts.stopStrings.length ? cutAtStopString(tokenizer, ids, opts.stopStrings) : undefined;
+    if (cut) {
+      ids = cut.ids;
+      logprobs = logprobs.slice(0, ids.length);
+      text = cut.text;
+      stopReason = "stop_string";
+    }
+    return {
+      promptIndex: Math.floor(row / opts.n),
+      sampleIndex: row % opts.n,
+      promptIds: encoded[Math.floor(row / opts.n)]!,
+      tokenIds: ids,
+      text: text ?? tokenizer.decode(ids, { skipSpecialTokens: true }),
+      logprobs,
+      stopReason,
+    };
+  });
+}
+
+/** Teacher-forced log-probs: for each sequence, log p(token t | tokens before t) for every
+ * token after the first. */
+export async function logprobs(model: Model, sequences: readonly (readonly number[])[]): Promise<number[][]> {
+  if (sequences.length === 0) return [];
+  sequences.forEach((s, i) => {
+    if (s.length < 2) throw new Error(`logprobs: sequence ${i} has ${s.length} token(s); at least 2 are needed to score one`);
+  });
+  const result = await model.client.call("logprobs", {
+    model: model.name,
+    token_ids: Tensor.int32(sequences.flat()),
+    lengths: Tensor.int32(sequences.map((s) => s.length)),
+  });
+  const out: number[][] = [];
+  let offset = 0;
+  for (const s of sequences) {
+    out.push(Array.from(result.logprobs.data.subarray(offset, offset + s.length - 1) as Float32Array));
+    offset += s.length - 1;
+  }
+  return out;
+}

@@ -1,0 +1,97 @@
+/** The `thinkcells` command line. */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { convertLlama2c } from "../cells/convert.ts";
+import { loadModel, status } from "../cells/model.ts";
+import { sample } from "../cells/sample.ts";
+import { bridge, disconnect } from "../cells/session.ts";
+import { loadTokenizer } from "../tokenizer/tokenizer.ts";
+
+const usage = `usage:
+  thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
+  thinkcells sample MODEL_DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T] [--seed S]
+                              [--top-p P] [--top-k K] [--n N]
+  thinkcells status
+  thinkcells bridge stop`;
+
+class UsageError extends Error {}
+
+function number(name: string, value: string | undefined, integer = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} expects ${integer ? "an integer" : "a number"}, got "${value}"`);
+  }
+  return n;
+}
+
+async function run(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "convert": {
+      const [format, modelBin, tokenizerBin, outDir, ...extra] = rest;
+      if (format !== "llama2c" || !modelBin || !tokenizerBin || !outDir || extra.length) {
+        throw new UsageError("convert expects: llama2c MODEL.bin TOKENIZER.bin OUT_DIR");
+      }
+      const { outDir: out, files } = await convertLlama2c(modelBin, tokenizerBin, outDir);
+      console.log(`wrote ${out}: ${files.join(", ")}`);
+      return;
+    }
+    case "sample": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          prompt: { type: "string" },
+          "max-new-tokens": { type: "string" },
+          temperature: { type: "string" },
+          seed: { type: "string" },
+          "top-p": { type: "string" },
+          "top-k": { type: "string" },
+          n: { type: "string" },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError("sample expects one MODEL_DIR");
+      const dir = positionals[0]!;
+      const tokenizer = await loadTokenizer(dir);
+      const model = await loadModel(dir);
+      const completions = await sample(model, tokenizer, values.prompt ?? "", {
+        maxNewTokens: number("max-new-tokens", values["max-new-tokens"], true) ?? 256,
+        temperature: number("temperature", values.temperature) ?? 1,
+        seed: number("seed", values.seed, true),
+        topP: number("top-p", values["top-p"]) ?? 1,
+        topK: number("top-k", values["top-k"], true) ?? 0,
+        n: number("n", values.n, true) ?? 1,
+      });
+      process.stdout.write(completions.map((c) => c.text).join("\n\n") + "\n");
+      return;
+    }
+    case "status":
+      console.log(JSON.stringify(await status(), null, 2));
+      return;
+    case "bridge":
+      if (rest[0] !== "stop") throw new UsageError("bridge expects: stop");
+      await (await bridge()).shutdown();
+      return;
+    case undefined:
+    case "-h":
+    case "--help":
+      console.log(usage);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+try {
+  await run(process.argv.slice(2));
+  await disconnect();
+} catch (err) {
+  await disconnect();
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+    console.error(`thinkcells: ${(err as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+  console.error(`thinkcells: ${(err as Error).message}`);
+  process.exit(1);
+}

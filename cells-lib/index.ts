@@ -1,0 +1,12 @@
+/** thinkcells: typed cells for training reasoning language models from TypeScript notebooks. */
+export { BridgeClient, findPython, type BridgeOptions, type OpRequest, type OpResponse } from "./bridge/client.ts";
+export { BridgeError, type BridgeErrorKind } from "./bridge/errors.ts";
+export { Tensor } from "./bridge/frames.ts";
+export { PROTOCOL_VERSION, type ModelInfo } from "./bridge/protocol.ts";
+export { convertLlama2c } from "./cells/convert.ts";
+export { attachModel, loadModel, status, type BridgeStatus, type Model } from "./cells/model.ts";
+export { logprobs, sample, type Completion, type Prompt, type SampleOptions, type StopReason } from "./cells/sample.ts";
+export { bridge, disconnect } from "./cells/session.ts";
+export { llama2cTokenizer } from "./tokenizer/llama2c.ts";
+export { loadTokenizer, Tokenizer, type ChatMessage } from "./tokenizer/tokenizer.ts";
+export { OptionsError } from "./util/options.ts";

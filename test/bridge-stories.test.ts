@@ -1,0 +1,90 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { convertLlama2c } from "../cells-lib/cells/convert.ts";
+import { loadModel, status } from "../cells-lib/cells/model.ts";
+import { logprobs, sample } from "../cells-lib/cells/sample.ts";
+import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
+import type { BridgeClient } from "../cells-lib/bridge/client.ts";
+import { repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+
+const run = promisify(execFile);
+const expected = readFileSync(path.join(stories, "expected_greedy_200.txt"), "utf8");
+const bridge = testBridge("stories");
+const modelDir = path.join(tempDir("stories"), "stories260K");
+let client: BridgeClient;
+
+beforeAll(async () => {
+  client = await bridge.connect();
+  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+});
+afterAll(() => bridge.stop());
+
+describe("stories260K through the bridge", () => {
+  it("decodes greedily from BOS to exactly llama2.c's reference text", async () => {
+    const model = await loadModel(modelDir, { client });
+    const tokenizer = await loadTokenizer(modelDir);
+    const [completion] = await sample(model, tokenizer, "", { temperature: 0, maxNewTokens: 200 });
+    expect(completion!.text).toBe(expected);
+    expect(completion!.tokenIds).toHaveLength(200);
+    expect(completion!.stopReason).toBe("length");
+  });
+
+  it("returns per-token log-probs that match teacher-forced scoring", async () => {
+    const model = await loadModel(modelDir, { client });
+    const tokenizer = await loadTokenizer(modelDir);
+    const [c] = await sample(model, tokenizer, "Once upon a time", { maxNewTokens: 20, seed: 1 });
+    const [scored] = await logprobs(model, [[...c!.promptIds, ...c!.tokenIds]]);
+    const tail = scored!.slice(c!.promptIds.length - 1);
+    tail.forEach((lp, i) => expect(lp).toBeCloseTo(c!.logprobs[i]!, 4));
+    expect(c!.logprobs.every((lp) => lp <= 0)).toBe(true);
+  });
+
+  it("is reproducible with a seed and varies without", async () => {
+    const model = await loadModel(modelDir, { client });
+    const tokenizer = await loadTokenizer(modelDir);
+    const opts = { n: 4, maxNewTokens: 24, temperature: 1, topP: 0.9, topK: 50, seed: 7 };
+    const a = await sample(model, tokenizer, ["Once upon a time", "The cat"], opts);
+    const b = await sample(model, tokenizer, ["Once upon a time", "The cat"], opts);
+    expect(a.map((c) => c.text)).toEqual(b.map((c) => c.text));
+    expect(a.map((c) => [c.promptIndex, c.sampleIndex])).toEqual([[0, 0], [0, 1], [0, 2], [0, 3], [1, 0], [1, 1], [1, 2], [1, 3]]);
+    expect(new Set(a.map((c) => c.text)).size).toBeGreaterThan(1);
+  });
+
+  it("stops at stop strings and stop token ids", async () => {
+    const model = await loadModel(modelDir, { client });
+    const tokenizer = await loadTokenizer(modelDir);
+    const [byString] = await sample(model, tokenizer, "", { temperature: 0, maxNewTokens: 200, stopStrings: ["Lily."] });
+    expect(byString!.text).toBe("Once upon a time, there was a little girl named ");
+    expect(byString!.stopReason).toBe("stop_string");
+    expect(tokenizer.decode(byString!.tokenIds)).toBe("Once upon a time, there was a little girl named Lily.");
+    const dotId = tokenizer.encode(".")[0]!;
+    const [byToken] = await sample(model, tokenizer, "", { temperature: 0, maxNewTokens: 200, stopTokenIds: [dotId] });
+    expect(byToken!.stopReason).toBe("stop_token");
+    expect(byToken!.tokenIds.at(-1)).toBe(dotId);
+  });
+
+  it("reports device, dtype, memory and parameter counts", async () => {
+    await loadModel(modelDir, { client, name: "stories" });
+    const s = await status(client);
+    expect(s.device).toBe("cpu");
+    const info = s.models.find((m) => m.name === "stories")!;
+    expect(info.dtype).toBe("float32");
+    expect(info.parameters).toBe(260032); // stories260K: 64·512 + 5 layers + final norm
+    expect(s.memory.rss_bytes).toBeGreaterThan(10_000_000);
+  });
+
+  it("converts and samples through the thinkcells CLI", async () => {
+    const env = { ...process.env, THINKCELLS_BRIDGE_DIR: bridge.dir, THINKCELLS_SESSION: bridge.session };
+    const cliDir = path.join(tempDir("cli"), "model");
+    const cli = path.join(repoRoot, "bin/thinkcells.mjs");
+    await run("node", [cli, "convert", "llama2c", path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), cliDir], { env });
+    const { stdout } = await run("node", [cli, "sample", cliDir, "--max-new-tokens", "200", "--temperature", "0"], { env });
+    expect(stdout).toBe(expected + "\n");
+    const bad = await run("node", [cli, "sample", cliDir, "--temperature=-1"], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect((bad as { code: number }).code).toBe(1);
+    expect((bad as { stderr: string }).stderr).toMatch(/option "temperature": must be ≥ 0/);
+  });
+});

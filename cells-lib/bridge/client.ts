@@ -115,6 +115,14 @@ function tail(file: string, lines = 30): string {
   }
 }
 
+function openSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection(socketPath);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class BridgeClient {
@@ -144,14 +152,16 @@ export class BridgeClient {
     const infoFile = path.join(dir, `${opts.session}.json`);
     const logFile = path.join(dir, `${opts.session}.log`);
     let info = readSession(infoFile);
-    if (!info) info = await BridgeClient.start(opts, dir, infoFile, logFile);
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.createConnection(info.socket);
-      s.once("connect", () => resolve(s));
-      s.once("error", (err) =>
-        reject(new BridgeError("start_failed", "connect", `cannot reach the bridge at ${info.socket}: ${err.message}`)),
-      );
-    });
+    // A session file can outlive its bridge (killed, or a zombie not yet reaped): when its
+    // socket refuses us, start a new bridge.
+    let socket = info ? await openSocket(info.socket).catch(() => undefined) : undefined;
+    if (!info || !socket) {
+      info = await BridgeClient.start(opts, dir, infoFile, logFile);
+      const path = info.socket;
+      socket = await openSocket(path).catch((err: Error) => {
+        throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${path}: ${err.message}`);
+      });
+    }
     const client = new BridgeClient(socket, opts.session, logFile);
     try {
       client.hello = await client.call("hello", {

@@ -1,0 +1,353 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bridge_wire import llama_config, qwen2_config, random_model
+from thinkcells_bridge import model as model_mod
+from thinkcells_bridge import native_kernels
+from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention
+
+CONFIGS = {
+    "llama": llama_config(),
+    "qwen2": qwen2_config(),
+    # head_dim given explicitly and unlike hidden/heads: the native kernel's generic-D loop.
+    "llama_head12": llama_config(head_dim=12, num_key_value_heads=1),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def model(request):
+    return random_model(CONFIGS[request.param], seed=len(request.param))
+
+
+def random_ids(shape, seed, vocab=97):
+    return torch.randint(3, vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def full_logits(model, ids, pad=None):
+    b, t = ids.shape
+    pad = torch.zeros(b, dtype=torch.long) if pad is None else pad
+    positions = (torch.arange(t)[None, :] - pad[:, None]).clamp(min=0)
+    return model.logits(model.hidden_states(ids, positions, pad))
+
+
+def cached_logits(model, ids, pad=None, prefill=1):
+    """Prefill the first `prefill` tokens, then feed the rest one token at a time."""
+    b, t = ids.shape
+    pad = torch.zeros(b, dtype=torch.long) if pad is None else pad
+    positions = (torch.arange(t)[None, :] - pad[:, None]).clamp(min=0)
+    cache = KVCache(model.config, pad, t, torch.float32)
+    out = [model.logits(model.hidden_states(ids[:, :prefill], positions[:, :prefill], pad, cache))]
+    for i in range(prefill, t):
+        out.append(model.logits(model.hidden_states(ids[:, i : i + 1], positions[:, i : i + 1], pad, cache)))
+    assert cache.length == t
+    return torch.cat(out, dim=1)
+
+
+@pytest.fixture
+def native_spy(monkeypatch):
+    """Counts calls of the native decode kernel from the model, and how many computed a result."""
+    calls = {"called": 0, "native": 0}
+    original = model_mod.decode_attention
+
+    def spy(*args):
+        out = original(*args)
+        calls["called"] += 1
+        calls["native"] += out is not None
+        return out
+
+    monkeypatch.setattr(model_mod, "decode_attention", spy)
+    return calls
+
+
+@pytest.mark.parametrize("prefill", [1, 4])
+def test_cached_decode_matches_full_forward_no_grad(model, native_spy, prefill):
+    ids = random_ids((3, 9), seed=1)
+    with torch.no_grad():
+        expected = full_logits(model, ids)
+        got = cached_logits(model, ids, prefill=prefill)
+    assert expected.shape == (3, 9, 97)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    # Every single-token forward (a 1-token prefill is one too) of every layer went through
+    # the native kernel.
+    single_token_forwards = 9 - prefill + (prefill == 1)
+    assert native_spy["called"] == native_spy["native"] == model.config.num_hidden_layers * single_token_forwards
+
+
+def test_cached_decode_matches_full_forward_with_grad(model, native_spy):
+    ids = random_ids((2, 7), seed=2)
+    with torch.no_grad():
+        expected = full_logits(model, ids)
+    got = cached_logits(model, ids, prefill=2)
+    assert got.requires_grad  # really the autograd (torch) path
+    assert torch.allclose(got.detach(), expected, atol=1e-5), (got.detach() - expected).abs().max()
+    assert native_spy["called"] == 0
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_left_padding_matches_unpadded_rows(model, grad):
+    short, long = random_ids((1, 5), seed=3), random_ids((1, 8), seed=4)
+    k = long.shape[1] - short.shape[1]
+    garbage = random_ids((1, k), seed=5)  # pad slots hold arbitrary tokens: only the mask hides them
+    batch_prompt = torch.cat([torch.cat([garbage, short], dim=1), long])
+    pad = torch.tensor([k, 0])
+    steps = 4
+    cont_short, cont_long = random_ids((1, steps), seed=6), random_ids((1, steps), seed=7)
+
+    with torch.set_grad_enabled(grad):
+        # Alone: unpadded prompt then teacher-forced continuation, through the cache.
+        alone = [cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1])[:, p.shape[1] - 1 :]
+                 for p, c in [(short, cont_short), (long, cont_long)]]
+        # Together: left-padded prefill, then the same continuations step by step.
+        ids = torch.cat([batch_prompt, torch.cat([cont_short, cont_long])], dim=1)
+        together = cached_logits(model, ids, pad=pad, prefill=batch_prompt.shape[1])[:, batch_prompt.shape[1] - 1 :]
+        # And without a cache: one forward over the padded batch.
+        full = full_logits(model, ids, pad=pad)[:, batch_prompt.shape[1] - 1 :]
+
+    for row in range(2):
+        assert together[row].shape == (steps + 1, 97)
+        assert torch.allclose(together[row], alone[row][0], atol=1e-5), (row, (together[row] - alone[row][0]).abs().max())
+        assert torch.allclose(full[row], alone[row][0], atol=1e-5), (row, (full[row] - alone[row][0]).abs().max())
+
+
+def reference_decode_attention(q, k, v, start, length):
+    """model.attention over the first `length` slots, with slots before start[b] masked."""
+    b = q.shape[0]
+    mask = torch.zeros(b, 1, 1, length)
+    for row in range(b):
+        mask[row, ..., : int(start[row])] = torch.finfo(torch.float32).min
+    return attention(q[:, :, None], k[:, :, :length], v[:, :, :length], mask)[:, :, 0]
+
+
+@pytest.mark.parametrize("head_dim", [8, 12, 16, 32, 64, 128])
+@pytest.mark.parametrize("heads,kv", [(4, 2), (6, 6), (4, 1)])
+def test_native_decode_attention_matches_torch(head_dim, heads, kv):
+    assert native_kernels.native_library() is not None, "the native kernel should build on this machine"
+    g = torch.Generator().manual_seed(head_dim * 7 + heads + kv)
+    b, cap, length = 3, 13, 10
+    q = torch.randn(b, heads, head_dim, generator=g)
+    k = torch.randn(b, kv, cap, head_dim, generator=g)
+    v = torch.randn(b, kv, cap, head_dim, generator=g)
+    k[:, :, length:] = 1e4  # slots past `length` must be ignored
+    v[:, :, length:] = float("nan")
+    start = torch.tensor([0, 3, 9], dtype=torch.long)
+    for row in range(b):  # and so must the padding slots before start[row]
+        v[row, :, : int(start[row])] = float("nan")
+    scratch = torch.empty(b, heads, cap)
+    got = native_kernels.decode_attention(q, k, v, start, length, scratch)
+    assert got is not None and got.shape == (b, heads, head_dim)
+    expected = reference_decode_attention(q, torch.nan_to_num(k), torch.nan_to_num(v), start, length)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    # A row that sees a single slot returns that slot's value (for its kv head) exactly.
+    group = heads // kv
+    for h in range(heads):
+        assert torch.allclose(got[2, h], v[2, h // group, 9], atol=1e-6)
+
+
+def test_native_decode_attention_multithreaded():
+    # Large enough a step that the kernel spreads rows over OpenMP threads.
+    g = torch.Generator().manual_seed(11)
+    b, heads, kv, cap, length, d = 8, 8, 4, 80, 64, 64
+    assert b * heads * length * d >= 200_000
+    q = torch.randn(b, heads, d, generator=g)
+    k = torch.randn(b, kv, cap, d, generator=g)
+    v = torch.randn(b, kv, cap, d, generator=g)
+    start = torch.arange(b, dtype=torch.long) * 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = native_kernels.decode_attention(q, k, v, start, length, torch.empty(b, heads, cap))
+    finally:
+        torch.set_num_threads(threads)
+    expected = reference_decode_attention(q, k, v, start, length)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_native_decode_attention_declines_other_dtypes():
+    q = torch.randn(1, 2, 8, dtype=torch.float64)
+    k = torch.randn(1, 1, 4, 8, dtype=torch.float64)
+    assert native_kernels.decode_attention(q, k, k, torch.zeros(1, dtype=torch.long), 3, torch.empty(1, 2, 4)) is None
+
+
+def test_fallback_without_native_library_gives_same_logits(model, native_spy, monkeypatch):
+    ids = random_ids((3, 8), seed=8)
+    pad = torch.tensor([0, 2, 5])
+    with torch.no_grad():
+        native = cached_logits(model, ids, pad=pad, prefill=6)
+        assert native_spy["native"] > 0
+        monkeypatch.setattr(native_kernels, "native_library", lambda: None)
+        fallback = cached_logits(model, ids, pad=pad, prefill=6)
+    assert native_spy["called"] == 2 * native_spy["native"]  # the second run declined every time
+    assert torch.allclose(native, fallback, atol=1e-5), (native - fallback).abs().max()
+
+
+def test_thinkcells_native_0_disables_the_build(monkeypatch):
+    monkeypatch.setenv("THINKCELLS_NATIVE", "0")
+    assert native_kernels._build() is None
+
+
+def test_fused_linear_rebuilt_after_in_place_update():
+    model = random_model(qwen2_config(), seed=3)
+    ids = random_ids((2, 6), seed=9)
+    layer = model.model.layers[1]
+    with torch.no_grad():
+        before = full_logits(model, ids)
+    for update in [lambda: layer.self_attn.q_proj.weight.add_(1.0),
+                   lambda: layer.self_attn.v_proj.bias.mul_(-3.0),
+                   lambda: layer.mlp.up_proj.weight.mul_(2.0)]:
+        with torch.no_grad():
+            update()
+            after = full_logits(model, ids)
+        reference = full_logits(model, ids).detach()  # grad enabled: unfused layers
+        assert (after - before).abs().max() > 1e-2
+        assert torch.allclose(after, reference, atol=1e-5), (after - reference).abs().max()
+        before = after
+
+
+def test_fused_linear_rebuilt_after_load_state_dict():
+    a, b = random_model(llama_config(), seed=1), random_model(llama_config(), seed=2)
+    ids = random_ids((2, 5), seed=10)
+    with torch.no_grad():
+        full_logits(a, ids)  # builds a's fused weights
+        a.load_state_dict(b.state_dict())
+        assert torch.allclose(full_logits(a, ids), full_logits(b, ids), atol=1e-6)
+
+
+def test_fused_linear_rebuilt_after_dtype_change():
+    """BUG: FusedLinear keys its cache on (id(p), p._version); Module.to()/double() replace
+    p.data, which keeps both, so the stale fp32 concatenation is used after the cast."""
+    model = random_model(llama_config(), seed=4)
+    ids = random_ids((1, 4), seed=11)
+    with torch.no_grad():
+        full_logits(model, ids)  # builds the fused fp32 weights
+        model.double()
+        try:
+            out = full_logits(model, ids)
+        except RuntimeError as exc:
+            pytest.fail(f"no-grad forward after model.double() used stale fused weights: {exc}")
+    assert out.dtype == torch.float64
+
+
+def test_fused_linear_rebuilt_after_data_update():
+    """BUG: in-place updates through `p.data` (manual SGD, `p.data.copy_(...)`) do not bump
+    p._version, so the no-grad path keeps computing with the old weights."""
+    model = random_model(llama_config(), seed=5)
+    ids = random_ids((1, 4), seed=12)
+    with torch.no_grad():
+        full_logits(model, ids)
+        model.model.layers[0].self_attn.k_proj.weight.data.mul_(3.0)
+        fused = full_logits(model, ids)
+    unfused = full_logits(model, ids).detach()
+    assert torch.allclose(fused, unfused, atol=1e-5), (
+        f"no-grad logits differ from grad-path logits by {(fused - unfused).abs().max():.3g} after a .data update")
+
+
+# -- ModelConfig.from_hf ---------------------------------------------------------------------
+
+
+def test_from_hf_unsupported_model_type():
+    with pytest.raises(ModelConfigError) as info:
+        ModelConfig.from_hf(llama_config(model_type="gpt2"), source="/models/x/config.json")
+    msg = str(info.value)
+    assert msg.startswith("/models/x/config.json: ") and "'gpt2'" in msg
+    assert all(name in msg for name in ("llama", "mistral", "qwen2"))
+    config = llama_config()
+    del config["model_type"]
+    with pytest.raises(ModelConfigError, match="model_type None is not supported"):
+        ModelConfig.from_hf(config)
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                   "num_attention_heads"])
+def test_from_hf_missing_field(field):
+    config = llama_config()
+    del config[field]
+    with pytest.raises(ModelConfigError) as info:
+        ModelConfig.from_hf(config, source="m/config.json")
+    assert str(info.value) == f"m/config.json: field {field!r} is missing"
+
+
+def test_from_hf_rope_scaling_rejected():
+    with pytest.raises(ModelConfigError, match="cfg.json: rope_scaling"):
+        ModelConfig.from_hf(llama_config(rope_scaling={"type": "linear", "factor": 2.0}), source="cfg.json")
+
+
+def test_from_hf_defaults():
+    config = llama_config()
+    for key in ("num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+                "tie_word_embeddings", "eos_token_id"):
+        del config[key]
+    c = ModelConfig.from_hf(config)
+    assert (c.num_key_value_heads, c.head_dim, c.max_position_embeddings) == (4, 8, 2048)
+    assert (c.rms_norm_eps, c.rope_theta, c.tie_word_embeddings, c.attention_bias) == (1e-6, 10000.0, False, False)
+    assert c.eos_token_ids == () and c.bos_token_id == 1
+    q = ModelConfig.from_hf(qwen2_config())
+    assert q.attention_bias and not q.tie_word_embeddings and q.eos_token_ids == (2, 3)
+    assert ModelConfig.from_hf(llama_config(attention_bias=True, eos_token_id=7)).attention_bias
+    assert ModelConfig.from_hf(llama_config(eos_token_id=7)).eos_token_ids == (7,)
+
+
+# -- an independent reference forward ----------------------------------------------------------
+
+
+def reference_llama_logits(model, ids):
+    """Textbook Llama in float64: rotate-half RoPE, repeat_interleave GQA, explicit causal softmax."""
+    c = model.config
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    h, kv, d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+    b, t = ids.shape
+
+    def rms(x, w):
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + c.rms_norm_eps) * w
+
+    def linear(x, name):
+        out = x @ sd[name + ".weight"].T
+        return out + sd[name + ".bias"] if name + ".bias" in sd else out
+
+    def rotate_half(x):
+        return torch.cat([-x[..., d // 2 :], x[..., : d // 2]], dim=-1)
+
+    inv_freq = 1.0 / c.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angles = torch.arange(t, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+    causal = torch.tril(torch.ones(t, t, dtype=torch.bool))
+
+    x = sd["model.embed_tokens.weight"][ids]
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}."
+        y = rms(x, sd[p + "input_layernorm.weight"])
+        q = linear(y, p + "self_attn.q_proj").view(b, t, h, d).transpose(1, 2)
+        k = linear(y, p + "self_attn.k_proj").view(b, t, kv, d).transpose(1, 2)
+        v = linear(y, p + "self_attn.v_proj").view(b, t, kv, d).transpose(1, 2)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)
+        probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        x = x + linear((probs @ v).transpose(1, 2).reshape(b, t, h * d), p + "self_attn.o_proj")
+        y = rms(x, sd[p + "post_attention_layernorm.weight"])
+        x = x + linear(F.silu(linear(y, p + "mlp.gate_proj")) * linear(y, p + "mlp.up_proj"), p + "mlp.down_proj")
+    x = rms(x, sd["model.norm.weight"])
+    head = sd["lm_head.weight"] if "lm_head.weight" in sd else sd["model.embed_tokens.weight"]
+    return x @ head.T
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_matches_reference_llama(model, grad):
+    ids = random_ids((2, 11), seed=13)
+    expected = reference_llama_logits(model, ids)
+    with torch.set_grad_enabled(grad):
+        got = full_logits(model, ids).detach().double()
+    assert expected.std() > 0.3  # the weights are not degenerate
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def test_reference_sees_untied_head_and_bias():
+    # Guard for the reference itself: the qwen2 model really has biases and its own head.
+    m = random_model(qwen2_config())
+    sd = m.state_dict()
+    assert "lm_head.weight" in sd and "model.layers.0.self_attn.q_proj.bias" in sd
+    assert not torch.equal(sd["lm_head.weight"], sd["model.embed_tokens.weight"])
+    assert "model.layers.0.self_attn.o_proj.bias" not in sd

@@ -1,0 +1,214 @@
+import math
+
+import pytest
+import torch
+
+from bridge_wire import llama_config, qwen2_config, random_model
+from thinkcells_bridge import sampling
+from thinkcells_bridge.sampling import Cancelled, SampleParams, filter_logits, left_pad, sample, sequence_logprobs
+
+NEG_INF = float("-inf")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(llama_config(), seed=21)
+
+
+def prompts():
+    g = torch.Generator().manual_seed(5)
+    return [torch.randint(3, 97, (n,), generator=g) for n in (4, 7, 1)]
+
+
+def params(**overrides):
+    base = dict(n=1, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, stop_token_ids=(), seed=None)
+    base.update(overrides)
+    return SampleParams(**base)
+
+
+@torch.no_grad()
+def next_logits(model, seq):
+    ids = seq[None, :]
+    positions = torch.arange(len(seq))[None, :]
+    return model.logits(model.hidden_states(ids, positions, torch.zeros(1, dtype=torch.long)))[0, -1]
+
+
+def greedy_chain(model, prompt, steps):
+    seq, out = prompt.clone(), []
+    for _ in range(steps):
+        token = int(next_logits(model, seq).argmax())
+        out.append(token)
+        seq = torch.cat([seq, torch.tensor([token])])
+    return out
+
+
+def test_left_pad():
+    ids, pad = left_pad([torch.tensor([5, 6]), torch.tensor([7, 8, 9, 10]), torch.tensor([3])], "cpu")
+    assert ids.tolist() == [[0, 0, 5, 6], [7, 8, 9, 10], [0, 0, 0, 3]]
+    assert pad.tolist() == [2, 0, 3]
+
+
+@pytest.mark.parametrize("config", [llama_config(), qwen2_config()], ids=["llama", "qwen2"])
+def test_greedy_is_the_argmax_chain(config):
+    m = random_model(config, seed=22)
+    ps = prompts()
+    result = sample(m, ps, params(max_new_tokens=10))
+    assert result.tokens.dtype == torch.int32 and result.tokens.shape == (3, 10)
+    assert result.lengths.dtype == torch.int32 and result.lengths.tolist() == [10, 10, 10]
+    assert result.stop_reasons == ["length"] * 3
+    for row, p in enumerate(ps):
+        assert result.tokens[row].tolist() == greedy_chain(m, p, 10), row
+
+
+def test_n_samples_are_prompt_major(model):
+    ps = prompts()
+    chains = [greedy_chain(model, p, 6) for p in ps]
+    assert len({tuple(c) for c in chains}) == 3  # the prompts are distinguishable
+    result = sample(model, ps, params(n=4, max_new_tokens=6))
+    assert result.tokens.shape == (12, 6)
+    for row in range(12):
+        assert result.tokens[row].tolist() == chains[row // 4], row
+    # Sampled rows also group by prompt: the first token's distribution is the prompt's.
+    sampled = sample(model, ps, params(n=3, max_new_tokens=1, temperature=1.0, seed=0))
+    for row in range(9):
+        probs = torch.softmax(next_logits(model, ps[row // 3]), -1)
+        assert math.isclose(sampled.logprobs[row, 0].item(), math.log(probs[sampled.tokens[row, 0]].item()), abs_tol=1e-5)
+
+
+def test_seeds_are_reproducible(model):
+    ps = prompts()
+    p = params(n=2, max_new_tokens=12, temperature=1.0, seed=1234)
+    a, b = sample(model, ps, p), sample(model, ps, p)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+    c = sample(model, ps, params(n=2, max_new_tokens=12, temperature=1.0, seed=4321))
+    assert not torch.equal(a.tokens, c.tokens)
+    # Rows of the same prompt differ too (each row draws its own tokens).
+    assert not torch.equal(a.tokens[0], a.tokens[1])
+
+
+def test_stop_tokens_end_rows(model):
+    ps = prompts()[:2]
+    free = sample(model, ps, params(max_new_tokens=12, temperature=1.0, seed=7))
+    row0, row1 = free.tokens[0].tolist(), free.tokens[1].tolist()
+    # A stop token that row 0 produces early (first at index j) and row 1 never produces.
+    candidates = [(row0.index(t), t) for t in row0[:-2] if t not in row1]
+    assert candidates, (row0, row1)
+    j, stop = min(candidates)
+
+    result = sample(model, ps, params(max_new_tokens=12, temperature=1.0, seed=7, stop_token_ids=(stop, 96)))
+    assert result.lengths.tolist() == [j + 1, 12]
+    assert result.stop_reasons == ["stop_token", "length"]
+    assert result.tokens[0, : j + 1].tolist() == row0[: j + 1]
+    assert result.tokens[0, j].item() == stop
+    assert result.tokens[0, j + 1 :].tolist() == [0] * (11 - j)
+    assert result.logprobs[0, j + 1 :].tolist() == [0.0] * (11 - j)
+    assert bool((result.logprobs[0, : j + 1] < 0).all())
+    # The row that did not stop is unaffected by the other one stopping.
+    assert result.tokens[1].tolist() == row1
+    assert torch.allclose(result.logprobs[1], free.logprobs[1])
+
+
+def test_all_rows_stopping_ends_early(model):
+    ps = prompts()
+    chains = [greedy_chain(model, p, 10) for p in ps]
+    stops = tuple({c[1] for c in chains} | {c[0] for c in chains})
+    result = sample(model, ps, params(max_new_tokens=10, stop_token_ids=stops))
+    for row, chain in enumerate(chains):
+        length = 1 if chain[0] in stops else 2
+        assert result.lengths[row].item() == length
+        assert result.tokens[row].tolist() == chain[:length] + [0] * (10 - length)
+    assert result.stop_reasons == ["stop_token"] * 3
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 0.9), (0.0, 0, 1.0)])
+def test_logprobs_are_temperature_one_model_logprobs(model, temperature, top_k, top_p):
+    ps = prompts()
+    result = sample(model, ps, params(n=2, max_new_tokens=9, temperature=temperature, top_k=top_k, top_p=top_p,
+                                      seed=3, stop_token_ids=(5, 6, 7, 8)))
+    full = []
+    for row in range(len(ps) * 2):
+        prompt = ps[row // 2]
+        length = result.lengths[row].item()
+        completion = result.tokens[row, :length].long()
+        full.append(torch.cat([prompt, completion]))
+    recomputed = sequence_logprobs(model, full)
+    for row, scores in enumerate(recomputed):
+        length = result.lengths[row].item()
+        expected = scores[-length:]
+        assert torch.allclose(result.logprobs[row, :length], expected, atol=1e-5), row
+    # And directly from the model's logits for one row's first token.
+    probs = torch.log_softmax(next_logits(model, ps[0]), -1)
+    assert math.isclose(result.logprobs[0, 0].item(), probs[result.tokens[0, 0]].item(), abs_tol=1e-5)
+
+
+def test_top_k_samples_only_among_top_k(model):
+    ps = prompts()[:1]
+    result = sample(model, ps, params(n=16, max_new_tokens=1, temperature=5.0, top_k=3, seed=0))
+    allowed = set(torch.topk(next_logits(model, ps[0]), 3).indices.tolist())
+    drawn = set(result.tokens[:, 0].tolist())
+    assert drawn <= allowed and len(drawn) >= 2
+
+
+def test_filter_logits_top_k():
+    logits = torch.tensor([[1.0, 3.0, 2.0, 0.0], [0.5, -1.0, 4.0, 2.5]])
+    out = filter_logits(logits, top_k=2, top_p=1.0)
+    assert out.tolist() == [[NEG_INF, 3.0, 2.0, NEG_INF], [NEG_INF, NEG_INF, 4.0, 2.5]]
+    assert filter_logits(logits, top_k=1, top_p=1.0)[1].tolist() == [NEG_INF, NEG_INF, 4.0, NEG_INF]
+
+
+def test_filter_logits_top_p():
+    # Probabilities 0.5, 0.3, 0.15, 0.05, scrambled differently in two rows.
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3], [0.3, 0.05, 0.15, 0.5]])
+    logits = probs.log()
+    keep = lambda p: (filter_logits(logits, top_k=0, top_p=p) > NEG_INF).tolist()  # noqa: E731
+    # Smallest prefix (by descending probability) whose mass reaches p.
+    assert keep(0.4) == [[False, True, False, False], [False, False, False, True]]  # 0.5
+    assert keep(0.7) == [[False, True, False, True], [True, False, False, True]]  # 0.5+0.3
+    assert keep(0.9) == [[True, True, False, True], [True, False, True, True]]  # +0.15 = 0.95
+    assert keep(0.99) == [[True] * 4] * 2
+    # Kept logits are unchanged.
+    out = filter_logits(logits, top_k=0, top_p=0.7)
+    assert out[0, 1] == logits[0, 1] and out[1, 0] == logits[1, 0]
+
+
+def test_filter_logits_top_k_then_top_p_renormalizes():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    # After top_k=2 the kept mass renormalizes to 0.625 / 0.375: top_p=0.6 keeps only the first.
+    assert (filter_logits(logits, top_k=2, top_p=0.6) > NEG_INF).tolist() == [[True, False, False, False]]
+    assert (filter_logits(logits, top_k=2, top_p=0.7) > NEG_INF).tolist() == [[True, True, False, False]]
+
+
+def test_filter_logits_no_limits_keep_everything():
+    logits = torch.randn(3, 11, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(filter_logits(logits, top_k=0, top_p=1.0), logits)
+    assert torch.equal(filter_logits(logits, top_k=11, top_p=1.0), logits)
+    assert torch.equal(filter_logits(logits, top_k=50, top_p=1.0), logits)
+
+
+def test_sequence_logprobs_batch_equals_single(model):
+    g = torch.Generator().manual_seed(9)
+    seqs = [torch.randint(0, 97, (n,), generator=g) for n in (6, 1, 11, 3)]
+    batched = sequence_logprobs(model, seqs)
+    assert [len(s) for s in batched] == [5, 0, 10, 2]
+    for seq, scores in zip(seqs, batched):
+        (alone,) = sequence_logprobs(model, [seq])
+        assert torch.allclose(scores, alone, atol=1e-5)
+    # Independently: log_softmax of the next-token logits at every prefix of the longest.
+    seq = seqs[2]
+    for t in range(1, len(seq)):
+        expected = torch.log_softmax(next_logits(model, seq[:t]), -1)[seq[t]]
+        assert math.isclose(batched[2][t - 1].item(), expected.item(), abs_tol=1e-5)
+
+
+def test_cancelled_raises(model):
+    with pytest.raises(Cancelled):
+        sample(model, prompts(), params(), cancelled=lambda: True)
+    calls = []
+
+    def cancel_on_third():
+        calls.append(1)
+        return len(calls) == 3
+
+    with pytest.raises(sampling.Cancelled, match="cancelled"):
+        sample(model, prompts(), params(max_new_tokens=50), cancelled=cancel_on_third)
+    assert len(calls) == 3  # checked before every step, and nothing ran past the cancel

@@ -96,10 +96,10 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
     const err = await failure(sample(model, tokenizer, "", { temperature: -0.5 }));
     expect(err).toBeInstanceOf(OptionsError);
     expect(err.message).toBe('sample: option "temperature": must be ≥ 0 (0 means greedy)');
-    // The bridge validates too, against the schema generated from the same declaration.
+    // Raw protocol calls are checked against the protocol declaration before they are sent.
     const raw = client.call("sample", {
       model: "default", prompt_ids: Tensor.int32([1]), prompt_lengths: Tensor.int32([1]), n: 1,
-      max_new_tokens: 4, temperature: -0.5, top_p: 1, top_k: 0, stop_token_ids: [], seed: null,
+      max_new_tokens: 4, temperature: -0.5, top_p: 1, top_k: 0, stop_token_ids: [], seed: null, use_cache: true,
     });
     expect(((await failure(raw)) as BridgeError).kind).toBe("invalid_request");
     await stillUsable();

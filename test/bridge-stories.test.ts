@@ -88,3 +88,14 @@ describe("stories260K through the bridge", () => {
     expect((bad as { stderr: string }).stderr).toMatch(/option "temperature": must be ≥ 0/);
   });
 });
+
+describe("completion text", () => {
+  it("keeps the space a continuation starts with", async () => {
+    const model = await loadModel(modelDir, { client });
+    const tokenizer = await loadTokenizer(modelDir);
+    const prompt = "Once upon a time, there was a little girl";
+    const [c] = await sample(model, tokenizer, prompt, { temperature: 0, maxNewTokens: 5 });
+    expect(c!.text).toBe(" named Lily. She lo");
+    expect(prompt + c!.text).toBe(expected.slice(0, prompt.length + c!.text.length));
+  });
+});

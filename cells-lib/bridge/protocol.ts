@@ -124,6 +124,8 @@ export const ops = {
         top_k: int.min(0),
         stop_token_ids: z.array(int.nonnegative()),
         seed: int.nullable(),
+        /** false recomputes the whole prefix every step (for benchmarks and checks). */
+        use_cache: z.boolean(),
       })
       .strict(),
     /** Rows are prompt-major: row r is sample r % n of prompt floor(r / n). */
@@ -145,6 +147,11 @@ export const ops = {
       .strict(),
     /** Per sequence, log p(token t | tokens < t) for t = 1..len-1, concatenated. */
     response: z.object({ logprobs: TensorRef }),
+  },
+  /** Returns its tensors unchanged: measures the transport alone. */
+  echo: {
+    request: z.object({ tensors: z.record(z.string(), TensorRef) }).strict(),
+    response: z.object({ tensors: z.record(z.string(), TensorRef) }),
   },
   cancel: {
     request: z.object({ request_id: int }).strict(),

@@ -24,6 +24,8 @@ const SampleOptions = z
     /** Add the tokenizer's special tokens (e.g. BOS) to text prompts. */
     addSpecialTokens: z.boolean().default(true),
     signal: z.instanceof(AbortSignal).optional(),
+    /** Reuse keys/values across steps (false recomputes the prefix; only for comparisons). */
+    useCache: z.boolean().default(true),
   })
   .strict();
 export type SampleOptions = z.input<typeof SampleOptions>;
@@ -54,10 +56,20 @@ export function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, addSpecialTok
   return ids;
 }
 
+/** Decodes completions as continuations of their prompt: tokenizers that mark word starts
+ * (SentencePiece's "▁") would otherwise drop the space a completion starts with. */
+function continuationDecoder(tokenizer: Tokenizer, promptIds: number[]): (ids: number[]) => string {
+  const prefix = tokenizer.decode(promptIds, { skipSpecialTokens: true });
+  return (ids) => {
+    const full = tokenizer.decode([...promptIds, ...ids], { skipSpecialTokens: true });
+    return full.startsWith(prefix) ? full.slice(prefix.length) : tokenizer.decode(ids, { skipSpecialTokens: true });
+  };
+}
+
 /** Cuts a completion at the first stop string: keeps the tokens up to the one that completes
  * it, and the text before it. */
-function cutAtStopString(tokenizer: Tokenizer, ids: number[], stops: string[]): { ids: number[]; text: string } | undefined {
-  const full = tokenizer.decode(ids, { skipSpecialTokens: true });
+function cutAtStopString(decode: (ids: number[]) => string, ids: number[], stops: string[]): { ids: number[]; text: string } | undefined {
+  const full = decode(ids);
   let at = -1;
   let stop = "";
   for (const s of stops) {
@@ -69,7 +81,7 @@ function cutAtStopString(tokenizer: Tokenizer, ids: number[], stops: string[]): 
   let hi = ids.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (tokenizer.decode(ids.slice(0, mid), { skipSpecialTokens: true }).length >= at + stop.length) hi = mid;
+    if (decode(ids.slice(0, mid)).length >= at + stop.length) hi = mid;
     else lo = mid + 1;
   }
   return { ids: ids.slice(0, lo), text: full.slice(0, at) };
@@ -95,16 +107,19 @@ export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt
       top_k: opts.topK,
       stop_token_ids: opts.stopTokenIds ?? model.info.eos_token_ids,
       seed: opts.seed ?? null,
+      use_cache: opts.useCache,
     },
     { signal: opts.signal },
   );
+  const decoders = encoded.map((ids) => continuationDecoder(tokenizer, ids));
   return result.stop_reasons.map((reason, row) => {
+    const decode = decoders[Math.floor(row / opts.n)]!;
     const length = Number(result.lengths.data[row]);
     let ids = result.tokens.row(row).slice(0, length);
     let logprobs = result.logprobs.row(row).slice(0, length);
     let stopReason: StopReason = reason;
     let text: string | undefined;
-    const cut = opts.stopStrings.length ? cutAtStopString(tokenizer, ids, opts.stopStrings) : undefined;
+    const cut = opts.stopStrings.length ? cutAtStopString(decode, ids, opts.stopStrings) : undefined;
     if (cut) {
       ids = cut.ids;
       logprobs = logprobs.slice(0, ids.length);
@@ -116,7 +131,7 @@ export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt
       sampleIndex: row % opts.n,
       promptIds: encoded[Math.floor(row / opts.n)]!,
       tokenIds: ids,
-      text: text ?? tokenizer.decode(ids, { skipSpecialTokens: true }),
+      text: text ?? decode(ids),
       logprobs,
       stopReason,
     };

@@ -133,15 +133,15 @@ class FusedLinear:
 
 
 class KVCache:
-    """Preallocated keys/values for every layer, [layer, batch, kv_head, slot, head_dim]:
-    decoding writes in place and never concatenates. Row b's first `start[b]` slots are left
-    padding."""
+    """Preallocated keys/values for every layer: decoding writes in place, never concatenates.
+    Stored slots-last, [batch, kv_head, head_dim, slot] per layer, the layout the native decode
+    kernel vectorizes over. Row b's first `start[b]` slots are left padding."""
 
     def __init__(self, config: ModelConfig, start: torch.Tensor, capacity: int, dtype):
         batch = start.shape[0]
-        shape = (config.num_hidden_layers, batch, config.num_key_value_heads, capacity, config.head_dim)
-        self.k = torch.zeros(shape, device=start.device, dtype=dtype)
-        self.v = torch.zeros(shape, device=start.device, dtype=dtype)
+        shape = (batch, config.num_key_value_heads, config.head_dim, capacity)
+        self.k = [torch.zeros(shape, device=start.device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.zeros(shape, device=start.device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.start = start
         self.length = 0
         self.capacity = capacity
@@ -175,12 +175,12 @@ class Attention(nn.Module):
         q, k = qk[:, :, :h], qk[:, :, h:]
         out = None
         if cache is not None:
-            end = cache.length + t
-            cache.k[layer, :, :, cache.length : end] = k.transpose(1, 2)
-            cache.v[layer, :, :, cache.length : end] = v.transpose(1, 2)
+            kt, vt, end = cache.k[layer], cache.v[layer], cache.length + t
+            kt.narrow(3, cache.length, t).copy_(k.permute(0, 2, 3, 1))
+            vt.narrow(3, cache.length, t).copy_(v.permute(0, 2, 3, 1))
             if t == 1 and not torch.is_grad_enabled():
-                out = decode_attention(q.reshape(b, h, d), cache.k[layer], cache.v[layer], cache.start, end, cache.scratch)
-            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+                out = decode_attention(q.reshape(b, h, d), kt, vt, cache.start, end, cache.scratch)
+            k, v = kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
         if out is None:

@@ -75,18 +75,18 @@ def _threads(work: int) -> int:
     return 1 if work < 200_000 else torch.get_num_threads()
 
 
-def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: torch.Tensor,
+def decode_attention(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor, start: torch.Tensor,
                      length: int, scratch: torch.Tensor) -> torch.Tensor | None:
     """Native decode attention, or None when it does not apply (no library, not CPU fp32).
-    q: [B, H, D]; k, v: one layer's cache [B, KV, CAP, D]; start: int64 [B]."""
+    q: [B, H, D]; kt, vt: one layer's cache, slots last [B, KV, D, CAP]; start: int64 [B]."""
     lib = native_library()
     if lib is None or q.device.type != "cpu" or q.dtype != torch.float32:
         return None
     b, h, d = q.shape
-    kv, cap = k.shape[1], k.shape[2]
+    kv, cap = kt.shape[1], kt.shape[3]
     q = q.contiguous()
     out = torch.empty_like(q)
-    lib.decode_attention_f32(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+    lib.decode_attention_f32(q.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(),
                              scratch.data_ptr(), start.data_ptr(), b, h, kv, cap, d, length,
                              1.0 / d ** 0.5, _threads(b * h * length * d))
     return out

@@ -105,6 +105,9 @@ class Worker:
     def ping(self, body, ctx):
         return {}
 
+    def echo(self, body, ctx):
+        return {"tensors": body["tensors"]}
+
     def status(self, body, ctx):
         cuda = self.device.type == "cuda"
         with self.models_lock:
@@ -163,6 +166,7 @@ class Worker:
             top_k=body["top_k"],
             stop_token_ids=tuple(body["stop_token_ids"]),
             seed=body["seed"],
+            use_cache=body["use_cache"],
         )
         with loaded.lock:
             result = sample(loaded.model, prompts, params, ctx.cancelled)

@@ -112,6 +112,19 @@ def test_left_padding_matches_unpadded_rows(model, grad):
         assert torch.allclose(full[row], alone[row][0], atol=1e-5), (row, (full[row] - alone[row][0]).abs().max())
 
 
+def cache_layout(k):
+    """k, v in logical [B, KV, slot, D] → one layer of the cache as KVCache stores it (the
+    layout the native kernel reads), found from KVCache itself rather than assumed."""
+    b, kv, cap, d = k.shape
+    config = ModelConfig.from_hf(llama_config(hidden_size=kv * d * 2, num_attention_heads=kv * 2,
+                                              num_key_value_heads=kv, head_dim=d))
+    layer = KVCache(config, torch.zeros(b, dtype=torch.long), cap, torch.float32).k[0]
+    if tuple(layer.shape) == (b, kv, cap, d):
+        return k.contiguous()
+    assert tuple(layer.shape) == (b, kv, d, cap), f"unknown KV cache layout {tuple(layer.shape)}"
+    return k.transpose(2, 3).contiguous()
+
+
 def reference_decode_attention(q, k, v, start, length):
     """model.attention over the first `length` slots, with slots before start[b] masked."""
     b = q.shape[0]
@@ -136,7 +149,7 @@ def test_native_decode_attention_matches_torch(head_dim, heads, kv):
     for row in range(b):  # and so must the padding slots before start[row]
         v[row, :, : int(start[row])] = float("nan")
     scratch = torch.empty(b, heads, cap)
-    got = native_kernels.decode_attention(q, k, v, start, length, scratch)
+    got = native_kernels.decode_attention(q, cache_layout(k), cache_layout(v), start, length, scratch)
     assert got is not None and got.shape == (b, heads, head_dim)
     expected = reference_decode_attention(q, torch.nan_to_num(k), torch.nan_to_num(v), start, length)
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
@@ -158,7 +171,8 @@ def test_native_decode_attention_multithreaded():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        got = native_kernels.decode_attention(q, k, v, start, length, torch.empty(b, heads, cap))
+        got = native_kernels.decode_attention(q, cache_layout(k), cache_layout(v), start, length,
+                                              torch.empty(b, heads, cap))
     finally:
         torch.set_num_threads(threads)
     expected = reference_decode_attention(q, k, v, start, length)
@@ -167,7 +181,7 @@ def test_native_decode_attention_multithreaded():
 
 def test_native_decode_attention_declines_other_dtypes():
     q = torch.randn(1, 2, 8, dtype=torch.float64)
-    k = torch.randn(1, 1, 4, 8, dtype=torch.float64)
+    k = cache_layout(torch.randn(1, 1, 4, 8, dtype=torch.float64))
     assert native_kernels.decode_attention(q, k, k, torch.zeros(1, dtype=torch.long), 3, torch.empty(1, 2, 4)) is None
 
 

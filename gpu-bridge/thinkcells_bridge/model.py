@@ -8,6 +8,7 @@ teacher-forced scoring.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -110,28 +111,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-class FusedLinear:
-    """Several Linear layers on the same input as one matmul, for inference.
-
-    The concatenated weight is rebuilt whenever one of the layers' parameters changed in place
-    (optimizer steps, loading), which the parameters' version counters tell."""
-
-    def __init__(self, *linears: nn.Linear):
-        self.linears = linears
-        self.key: tuple = ()
-        self.weight = self.bias = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        params = [p for l in self.linears for p in (l.weight, l.bias) if p is not None]
-        key = tuple((id(p), p._version) for p in params)
-        if key != self.key:
-            self.weight = torch.cat([l.weight for l in self.linears]).detach()
-            has_bias = self.linears[0].bias is not None
-            self.bias = torch.cat([l.bias for l in self.linears]).detach() if has_bias else None
-            self.key = key
-        return F.linear(x, self.weight, self.bias)
-
-
 class KVCache:
     """Preallocated keys/values for every layer: decoding writes in place, never concatenates.
     Stored slots-last, [batch, kv_head, head_dim, slot] per layer, the layout the native decode
@@ -159,16 +138,16 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
-        self.qkv = FusedLinear(self.q_proj, self.k_proj, self.v_proj)
+        self.qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None  # see fused_projections
 
     def forward(self, x, cos, sin, mask_fn, cache: KVCache | None, layer: int):
         b, t, _ = x.shape
         h, kv, d = self.n_heads, self.n_kv, self.head_dim
-        if torch.is_grad_enabled():
+        if self.qkv is None:
             qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1)
             v = self.v_proj(x).view(b, t, kv, d)
         else:
-            qkv = self.qkv(x)
+            qkv = F.linear(x, *self.qkv)
             qk, v = qkv[..., : (h + kv) * d], qkv[..., (h + kv) * d :].view(b, t, kv, d)
         # Queries and keys rotate together: one set of RoPE ops instead of two.
         qk = apply_rope(qk.view(b, t, h + kv, d), cos, sin)
@@ -211,13 +190,13 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
-        self.gate_up = FusedLinear(self.gate_proj, self.up_proj)
+        self.gate_up: torch.Tensor | None = None  # see fused_projections
 
     def forward(self, x):
-        if torch.is_grad_enabled():
+        if self.gate_up is None:
             gate, up = self.gate_proj(x), self.up_proj(x)
         else:
-            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            gate, up = F.linear(x, self.gate_up).chunk(2, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
 
@@ -289,6 +268,25 @@ class CausalLM(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.output_weight())
+
+
+@contextmanager
+def fused_projections(model: CausalLM):
+    """Runs q/k/v and gate/up as one matmul each, for a no-grad loop (sampling) during which
+    the weights cannot change: fewer, larger ops are what CPU decoding speed comes from. The
+    concatenated weights exist only inside the block, so they can never go stale."""
+    layers = list(model.model.layers)
+    for layer in layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        bias = None if attn.q_proj.bias is None else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
+        attn.qkv = (torch.cat((attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)).detach(), bias)
+        mlp.gate_up = torch.cat((mlp.gate_proj.weight, mlp.up_proj.weight)).detach()
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.self_attn.qkv = None
+            layer.mlp.gate_up = None
 
 
 def causal_mask(pad: torch.Tensor, t: int, past: int, dtype) -> torch.Tensor:

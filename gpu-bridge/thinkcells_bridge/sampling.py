@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .model import CausalLM, KVCache
+from .model import CausalLM, KVCache, fused_projections
 
 
 class Cancelled(Exception):
@@ -75,6 +75,11 @@ def sample(
     params: SampleParams,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SampleResult:
+    with fused_projections(model):
+        return _sample(model, prompts, params, cancelled)
+
+
+def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, cancelled: Callable[[], bool]) -> SampleResult:
     device = model.output_weight().device
     rows = [p for p in prompts for _ in range(params.n)]
     ids, pad = left_pad(rows, device)

@@ -141,32 +141,28 @@ class Connection:
                 return
             request_id, op, body, event = item
             self.server.busy(+1)
+            reply: dict | None = None
+            failure: BaseException | None = None
             try:
                 if event.is_set():
                     raise Cancelled(f"{op} was cancelled before it started")
                 if op == "shutdown":
-                    self.send({"id": request_id, "ok": True, "body": {}})
                     self.server.stop()
-                    continue
-                result = getattr(self.server.worker, op)(body, RequestContext(request_id, event))
-                self.send({"id": request_id, "ok": True, "body": result})
-            except (ConnectionError, OSError) as exc:
-                if isinstance(exc, FileNotFoundError):
-                    self._safe_fail(request_id, op, exc)
+                    reply = {}
                 else:
-                    return
+                    reply = getattr(self.server.worker, op)(body, RequestContext(request_id, event))
             except BaseException as exc:  # every failure reaches the client, with its traceback
-                self._safe_fail(request_id, op, exc)
+                failure = exc
             finally:
                 self.running.pop(request_id, None)
                 self.server.busy(-1)
-
-    def _safe_fail(self, request_id, op, exc):
-        try:
-            self.fail(request_id, op, exc)
-        except OSError:
-            pass
-
+            try:
+                if failure is None:
+                    self.send({"id": request_id, "ok": True, "body": reply})
+                else:
+                    self.fail(request_id, op, failure)
+            except OSError:
+                return  # the client is gone; nobody is left to answer
 
 class BridgeServer:
     def __init__(self, session: str, directory: str, idle_timeout_s: float, device: torch.device):

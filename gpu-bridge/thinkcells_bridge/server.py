@@ -45,8 +45,8 @@ def error_type(exc: BaseException) -> str:
         return "cancelled"
     if isinstance(exc, ProtocolError):
         return "invalid_request"
-    if isinstance(exc, (OpError, ValueError, FileNotFoundError)):
-        return "bad_input"
+    if isinstance(exc, (OpError, ValueError, OSError)):
+        return "bad_input"  # includes missing or unreadable files the request named
     return "internal"
 
 
@@ -103,13 +103,14 @@ class Connection:
     def _dispatch(self, payload: bytes) -> None:
         try:
             envelope = decode_frame(payload)
-        except Exception as exc:  # malformed frame: report it against whatever id we can read
-            request_id = -1
+        except Exception as exc:  # malformed frame: report it against whatever id and op we can read
+            request_id, op = -1, "?"
             try:
-                request_id = json.loads(payload[4 : 4 + struct.unpack_from("<I", payload)[0]])["id"]
+                head = json.loads(payload[4 : 4 + struct.unpack_from("<I", payload)[0]])
+                request_id, op = head.get("id", -1), str(head.get("op", "?"))
             except Exception:
                 pass
-            self.fail(request_id, "?", exc)
+            self.fail(request_id, op, exc if isinstance(exc, ProtocolError) else ProtocolError(f"malformed frame: {exc}"))
             return
         op, request_id, body = envelope["op"], envelope["id"], envelope["body"]
         if not self.authenticated:

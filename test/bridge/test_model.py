@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import model as model_mod
 from thinkcells_bridge import native_kernels
-from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention
+from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention, fused_projections
+from thinkcells_bridge.sampling import SampleParams, sample
 
 CONFIGS = {
     "llama": llama_config(),
@@ -202,60 +203,61 @@ def test_thinkcells_native_0_disables_the_build(monkeypatch):
     assert native_kernels._build() is None
 
 
-def test_fused_linear_rebuilt_after_in_place_update():
-    model = random_model(qwen2_config(), seed=3)
-    ids = random_ids((2, 6), seed=9)
-    layer = model.model.layers[1]
+def test_fused_projections_match_unfused(model):
+    ids = random_ids((3, 8), seed=9)
+    pad = torch.tensor([0, 3, 1])
     with torch.no_grad():
-        before = full_logits(model, ids)
-    for update in [lambda: layer.self_attn.q_proj.weight.add_(1.0),
-                   lambda: layer.self_attn.v_proj.bias.mul_(-3.0),
-                   lambda: layer.mlp.up_proj.weight.mul_(2.0)]:
+        plain_full, plain_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
+        with fused_projections(model):
+            assert all(layer.self_attn.qkv is not None and layer.mlp.gate_up is not None for layer in model.model.layers)
+            fused_full, fused_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
+    assert all(layer.self_attn.qkv is None and layer.mlp.gate_up is None for layer in model.model.layers)
+    assert torch.allclose(fused_full, plain_full, atol=1e-5), (fused_full - plain_full).abs().max()
+    assert torch.allclose(fused_cached, plain_cached, atol=1e-5), (fused_cached - plain_cached).abs().max()
+
+
+def test_fused_projections_cleared_after_an_error():
+    m = random_model(llama_config(), seed=2)
+    with pytest.raises(KeyError):
+        with fused_projections(m):
+            raise KeyError("boom")
+    assert all(layer.self_attn.qkv is None and layer.mlp.gate_up is None for layer in m.model.layers)
+
+
+@torch.no_grad()
+def greedy_chain(model, prompt, steps):
+    """Greedy continuation by the independent reference forward (below), from the current weights."""
+    seq = prompt.clone()
+    for _ in range(steps):
+        seq = torch.cat([seq, reference_llama_logits(model, seq[None])[0, -1].argmax()[None]])
+    return seq[len(prompt) :].tolist()
+
+
+GREEDY = SampleParams(n=1, max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0, stop_token_ids=(), seed=None)
+
+
+def test_sampling_sees_every_kind_of_weight_update():
+    """Sampling fuses projections; weight changes between (or before) samples must be seen
+    however they are made: in place, through .data, by load_state_dict or by a dtype cast."""
+    m = random_model(qwen2_config(), seed=3)
+    prompt = random_ids((5,), seed=14)
+    seen = [tuple(sample(m, [prompt], GREEDY).tokens[0].tolist())]
+    assert list(seen[0]) == greedy_chain(m, prompt, 8)
+    layer = m.model.layers[1]
+    updates = [
+        lambda: layer.self_attn.q_proj.weight.add_(1.0),
+        lambda: layer.self_attn.v_proj.bias.mul_(-3.0),
+        lambda: layer.mlp.up_proj.weight.data.mul_(-2.0),
+        lambda: m.load_state_dict(random_model(qwen2_config(), seed=4).state_dict()),
+        lambda: m.double(),
+    ]
+    for update in updates:
         with torch.no_grad():
             update()
-            after = full_logits(model, ids)
-        reference = full_logits(model, ids).detach()  # grad enabled: unfused layers
-        assert (after - before).abs().max() > 1e-2
-        assert torch.allclose(after, reference, atol=1e-5), (after - reference).abs().max()
-        before = after
-
-
-def test_fused_linear_rebuilt_after_load_state_dict():
-    a, b = random_model(llama_config(), seed=1), random_model(llama_config(), seed=2)
-    ids = random_ids((2, 5), seed=10)
-    with torch.no_grad():
-        full_logits(a, ids)  # builds a's fused weights
-        a.load_state_dict(b.state_dict())
-        assert torch.allclose(full_logits(a, ids), full_logits(b, ids), atol=1e-6)
-
-
-def test_fused_linear_rebuilt_after_dtype_change():
-    """BUG: FusedLinear keys its cache on (id(p), p._version); Module.to()/double() replace
-    p.data, which keeps both, so the stale fp32 concatenation is used after the cast."""
-    model = random_model(llama_config(), seed=4)
-    ids = random_ids((1, 4), seed=11)
-    with torch.no_grad():
-        full_logits(model, ids)  # builds the fused fp32 weights
-        model.double()
-        try:
-            out = full_logits(model, ids)
-        except RuntimeError as exc:
-            pytest.fail(f"no-grad forward after model.double() used stale fused weights: {exc}")
-    assert out.dtype == torch.float64
-
-
-def test_fused_linear_rebuilt_after_data_update():
-    """BUG: in-place updates through `p.data` (manual SGD, `p.data.copy_(...)`) do not bump
-    p._version, so the no-grad path keeps computing with the old weights."""
-    model = random_model(llama_config(), seed=5)
-    ids = random_ids((1, 4), seed=12)
-    with torch.no_grad():
-        full_logits(model, ids)
-        model.model.layers[0].self_attn.k_proj.weight.data.mul_(3.0)
-        fused = full_logits(model, ids)
-    unfused = full_logits(model, ids).detach()
-    assert torch.allclose(fused, unfused, atol=1e-5), (
-        f"no-grad logits differ from grad-path logits by {(fused - unfused).abs().max():.3g} after a .data update")
+        result = sample(m, [prompt], GREEDY)
+        assert result.tokens[0].tolist() == greedy_chain(m, prompt, 8)
+        seen.append(tuple(result.tokens[0].tolist()))
+    assert len(set(seen)) >= 4  # the updates really changed what gets sampled
 
 
 # -- ModelConfig.from_hf ---------------------------------------------------------------------

@@ -212,3 +212,32 @@ def test_cancelled_raises(model):
     with pytest.raises(sampling.Cancelled, match="cancelled"):
         sample(model, prompts(), params(max_new_tokens=50), cancelled=cancel_on_third)
     assert len(calls) == 3  # checked before every step, and nothing ran past the cancel
+
+
+@pytest.mark.parametrize("temperature,seed", [(0.0, None), (0.9, 11)])
+def test_without_cache_gives_the_same_samples(model, temperature, seed):
+    ps = prompts()
+    p = dict(n=2, max_new_tokens=7, temperature=temperature, top_k=20, seed=seed, stop_token_ids=(4, 9))
+    cached = sample(model, ps, params(**p))
+    uncached = sample(model, ps, params(**p, use_cache=False))
+    assert uncached.tokens.tolist() == cached.tokens.tolist()
+    assert uncached.lengths.tolist() == cached.lengths.tolist()
+    assert uncached.stop_reasons == cached.stop_reasons
+    assert torch.allclose(uncached.logprobs, cached.logprobs, atol=1e-5)
+
+
+def test_draw_follows_the_distribution_and_never_picks_zero_probability():
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    g = torch.Generator().manual_seed(0)
+    draws = sampling.draw(probs.expand(40_000, -1), g)
+    assert draws.shape == (40_000,)
+    counts = torch.bincount(draws, minlength=6).float() / 40_000
+    assert counts[[0, 2, 5]].tolist() == [0.0, 0.0, 0.0]
+    assert torch.allclose(counts, probs, atol=0.01), counts
+    # Rows are independent distributions, and unnormalized rows are fine.
+    rows = torch.tensor([[0.0, 0.0, 2.0], [5.0, 0.0, 0.0]])
+    assert sampling.draw(rows, g).tolist() == [2, 0]
+    # Same generator state, same draws.
+    a = sampling.draw(probs.expand(50, -1), torch.Generator().manual_seed(3))
+    b = sampling.draw(probs.expand(50, -1), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)

@@ -104,6 +104,7 @@ def sample_request(model="tiny", prompts=((5, 6, 7), (9, 10, 11, 12, 13)), **ove
         "top_k": 0,
         "stop_token_ids": [],
         "seed": None,
+        "use_cache": True,
     }
     body.update(overrides)
     return body
@@ -219,6 +220,22 @@ def test_logprobs_op(loaded, checkpoint, client):
     assert np.allclose(response["body"]["logprobs"], expected.numpy(), atol=1e-5)
 
 
+def test_echo_returns_tensors_unchanged(client):
+    tensors = {
+        "odd": np.array([1, -2, 3], dtype=np.int32),  # 12 bytes: the next one must be realigned
+        "big": np.arange(-5, 5, dtype=np.int64).reshape(2, 5) * (1 << 40),
+        "f": np.array([[0.5, -0.0, 1e-30], [np.inf, -np.inf, 3.25]], dtype=np.float32),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+    }
+    response = client.call("echo", {"tensors": {k: Tensor(v) for k, v in tensors.items()}})
+    assert response["ok"] is True, response
+    back = response["body"]["tensors"]
+    assert sorted(back) == sorted(tensors)
+    for name, array in tensors.items():
+        assert back[name].dtype == array.dtype and back[name].shape == array.shape, name
+        assert back[name].tobytes() == array.tobytes(), name
+
+
 def assert_error(response, request_id, op, kind, *words):
     assert response["id"] == request_id and response["ok"] is False, response
     assert response["op"] == op and response["error"]["type"] == kind, response
@@ -245,9 +262,9 @@ def test_op_errors_are_reported_and_the_bridge_survives(loaded, client):
 
 def test_invalid_request_is_reported(loaded, client):
     request_id = client.send("sample", sample_request(temperature=-1.0))
-    assert_error(client.recv(), request_id, "?", "invalid_request", "temperature")
+    assert_error(client.recv(), request_id, "sample", "invalid_request", "temperature")
     request_id = client.send("sample", sample_request(bogus=1))
-    assert_error(client.recv(), request_id, "?", "invalid_request", "'bogus'")
+    assert_error(client.recv(), request_id, "sample", "invalid_request", "'bogus'")
     assert client.call("ping", {})["ok"] is True
 
 

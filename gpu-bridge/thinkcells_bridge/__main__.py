@@ -3,10 +3,14 @@
 import argparse
 import os
 
-import torch
+# Before torch loads OpenBLAS: its own threads spin between calls and, next to torch's and the
+# native kernels' threads, made decoding 2-3x slower on 2 cores (bench/README.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from .loading import pick_device
-from .server import BridgeServer
+import torch  # noqa: E402
+
+from .loading import pick_device  # noqa: E402
+from .server import BridgeServer  # noqa: E402
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ def _build() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(target))
     fn = lib.decode_attention_f32
     fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 6 + [ctypes.c_float, ctypes.c_int]
+    fn.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 6 + [ctypes.c_float, ctypes.c_int]
     return lib
 
 
@@ -70,23 +70,29 @@ def native_library() -> ctypes.CDLL | None:
 
 
 
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _threads(work: int) -> int:
-    # Waking a second thread costs tens of microseconds: only worth it for larger steps.
-    return 1 if work < 200_000 else torch.get_num_threads()
+    # The kernel streams the whole cache, so it scales with cores even where torch's tiny
+    # per-token ops do not; waking threads only pays for larger steps.
+    return 1 if work < 100_000 else _CORES
 
 
-def decode_attention(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor, start: torch.Tensor,
-                     length: int, scratch: torch.Tensor) -> torch.Tensor | None:
-    """Native decode attention, or None when it does not apply (no library, not CPU fp32).
-    q: [B, H, D]; kt, vt: one layer's cache, slots last [B, KV, D, CAP]; start: int64 [B]."""
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor,
+                     start: torch.Tensor, length: int, scratch: torch.Tensor) -> torch.Tensor | None:
+    """Writes this step's keys and values into cache slot length-1, then attends: the native
+    decode step, or None when it does not apply (no library, not CPU fp32) and nothing was
+    written. q: [B, H, D]; k, v: [B, KV, D]; kt, vt: one layer's cache, slots last
+    [B, KV, D, CAP]; start: int64 [B]."""
     lib = native_library()
     if lib is None or q.device.type != "cpu" or q.dtype != torch.float32:
         return None
     b, h, d = q.shape
     kv, cap = kt.shape[1], kt.shape[3]
-    q = q.contiguous()
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(q)
-    lib.decode_attention_f32(q.data_ptr(), kt.data_ptr(), vt.data_ptr(), out.data_ptr(),
-                             scratch.data_ptr(), start.data_ptr(), b, h, kv, cap, d, length,
-                             1.0 / d ** 0.5, _threads(b * h * length * d))
+    lib.decode_attention_f32(q.data_ptr(), k.data_ptr(), v.data_ptr(), kt.data_ptr(), vt.data_ptr(),
+                             out.data_ptr(), scratch.data_ptr(), start.data_ptr(), b, h, kv, cap, d,
+                             length, 1.0 / d ** 0.5, _threads(b * h * length * d))
     return out

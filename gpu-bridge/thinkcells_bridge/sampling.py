@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .model import CausalLM, KVCache, fused_projections
+from .model import CausalLM, KVCache, inference_weights
 
 
 class Cancelled(Exception):
@@ -75,7 +75,7 @@ def sample(
     params: SampleParams,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SampleResult:
-    with fused_projections(model):
+    with inference_weights(model):
         return _sample(model, prompts, params, cancelled)
 
 

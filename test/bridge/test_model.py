@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import model as model_mod
 from thinkcells_bridge import native_kernels
-from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention, fused_projections
+from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention, inference_weights
 from thinkcells_bridge.sampling import SampleParams, sample
 
 CONFIGS = {
@@ -150,8 +150,13 @@ def test_native_decode_attention_matches_torch(head_dim, heads, kv):
     for row in range(b):  # and so must the padding slots before start[row]
         v[row, :, : int(start[row])] = float("nan")
     scratch = torch.empty(b, heads, cap)
-    got = native_kernels.decode_attention(q, cache_layout(k), cache_layout(v), start, length, scratch)
+    kt, vt = cache_layout(k), cache_layout(v)
+    # The kernel first writes this step's key and value into slot length-1.
+    new_k, new_v = k[:, :, length - 1].clone(), v[:, :, length - 1].clone()
+    kt[..., length - 1] = vt[..., length - 1] = 7.0
+    got = native_kernels.decode_attention(q, new_k, new_v, kt, vt, start, length, scratch)
     assert got is not None and got.shape == (b, heads, head_dim)
+    assert torch.equal(kt[..., length - 1], new_k) and torch.equal(vt[..., length - 1], new_v)
     expected = reference_decode_attention(q, torch.nan_to_num(k), torch.nan_to_num(v), start, length)
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
     # A row that sees a single slot returns that slot's value (for its kv head) exactly.
@@ -164,18 +169,13 @@ def test_native_decode_attention_multithreaded():
     # Large enough a step that the kernel spreads rows over OpenMP threads.
     g = torch.Generator().manual_seed(11)
     b, heads, kv, cap, length, d = 8, 8, 4, 80, 64, 64
-    assert b * heads * length * d >= 200_000
+    assert native_kernels._threads(b * heads * length * d) == native_kernels._CORES
     q = torch.randn(b, heads, d, generator=g)
     k = torch.randn(b, kv, cap, d, generator=g)
     v = torch.randn(b, kv, cap, d, generator=g)
     start = torch.arange(b, dtype=torch.long) * 3
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        got = native_kernels.decode_attention(q, cache_layout(k), cache_layout(v), start, length,
-                                              torch.empty(b, heads, cap))
-    finally:
-        torch.set_num_threads(threads)
+    got = native_kernels.decode_attention(q, k[:, :, length - 1], v[:, :, length - 1], cache_layout(k), cache_layout(v),
+                                          start, length, torch.empty(b, heads, cap))
     expected = reference_decode_attention(q, k, v, start, length)
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
 
@@ -183,7 +183,8 @@ def test_native_decode_attention_multithreaded():
 def test_native_decode_attention_declines_other_dtypes():
     q = torch.randn(1, 2, 8, dtype=torch.float64)
     k = cache_layout(torch.randn(1, 1, 4, 8, dtype=torch.float64))
-    assert native_kernels.decode_attention(q, k, k, torch.zeros(1, dtype=torch.long), 3, torch.empty(1, 2, 4)) is None
+    new = torch.randn(1, 1, 8, dtype=torch.float64)
+    assert native_kernels.decode_attention(q, new, new, k, k, torch.zeros(1, dtype=torch.long), 3, torch.empty(1, 2, 4)) is None
 
 
 def test_fallback_without_native_library_gives_same_logits(model, native_spy, monkeypatch):
@@ -203,25 +204,25 @@ def test_thinkcells_native_0_disables_the_build(monkeypatch):
     assert native_kernels._build() is None
 
 
-def test_fused_projections_match_unfused(model):
+def test_inference_weights_match_unfused(model):
     ids = random_ids((3, 8), seed=9)
     pad = torch.tensor([0, 3, 1])
     with torch.no_grad():
         plain_full, plain_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
-        with fused_projections(model):
-            assert all(layer.self_attn.qkv is not None and layer.mlp.gate_up is not None for layer in model.model.layers)
+        with inference_weights(model):
+            assert all(layer.self_attn.inference is not None and layer.mlp.inference is not None for layer in model.model.layers)
             fused_full, fused_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
-    assert all(layer.self_attn.qkv is None and layer.mlp.gate_up is None for layer in model.model.layers)
+    assert all(layer.self_attn.inference is None and layer.mlp.inference is None for layer in model.model.layers) and model.head_t is None
     assert torch.allclose(fused_full, plain_full, atol=1e-5), (fused_full - plain_full).abs().max()
     assert torch.allclose(fused_cached, plain_cached, atol=1e-5), (fused_cached - plain_cached).abs().max()
 
 
-def test_fused_projections_cleared_after_an_error():
+def test_inference_weights_cleared_after_an_error():
     m = random_model(llama_config(), seed=2)
     with pytest.raises(KeyError):
-        with fused_projections(m):
+        with inference_weights(m):
             raise KeyError("boom")
-    assert all(layer.self_attn.qkv is None and layer.mlp.gate_up is None for layer in m.model.layers)
+    assert all(layer.self_attn.inference is None and layer.mlp.inference is None for layer in m.model.layers) and m.head_t is None
 
 
 @torch.no_grad()

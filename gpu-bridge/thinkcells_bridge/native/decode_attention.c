@@ -7,6 +7,9 @@
  * slots whatever the head size.
  *
  * q:       [B, H, D]          contiguous
+ * k, v:    [B, KV, D]         contiguous: this step's keys and values, written to slot
+ *                             length-1 of the cache first (a strided copy from Python costs
+ *                             more than the attention of a short context)
  * kt, vt:  [B, KV, D, CAP]    contiguous: one layer of the cache, slots last
  * out:     [B, H, D]          contiguous
  * scratch: [B, H, CAP]
@@ -17,13 +20,18 @@
 #include <math.h>
 #include <stdint.h>
 
-static inline void attend_group(int64_t bk, const float *restrict q, const float *restrict kt,
-                                const float *restrict vt, float *restrict out,
+static inline void attend_group(int64_t bk, const float *restrict q, const float *restrict k,
+                                const float *restrict v, float *restrict kt,
+                                float *restrict vt, float *restrict out,
                                 float *restrict scratch, const int64_t *restrict start,
                                 int64_t H, int64_t KV, int64_t CAP, const int64_t D,
                                 int64_t length, float scale) {
     const int64_t b = bk / KV, kvh = bk % KV, group = H / KV;
     const int64_t first = start[b], n = length - first;
+    for (int64_t d = 0; d < D; d++) {
+        kt[(bk * D + d) * CAP + length - 1] = k[bk * D + d];
+        vt[(bk * D + d) * CAP + length - 1] = v[bk * D + d];
+    }
     const float *restrict kb = kt + bk * D * CAP + first;
     const float *restrict vb = vt + bk * D * CAP + first;
     for (int64_t g = 0; g < group; g++) {
@@ -56,13 +64,15 @@ static inline void attend_group(int64_t bk, const float *restrict q, const float
 /* One copy of the loops per common head size: with D a constant the per-slot loops over D
  * unroll, leaving loops over slots that vectorize. */
 #define ATTEND(name, DIM)                                                                     \
-    static void name(const float *q, const float *kt, const float *vt, float *out,            \
-                     float *scratch, const int64_t *start, int64_t B, int64_t H, int64_t KV,   \
-                     int64_t CAP, int64_t D, int64_t length, float scale, int threads) {       \
+    static void name(const float *q, const float *k, const float *v, float *kt, float *vt,    \
+                     float *out, float *scratch, const int64_t *start, int64_t B, int64_t H,   \
+                     int64_t KV, int64_t CAP, int64_t D, int64_t length, float scale,          \
+                     int threads) {                                                           \
         (void)D;                                                                              \
         _Pragma("omp parallel for schedule(static) num_threads(threads)")                     \
         for (int64_t bk = 0; bk < B * KV; bk++)                                               \
-            attend_group(bk, q, kt, vt, out, scratch, start, H, KV, CAP, DIM, length, scale); \
+            attend_group(bk, q, k, v, kt, vt, out, scratch, start, H, KV, CAP, DIM, length,   \
+                         scale);                                                              \
     }
 ATTEND(attend_8, 8)
 ATTEND(attend_16, 16)
@@ -71,13 +81,14 @@ ATTEND(attend_64, 64)
 ATTEND(attend_128, 128)
 ATTEND(attend_any, D)
 
-void decode_attention_f32(const float *q, const float *kt, const float *vt, float *out,
-                          float *scratch, const int64_t *start, int64_t B, int64_t H,
+void decode_attention_f32(const float *q, const float *k, const float *v, float *kt, float *vt,
+                          float *out, float *scratch, const int64_t *start, int64_t B, int64_t H,
                           int64_t KV, int64_t CAP, int64_t D, int64_t length, float scale,
                           int threads) {
-    void (*fn)(const float *, const float *, const float *, float *, float *, const int64_t *,
-               int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, int) =
+    void (*fn)(const float *, const float *, const float *, float *, float *, float *, float *,
+               const int64_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float,
+               int) =
         D == 8 ? attend_8 : D == 16 ? attend_16 : D == 32 ? attend_32 : D == 64 ? attend_64
         : D == 128 ? attend_128 : attend_any;
-    fn(q, kt, vt, out, scratch, start, B, H, KV, CAP, D, length, scale, threads);
+    fn(q, k, v, kt, vt, out, scratch, start, B, H, KV, CAP, D, length, scale, threads);
 }

@@ -133,7 +133,8 @@ export function llama2cTokenizerJson(bin: Uint8Array, source = "tok512.bin", opt
   }
   // Ties on score fall back to vocabulary order, sentencepiece's own merge order.
   candidates.sort((a, b) => b.score - a.score || a.id - b.id || a.cut - b.cut);
-  const merges = candidates.map((c): [string, string] => [c.left, c.right]);
+  // "left right" strings, the form every tokenizers version reads (pieces hold no spaces).
+  const merges = candidates.map((c) => `${c.left} ${c.right}`);
 
   return {
     version: "1.0",

@@ -92,6 +92,21 @@ describe("bridge lifecycle", () => {
     expect(["gone", "Z"]).toContain(state());
   });
 
+  it("gives two kernels that start at the same moment one shared bridge", async () => {
+    const dir = tempDir("race");
+    const [a, b] = await Promise.all([
+      BridgeClient.connect({ session: "race", dir, idleTimeoutS: 30 }),
+      BridgeClient.connect({ session: "race", dir, idleTimeoutS: 30 }),
+    ]);
+    try {
+      expect(a.hello.pid).toBe(b.hello.pid);
+      await expect(b.call("ping", {})).resolves.toEqual({});
+    } finally {
+      await a.shutdown();
+      b.close();
+    }
+  });
+
   it("refuses a client with the wrong token", async () => {
     const client = await bridge.connect();
     const { default: net } = await import("node:net");

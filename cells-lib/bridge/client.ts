@@ -123,6 +123,9 @@ function openSocket(socketPath: string): Promise<net.Socket> {
   });
 }
 
+/** The bridge's exit code when another bridge already serves the session (server.py). */
+const ALREADY_RUNNING = 3;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class BridgeClient {
@@ -203,8 +206,9 @@ export class BridgeClient {
     const deadline = Date.now() + opts.startTimeoutMs;
     while (Date.now() < deadline) {
       const info = existsSync(infoFile) ? readSession(infoFile) : undefined;
-      if (info && info.pid === child.pid) return info;
-      if (exited !== undefined) {
+      // Ours, or, when another client started one at the same moment, theirs.
+      if (info && (info.pid === child.pid || exited === ALREADY_RUNNING)) return info;
+      if (exited !== undefined && exited !== ALREADY_RUNNING) {
         throw new BridgeError("start_failed", "connect", `the bridge exited with code ${exited} while starting (${python}). Its log ${logFile}:\n${tail(logFile)}`);
       }
       await sleep(50);

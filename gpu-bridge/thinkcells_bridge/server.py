@@ -5,6 +5,8 @@ Files, in a directory only the owner can enter:
   <session>.json   pid, socket path and the handshake token (mode 0600), written atomically
                    once the socket listens: its presence means "ready"
   <session>.log    stdout/stderr, kept for error reports
+  <session>.lock   held while the bridge runs: a second bridge for the session exits at once
+                   (ALREADY_RUNNING) and its client attaches to the first
 
 Each connection first sends `hello` with the token. Requests on one connection run one after
 another on a worker thread, while the connection's reader stays free to take `cancel`.
@@ -12,6 +14,8 @@ another on a worker thread, while the connection's reader stays free to take `ca
 
 from __future__ import annotations
 
+import fcntl
+import hmac
 import json
 import os
 import queue
@@ -27,6 +31,8 @@ from . import __version__
 from .ops import OpError, RequestContext, Worker
 from .protocol import MAX_FRAME, PROTOCOL_VERSION, ProtocolError, decode_frame, encode_frame
 from .sampling import Cancelled
+
+ALREADY_RUNNING = 3  # exit code: another bridge holds this session
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -114,7 +120,7 @@ class Connection:
             return
         op, request_id, body = envelope["op"], envelope["id"], envelope["body"]
         if not self.authenticated:
-            if op != "hello" or body["token"] != self.server.token:
+            if op != "hello" or not hmac.compare_digest(body["token"], self.server.token):
                 self.fail(request_id, op, PermissionError("handshake failed: wrong or missing token"))
                 self.sock.shutdown(socket.SHUT_RDWR)
                 return
@@ -227,8 +233,14 @@ class BridgeServer:
     def serve_forever(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         os.chmod(self.directory, 0o700)
+        lock = os.open(os.path.join(self.directory, f"{self.session}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"a bridge for session {self.session!r} is already running", flush=True)
+            raise SystemExit(ALREADY_RUNNING)
         if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)  # the caller checked that no live bridge owns it
+            os.unlink(self.socket_path)  # left by a bridge that died: we hold the lock now
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is created 0600: owner only
         try:

@@ -118,7 +118,8 @@ def test_files_and_modes(bridge):
     assert bridge.info["pid"] == bridge.proc.pid
     assert bridge.info["socket"] == str(bridge.socket_path)
     assert bridge.info["protocol_version"] == 1 and len(bridge.info["token"]) == 48
-    assert sorted(p.name for p in bridge.dir.iterdir()) == ["t.json", "t.sock"]
+    assert sorted(p.name for p in bridge.dir.iterdir()) == ["t.json", "t.lock", "t.sock"]
+    assert stat.S_IMODE(os.stat(bridge.dir / "t.lock").st_mode) == 0o600
 
 
 def test_wrong_token_is_refused_and_disconnected(bridge):
@@ -329,7 +330,8 @@ def test_idle_timeout_exits_and_cleans_up(tmp_path):
         assert bridge.wait_exit(10) == 0, bridge.log()
         waited = time.monotonic() - closed
         assert 1.5 < waited < 5.0, waited
-        assert list(run.iterdir()) == []
+        # The lock file stays: removing it could let two bridges each lock a different file.
+        assert [p.name for p in run.iterdir()] == [f"{SESSION}.lock"]
     finally:
         bridge.kill()
 
@@ -349,3 +351,15 @@ def test_shutdown_op_stops_the_bridge(tmp_path, checkpoint):
         other.close()
     finally:
         bridge.kill()
+
+
+def test_second_bridge_for_a_session_exits_with_already_running(bridge, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(GPU_BRIDGE))
+    second = subprocess.run(
+        [sys.executable, "-m", "thinkcells_bridge", "--session", SESSION, "--dir", str(bridge.dir)],
+        cwd=GPU_BRIDGE, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "already running" in second.stdout
+    # The first bridge keeps its socket and still answers.
+    assert bridge.socket_path.exists()
+    assert bridge.connect().call("ping", {})["ok"] is True

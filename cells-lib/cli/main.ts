@@ -54,7 +54,8 @@ async function run(argv: string[]): Promise<void> {
       if (positionals.length !== 1) throw new UsageError("sample expects one MODEL_DIR");
       const dir = positionals[0]!;
       const tokenizer = await loadTokenizer(dir);
-      const model = await loadModel(dir);
+      // Its own name, so a notebook's "default" model in the same session is left alone.
+      const model = await loadModel(dir, { name: "cli" });
       const completions = await sample(model, tokenizer, values.prompt ?? "", {
         maxNewTokens: number("max-new-tokens", values["max-new-tokens"], true) ?? 256,
         temperature: number("temperature", values.temperature) ?? 1,

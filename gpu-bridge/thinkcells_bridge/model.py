@@ -124,7 +124,8 @@ class KVCache:
         self.start = start
         self.length = 0
         self.capacity = capacity
-        self.scratch = torch.empty(batch, config.num_attention_heads, capacity, device=start.device, dtype=dtype)
+        # Softmax workspace of the native CPU kernel (decode_attention).
+        self.scratch = torch.empty(batch, config.num_attention_heads, capacity if start.device.type == "cpu" else 0, device=start.device, dtype=dtype)
 
 
 class Attention(nn.Module):

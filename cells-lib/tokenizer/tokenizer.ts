@@ -199,7 +199,7 @@ export class Tokenizer {
   ): [string | undefined, number | undefined] {
     const key = `${role}_token`;
     if (key in config) {
-      const token = configTokenString(config, key, `${this.source} tokenizer_config.json`);
+      const token = configTokenString(config, key, `${this.source}: tokenizer_config.json`);
       if (token === undefined) return [undefined, undefined];
       const id = this.hf.token_to_id(token);
       if (id === undefined) {

@@ -96,19 +96,23 @@ class RMSNorm(nn.Module):
         return self.weight * (xf if x.dtype == torch.float32 else xf.to(x.dtype))
 
 
-def rope_tables(config: ModelConfig, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 cos/sin [length, head_dim] for positions 0..length-1, rotate-half layout."""
+def rope_tables(config: ModelConfig, length: int, device) -> torch.Tensor:
+    """fp32 [length, 2, head_dim]: cos, and sin with its first half negated, for positions
+    0..length-1. With the sign folded in, rotate-half is a roll: see apply_rope."""
     half = config.head_dim // 2
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float64, device=device) / half))
     freqs = torch.outer(torch.arange(length, dtype=torch.float64, device=device), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().float(), emb.sin().float()
+    sin = emb.sin()
+    sin[:, :half].neg_()
+    return torch.stack((emb.cos(), sin), dim=1).float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, T, heads, D]; cos, sin: [B, T, 1, D]."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's rotate-half RoPE, x * cos + rotate_half(x) * sin, where
+    rotate_half(x) = cat(-x2, x1) = roll(x, half) * (-1 on the first half).
+    x: [B, T, heads, D]; cos, signed_sin: [B, T, 1, D]."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class KVCache:
@@ -239,19 +243,21 @@ class CausalLM(nn.Module):
         self.config = config
         self.model = Backbone(config)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rope: torch.Tensor | None = None
         self.head_t: torch.Tensor | None = None  # see inference_weights
 
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
-    def rope(self, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin gathered for per-row positions [B, T] → [B, T, 1, D]."""
-        need = int(positions.max()) + 1 if positions.numel() else 1
-        if self._rope is None or self._rope[0].shape[0] < need or self._rope[0].device != positions.device:
+    def rope(self, positions: torch.Tensor, need: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin for per-row positions [B, T] → [B, T, 1, D] each; `need` bounds
+        the positions (an upper bound the caller knows, so no device sync here)."""
+        if self._rope is None or self._rope.shape[0] < need or self._rope.device != positions.device:
             self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
-        cos, sin = (table[positions].unsqueeze(2) for table in self._rope)
-        return (cos, sin) if dtype == torch.float32 else (cos.to(dtype), sin.to(dtype))
+        table = self._rope[positions]  # one gather for both: [B, T, 2, D]
+        if dtype != torch.float32:
+            table = table.to(dtype)
+        return table[:, :, 0:1], table[:, :, 1:2]
 
     def hidden_states(
         self,
@@ -263,8 +269,9 @@ class CausalLM(nn.Module):
         """Final-norm hidden states [B, T, hidden]. Row b's first `pad[b]` tokens (or cache
         slots) are left padding that nothing attends to; right padding needs no mask."""
         x = self.model.embed_tokens(input_ids)
-        cos, sin = self.rope(positions, x.dtype)
         past = 0 if cache is None else cache.length
+        # A position never exceeds its cache slot (left padding only lowers it).
+        cos, sin = self.rope(positions, past + input_ids.shape[1], x.dtype)
         mask: list[torch.Tensor] = []
 
         def mask_fn() -> torch.Tensor:

@@ -105,20 +105,26 @@ def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, 
         if cancelled():
             raise Cancelled("sample was cancelled")
         logits = model.logits(hidden).float()
-        log_probs = torch.log_softmax(logits, dim=-1)
         if params.temperature == 0:
             chosen = logits.argmax(-1)
         else:
-            filtered = filter_logits(logits / params.temperature, params.top_k, params.top_p)
-            chosen = draw(torch.softmax(filtered, dim=-1), generator)
-        live = ~done
-        tokens[:, step] = torch.where(live, chosen, torch.zeros_like(chosen)).to(torch.int32)
-        logprobs[:, step] = torch.where(live, log_probs.gather(-1, chosen[:, None]).squeeze(-1), torch.zeros(()))
+            scaled = logits if params.temperature == 1 else logits / params.temperature
+            chosen = draw(torch.softmax(filter_logits(scaled, params.top_k, params.top_p), dim=-1), generator)
+        chosen_logprob = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
         if stop_ids.numel():
+            # Rows that already stopped keep zeros; a row stops on (and keeps) its stop token.
+            live = ~done
+            tokens[:, step] = torch.where(live, chosen, torch.zeros_like(chosen))
+            logprobs[:, step] = torch.where(live, chosen_logprob, torch.zeros_like(chosen_logprob))
             stopped = live & (chosen[:, None] == stop_ids[None, :]).any(-1)
-            lengths = torch.where(stopped, torch.full_like(lengths, step + 1), lengths)
+            lengths.masked_fill_(stopped, step + 1)
             done |= stopped
-        if bool(done.all()) or step + 1 == params.max_new_tokens:
+            if bool(done.all()):
+                break
+        else:
+            tokens[:, step] = chosen
+            logprobs[:, step] = chosen_logprob
+        if step + 1 == params.max_new_tokens:
             break
         if params.use_cache:
             hidden = model.hidden_states(chosen[:, None], next_pos, pad, cache)[:, -1]
@@ -127,7 +133,7 @@ def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, 
             ids = torch.cat((ids, chosen[:, None]), dim=1)
             positions = torch.cat((positions, next_pos), dim=1)
             hidden = model.hidden_states(ids, positions, pad)[:, -1]
-        next_pos = next_pos + 1
+        next_pos += 1
 
     stop_reasons = ["stop_token" if d else "length" for d in done.tolist()]
     return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons)

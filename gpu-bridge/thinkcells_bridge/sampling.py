@@ -68,7 +68,7 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # cheaper per op than no_grad: the decode loop is ~150 tiny ops a step
 def sample(
     model: CausalLM,
     prompts: list[torch.Tensor],
@@ -139,7 +139,7 @@ def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, 
     return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sequence_logprobs(model: CausalLM, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
     """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence."""
     device = model.output_weight().device

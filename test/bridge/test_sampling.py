@@ -241,3 +241,16 @@ def test_draw_follows_the_distribution_and_never_picks_zero_probability():
     a = sampling.draw(probs.expand(50, -1), torch.Generator().manual_seed(3))
     b = sampling.draw(probs.expand(50, -1), torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_training_works_after_sampling_in_inference_mode():
+    """Sampling runs under torch.inference_mode; state it leaves on the model (the RoPE table)
+    must still serve a forward/backward pass afterwards."""
+    m = random_model(llama_config(), seed=21)
+    sample(m, [torch.tensor([1, 2, 3])], params(max_new_tokens=4))
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    hidden = m.hidden_states(ids, torch.arange(5)[None], torch.zeros(1, dtype=torch.long))
+    loss = torch.nn.functional.cross_entropy(m.logits(hidden)[0, :-1], ids[0, 1:])
+    loss.backward()
+    assert m.model.layers[0].self_attn.q_proj.weight.grad is not None
+    assert torch.isfinite(m.model.layers[0].self_attn.q_proj.weight.grad).all()

@@ -253,9 +253,7 @@ class CausalLM(nn.Module):
         """cos and signed sin for per-row positions [B, T] → [B, T, 1, D] each; `need` bounds
         the positions (an upper bound the caller knows, so no device sync here)."""
         if self._rope is None or self._rope.shape[0] < need or self._rope.device != positions.device:
-            # A normal tensor even when first built while sampling: training reuses it.
-            with torch.inference_mode(False):
-                self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
+            self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
         table = self._rope[positions]  # one gather for both: [B, T, 2, D]
         if dtype != torch.float32:
             table = table.to(dtype)

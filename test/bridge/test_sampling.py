@@ -244,8 +244,8 @@ def test_draw_follows_the_distribution_and_never_picks_zero_probability():
 
 
 def test_training_works_after_sampling_in_inference_mode():
-    """Sampling runs under torch.inference_mode; state it leaves on the model (the RoPE table)
-    must still serve a forward/backward pass afterwards."""
+    """Sampling runs under torch.inference_mode; what it leaves on the model (the RoPE table,
+    an inference tensor) must still serve a forward/backward pass afterwards."""
     m = random_model(llama_config(), seed=21)
     sample(m, [torch.tensor([1, 2, 3])], params(max_new_tokens=4))
     ids = torch.tensor([[1, 2, 3, 4, 5]])

@@ -162,7 +162,7 @@ class Attention(nn.Module):
         if cache is not None:
             kt, vt, end = cache.k[layer], cache.v[layer], cache.length + t
             if t == 1 and not torch.is_grad_enabled():
-                out = decode_attention(q.reshape(b, h, d), k.reshape(b, kv, d), v.reshape(b, kv, d), kt, vt, cache.start, end, cache.scratch)
+                out = decode_attention(q[:, 0], k[:, 0], v[:, 0], kt, vt, cache.start, end, cache.scratch)
             if out is None:
                 kt.narrow(3, cache.length, t).copy_(k.permute(0, 2, 3, 1))
                 vt.narrow(3, cache.length, t).copy_(v.permute(0, 2, 3, 1))

@@ -57,7 +57,8 @@ def _build() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(target))
     fn = lib.decode_attention_f32
     fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 6 + [ctypes.c_float, ctypes.c_int]
+    P, I = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [P, I, P, P, I, P, P, P, P, P, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
     return lib
 
 
@@ -79,20 +80,30 @@ def _threads(work: int) -> int:
     return 1 if work < 100_000 else _CORES
 
 
+def _rows(x: torch.Tensor) -> int | None:
+    """Row stride of a [B, heads, D] view whose heads and dims are contiguous, else None."""
+    _, heads, d = x.shape
+    return x.stride(0) if x.stride(2) == 1 and (x.stride(1) == d or heads == 1) else None
+
+
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor,
                      start: torch.Tensor, length: int, scratch: torch.Tensor) -> torch.Tensor | None:
     """Writes this step's keys and values into cache slot length-1, then attends: the native
     decode step, or None when it does not apply (no library, not CPU fp32) and nothing was
-    written. q: [B, H, D]; k, v: [B, KV, D]; kt, vt: one layer's cache, slots last
-    [B, KV, D, CAP]; start: int64 [B]."""
+    written. q: [B, H, D]; k, v: [B, KV, D], each may be a row-strided view (of one fused
+    projection); kt, vt: one layer's cache, slots last [B, KV, D, CAP]; start: int64 [B]."""
     lib = native_library()
     if lib is None or q.device.type != "cpu" or q.dtype != torch.float32:
         return None
     b, h, d = q.shape
     kv, cap = kt.shape[1], kt.shape[3]
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    out = torch.empty_like(q)
-    lib.decode_attention_f32(q.data_ptr(), k.data_ptr(), v.data_ptr(), kt.data_ptr(), vt.data_ptr(),
-                             out.data_ptr(), scratch.data_ptr(), start.data_ptr(), b, h, kv, cap, d,
-                             length, 1.0 / d ** 0.5, _threads(b * h * length * d))
+    if _rows(q) is None:
+        q = q.contiguous()
+    if _rows(k) is None or _rows(v) is None or k.stride(0) != v.stride(0):
+        k, v = k.contiguous(), v.contiguous()
+    out = torch.empty(b, h, d, dtype=q.dtype)
+    lib.decode_attention_f32(q.data_ptr(), q.stride(0), k.data_ptr(), v.data_ptr(), k.stride(0),
+                             kt.data_ptr(), vt.data_ptr(), out.data_ptr(), scratch.data_ptr(),
+                             start.data_ptr(), b, h, kv, cap, d, length, 1.0 / d ** 0.5,
+                             _threads(b * h * length * d))
     return out

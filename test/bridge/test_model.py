@@ -165,6 +165,26 @@ def test_native_decode_attention_matches_torch(head_dim, heads, kv):
         assert torch.allclose(got[2, h], v[2, h // group, 9], atol=1e-6)
 
 
+def test_native_decode_attention_reads_views_of_one_fused_projection():
+    """q, k and v as row-strided views into one [B, (H + 2KV) * D] projection output, the way
+    the model passes them: no copies, same numbers."""
+    g = torch.Generator().manual_seed(5)
+    b, heads, kv, d, cap, length = 4, 4, 2, 8, 9, 6
+    fused = torch.randn(b, (heads + 2 * kv) * d, generator=g)
+    q = fused[:, : heads * d].view(b, heads, d)
+    k_new = fused[:, heads * d : (heads + kv) * d].view(b, kv, d)
+    v_new = fused[:, (heads + kv) * d :].view(b, kv, d)
+    assert not q.is_contiguous() and native_kernels._rows(q) == fused.stride(0)
+    k = torch.randn(b, kv, cap, d, generator=g)
+    v = torch.randn(b, kv, cap, d, generator=g)
+    k[:, :, length - 1], v[:, :, length - 1] = k_new, v_new
+    start = torch.tensor([0, 1, 2, 5])
+    got = native_kernels.decode_attention(q, k_new, v_new, cache_layout(k),
+                                          cache_layout(v), start, length, torch.empty(b, heads, cap))
+    expected = reference_decode_attention(q.contiguous(), k, v, start, length)
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
 def test_native_decode_attention_multithreaded():
     # Large enough a step that the kernel spreads rows over OpenMP threads.
     g = torch.Generator().manual_seed(11)

@@ -24,6 +24,8 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies" >&2
   # onnxruntime-node's install script would fetch CUDA binaries from outside the registry;
-  # its CPU binaries ship inside the package.
-  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error >&2
+  # its CPU binaries ship inside the package. `npm install`, not `npm ci`: npm 11 leaves other
+  # platforms' optional packages (deno's) out of the lock file and then `npm ci` refuses it;
+  # `npm install` installs the locked versions and leaves the lock file as it is.
+  ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error >&2
 fi

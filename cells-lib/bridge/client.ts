@@ -3,7 +3,8 @@
  * with the token handshake, and sends typed requests.
  *
  * A bridge outlives the notebook kernel that started it: a restarted kernel calls
- * `connectBridge({ session })` again and finds its models still loaded.
+ * `BridgeClient.connect({ session })` (or the cells' `bridge()`) again and finds its models
+ * still loaded.
  */
 import { Buffer } from "node:buffer";
 import { spawn, spawnSync } from "node:child_process";
@@ -17,6 +18,7 @@ import { z } from "zod";
 import { BridgeError } from "./errors.ts";
 import { dehydrate, encodeFrame, hydrate, splitFrame, type Hydrated } from "./frames.ts";
 import { ops, PROTOCOL_VERSION, ResponseEnvelope, type OpName } from "./protocol.ts";
+import { parseOptions } from "../util/options.ts";
 
 export const bridgePackageDir = fileURLToPath(new URL("../../gpu-bridge/", import.meta.url));
 
@@ -133,6 +135,7 @@ export class BridgeClient {
   private pending = new Map<number, Pending>();
   private chunks: Buffer[] = [];
   private buffered = 0;
+  private frameLength: number | undefined;
   private closedReason: string | undefined;
   hello!: OpResponse<"hello">;
 
@@ -148,13 +151,16 @@ export class BridgeClient {
 
   /** Attaches to the session's bridge, starting one if none is running. */
   static async connect(options: BridgeOptions = {}): Promise<BridgeClient> {
-    const opts = BridgeOptions.parse(options);
+    const opts = parseOptions(BridgeOptions, options, "connect");
     const dir = bridgeDir(opts.dir);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
     const infoFile = path.join(dir, `${opts.session}.json`);
     const logFile = path.join(dir, `${opts.session}.log`);
     let info = readSession(infoFile);
+    if (info && info.protocol_version !== PROTOCOL_VERSION) {
+      throw new BridgeError("handshake", "connect", `the bridge running for session "${opts.session}" (pid ${info.pid}) speaks protocol ${info.protocol_version}, this library ${PROTOCOL_VERSION}: stop it (kill ${info.pid}) or use another session`);
+    }
     // A session file can outlive its bridge (killed, or a zombie not yet reaped): when its
     // socket refuses us, start a new bridge.
     let socket = info ? await openSocket(info.socket).catch(() => undefined) : undefined;
@@ -271,17 +277,20 @@ export class BridgeClient {
   private onData(data: Buffer): void {
     this.chunks.push(data);
     this.buffered += data.length;
-    while (this.buffered >= 4) {
-      let all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-      const length = all.readUInt32LE(0);
-      if (all.length < 4 + length) {
-        this.chunks = [all];
-        return;
+    for (;;) {
+      if (this.frameLength === undefined) {
+        if (this.buffered < 4) return;
+        const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : Buffer.concat(this.chunks);
+        this.frameLength = 4 + head.readUInt32LE(0);
       }
-      const payload = all.subarray(4, 4 + length);
-      all = all.subarray(4 + length);
-      this.chunks = all.length ? [all] : [];
-      this.buffered = all.length;
+      // Join the chunks once per frame, when it is complete: large responses arrive in many.
+      if (this.buffered < this.frameLength) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+      const payload = all.subarray(4, this.frameLength);
+      const rest = all.subarray(this.frameLength);
+      this.chunks = rest.length ? [rest] : [];
+      this.buffered = rest.length;
+      this.frameLength = undefined;
       this.onFrame(payload);
     }
   }

@@ -31,6 +31,7 @@ class LoadedModel:
     name: str
     path: str
     model: CausalLM
+    hf_config: dict  # as loaded, so saving does not depend on the source directory surviving
     # One request at a time per model: sampling and training share the weights.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -132,7 +133,7 @@ class Worker:
     def load_model(self, body, ctx):
         path = os.path.abspath(body["path"])
         model = load_model(path, self.device, pick_dtype(body["dtype"], self.device))
-        loaded = LoadedModel(body["name"], path, model)
+        loaded = LoadedModel(body["name"], path, model, read_config(path))
         with self.models_lock:
             self.models[body["name"]] = loaded
         return self.info(loaded)
@@ -147,7 +148,7 @@ class Worker:
     def save_model(self, body, ctx):
         loaded = self.get(body["name"])
         with loaded.lock:
-            save_checkpoint(body["out_dir"], read_config(loaded.path), loaded.model.state_dict(), max_shard_bytes=body["max_shard_bytes"])
+            save_checkpoint(body["out_dir"], loaded.hf_config, loaded.model.state_dict(), max_shard_bytes=body["max_shard_bytes"])
         return {"files": sorted(os.listdir(body["out_dir"]))}
 
     def convert_llama2c(self, body, ctx):

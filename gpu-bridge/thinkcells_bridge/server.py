@@ -91,7 +91,8 @@ class Connection:
                 if head is None:
                     return
                 (length,) = struct.unpack("<I", head)
-                if length > MAX_FRAME:
+                # Before the handshake only a small hello is believable.
+                if length > (MAX_FRAME if self.authenticated else 1 << 16):
                     return
                 payload = _recv_exact(self.sock, length)
                 if payload is None:
@@ -117,6 +118,8 @@ class Connection:
             except Exception:
                 pass
             self.fail(request_id, op, exc if isinstance(exc, ProtocolError) else ProtocolError(f"malformed frame: {exc}"))
+            if not self.authenticated:
+                self.sock.shutdown(socket.SHUT_RDWR)
             return
         op, request_id, body = envelope["op"], envelope["id"], envelope["body"]
         if not self.authenticated:

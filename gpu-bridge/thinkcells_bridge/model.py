@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .native_kernels import decode_attention
+from . import native_kernels
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -118,7 +118,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> 
 class KVCache:
     """Preallocated keys/values for every layer: decoding writes in place, never concatenates.
     Stored slots-last, [batch, kv_head, head_dim, slot] per layer, the layout the native decode
-    kernel vectorizes over. Row b's first `start[b]` slots are left padding."""
+    step vectorizes over. Row b's first `start[b]` slots are left padding."""
 
     def __init__(self, config: ModelConfig, start: torch.Tensor, capacity: int, dtype):
         batch = start.shape[0]
@@ -128,8 +128,7 @@ class KVCache:
         self.start = start
         self.length = 0
         self.capacity = capacity
-        # Softmax workspace of the native CPU kernel (decode_attention).
-        self.scratch = torch.empty(batch, config.num_attention_heads, capacity if start.device.type == "cpu" else 0, device=start.device, dtype=dtype)
+        self.native_pointers = None  # set by native_kernels.decode_step
 
 
 class Attention(nn.Module):
@@ -158,20 +157,14 @@ class Attention(nn.Module):
         # Queries and keys rotate together: one set of RoPE ops instead of two.
         qk = apply_rope(qk.view(b, t, h + kv, d), cos, sin)
         q, k = qk[:, :, :h], qk[:, :, h:]
-        out = None
         if cache is not None:
             kt, vt, end = cache.k[layer], cache.v[layer], cache.length + t
-            if t == 1 and not torch.is_grad_enabled():
-                out = decode_attention(q[:, 0], k[:, 0], v[:, 0], kt, vt, cache.start, end, cache.scratch)
-            if out is None:
-                kt.narrow(3, cache.length, t).copy_(k.permute(0, 2, 3, 1))
-                vt.narrow(3, cache.length, t).copy_(v.permute(0, 2, 3, 1))
-                k, v = kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
+            kt.narrow(3, cache.length, t).copy_(k.permute(0, 2, 3, 1))
+            vt.narrow(3, cache.length, t).copy_(v.permute(0, 2, 3, 1))
+            k, v = kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
-        if out is None:
-            out = attention(q.transpose(1, 2), k, v, mask_fn()).transpose(1, 2)
-        out = out.reshape(b, t, h * d)
+        out = attention(q.transpose(1, 2), k, v, mask_fn()).transpose(1, 2).reshape(b, t, h * d)
         return self.o_proj(out) if fast is None else torch.matmul(out, fast.o_t)
 
 
@@ -249,15 +242,13 @@ class CausalLM(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
-    def rope(self, positions: torch.Tensor, need: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and signed sin for per-row positions [B, T] → [B, T, 1, D] each; `need` bounds
-        the positions (an upper bound the caller knows, so no device sync here)."""
+    def rope(self, positions: torch.Tensor, need: int, dtype) -> torch.Tensor:
+        """cos and signed sin for per-row positions [B, T] → [B, T, 2, D]; `need` bounds the
+        positions (an upper bound the caller knows, so no device sync here)."""
         if self._rope is None or self._rope.shape[0] < need or self._rope.device != positions.device:
             self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
-        table = self._rope[positions]  # one gather for both: [B, T, 2, D]
-        if dtype != torch.float32:
-            table = table.to(dtype)
-        return table[:, :, 0:1], table[:, :, 1:2]
+        table = self._rope[positions]
+        return table if dtype == torch.float32 else table.to(dtype)
 
     def hidden_states(
         self,
@@ -271,7 +262,11 @@ class CausalLM(nn.Module):
         x = self.model.embed_tokens(input_ids)
         past = 0 if cache is None else cache.length
         # A position never exceeds its cache slot (left padding only lowers it).
-        cos, sin = self.rope(positions, past + input_ids.shape[1], x.dtype)
+        rope = self.rope(positions, past + input_ids.shape[1], x.dtype)
+        if cache is not None and input_ids.shape[1] == 1 and native_kernels.decode_step(self, x, rope, cache):
+            cache.length += 1
+            return self.model.norm(x)
+        cos, sin = rope[:, :, None, 0], rope[:, :, None, 1]
         mask: list[torch.Tensor] = []
 
         def mask_fn() -> torch.Tensor:

@@ -1,13 +1,15 @@
-"""CPU kernels in C, compiled on first use with the system's C compiler and loaded with ctypes.
+"""The CPU decode step in C (native/decode.c), compiled on first use with the system's C
+compiler and loaded with ctypes.
 
-Only hot loops that torch 1.x runs badly on CPU live here. When no compiler is available (or
-THINKCELLS_NATIVE=0) callers fall back to plain torch code; tests check both give the same
-numbers.
+Used only where it applies: CPU, fp32, no autograd, inside `inference_weights` (sampling).
+Without a compiler, without a BLAS exposing cblas_sgemm, or with THINKCELLS_NATIVE=0, the
+model runs its plain torch code instead; tests hold the two to the same numbers.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import hashlib
 import os
 import shutil
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).parent / "native" / "decode_attention.c"
-_lib: ctypes.CDLL | None | bool = False  # False: not tried yet
+_SOURCE = Path(__file__).parent / "native" / "decode.c"
+_LAYER_POINTERS = 9  # norm1, qkv, qkv_bias, o, norm2, gate_up, down, kt, vt (decode.c)
+_native: tuple[ctypes.CDLL, int] | None | bool = False  # False: not tried yet
 
 
 def _cache_dir() -> Path:
@@ -30,21 +33,17 @@ def _cpu_key() -> str:
     # -march=native output only runs on CPUs with the same features: key the cache by them.
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            return next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        flags = ""
-    return flags
+        return ""
 
 
-def _build() -> ctypes.CDLL | None:
-    if os.environ.get("THINKCELLS_NATIVE", "1") == "0":
-        return None
+def _compile() -> ctypes.CDLL | None:
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         return None
-    source = _SOURCE.read_bytes()
-    digest = hashlib.sha256(source + _cpu_key().encode()).hexdigest()[:16]
-    target = _cache_dir() / f"decode_attention-{digest}.so"
+    digest = hashlib.sha256(_SOURCE.read_bytes() + _cpu_key().encode()).hexdigest()[:16]
+    target = _cache_dir() / f"decode-{digest}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -55,55 +54,72 @@ def _build() -> ctypes.CDLL | None:
                 return None
             os.replace(out, target)  # atomic: concurrent bridges never load a half-written file
     lib = ctypes.CDLL(str(target))
-    fn = lib.decode_attention_f32
-    fn.restype = None
     P, I = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [P, I, P, P, I, P, P, P, P, P, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
+    lib.decode_step_f32.restype = ctypes.c_int
+    lib.decode_step_f32.argtypes = [P, I, P, P, P, P, I, I, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
     return lib
 
 
-def native_library() -> ctypes.CDLL | None:
-    global _lib
-    if _lib is False:
-        _lib = _build()
-    return _lib  # type: ignore[return-value]
+def _sgemm_address() -> int | None:
+    """cblas_sgemm of the BLAS torch uses (Debian: OpenBLAS behind libblas.so.3)."""
+    for name in ("libblas.so.3", ctypes.util.find_library("blas"), ctypes.util.find_library("openblas")):
+        if not name:
+            continue
+        try:
+            return ctypes.cast(ctypes.CDLL(name).cblas_sgemm, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
 
 
+def native_library() -> tuple[ctypes.CDLL, int] | None:
+    """(library, cblas_sgemm address), or None when the native step is unavailable."""
+    global _native
+    if _native is False:
+        _native = None
+        if os.environ.get("THINKCELLS_NATIVE", "1") != "0":
+            sgemm = _sgemm_address()
+            lib = _compile() if sgemm else None
+            _native = (lib, sgemm) if lib is not None else None
+    return _native  # type: ignore[return-value]
 
 
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _threads(work: int) -> int:
-    # The kernel streams the whole cache, so it scales with cores even where torch's tiny
+    # Attention streams the whole cache, so it scales with cores even where torch's tiny
     # per-token ops do not; waking threads only pays for larger steps.
     return 1 if work < 100_000 else _CORES
 
 
-def _rows(x: torch.Tensor) -> int | None:
-    """Row stride of a [B, heads, D] view whose heads and dims are contiguous, else None."""
-    _, heads, d = x.shape
-    return x.stride(0) if x.stride(2) == 1 and (x.stride(1) == d or heads == 1) else None
-
-
-def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor,
-                     start: torch.Tensor, length: int, scratch: torch.Tensor) -> torch.Tensor | None:
-    """Writes this step's keys and values into cache slot length-1, then attends: the native
-    decode step, or None when it does not apply (no library, not CPU fp32) and nothing was
-    written. q: [B, H, D]; k, v: [B, KV, D], each may be a row-strided view (of one fused
-    projection); kt, vt: one layer's cache, slots last [B, KV, D, CAP]; start: int64 [B]."""
-    lib = native_library()
-    if lib is None or q.device.type != "cpu" or q.dtype != torch.float32:
-        return None
-    b, h, d = q.shape
-    kv, cap = kt.shape[1], kt.shape[3]
-    if _rows(q) is None:
-        q = q.contiguous()
-    if _rows(k) is None or _rows(v) is None or k.stride(0) != v.stride(0):
-        k, v = k.contiguous(), v.contiguous()
-    out = torch.empty(b, h, d, dtype=q.dtype)
-    lib.decode_attention_f32(q.data_ptr(), q.stride(0), k.data_ptr(), v.data_ptr(), k.stride(0),
-                             kt.data_ptr(), vt.data_ptr(), out.data_ptr(), scratch.data_ptr(),
-                             start.data_ptr(), b, h, kv, cap, d, length, 1.0 / d ** 0.5,
-                             _threads(b * h * length * d))
-    return out
+def decode_step(model, x: torch.Tensor, rope: torch.Tensor, cache) -> bool:
+    """Runs every layer for one new token per row, in place on x [B, 1, hidden], writing the
+    cache's next slot. False (and nothing done) when the native step does not apply.
+    rope: [B, 1, 2, D] cos and signed sin per row (CausalLM.rope)."""
+    native = native_library()
+    layers = list(model.model.layers)
+    if (native is None or x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled()
+            or layers[0].self_attn.inference is None):
+        return False
+    lib, sgemm = native
+    if cache.native_pointers is None:
+        # Weights and cache are fixed for the whole sampling call: collect their addresses once.
+        pointers = []
+        for i, layer in enumerate(layers):
+            attn, mlp = layer.self_attn.inference, layer.mlp.inference
+            pointers += [layer.input_layernorm.weight, attn.qkv_t, attn.qkv_bias, attn.o_t,
+                         layer.post_attention_layernorm.weight, mlp.gate_up_t, mlp.down_t, cache.k[i], cache.v[i]]
+        assert len(pointers) == _LAYER_POINTERS * len(layers)
+        cache.native_pointers = (ctypes.c_void_p * len(pointers))(*[None if p is None else p.data_ptr() for p in pointers])
+    c = model.config
+    b = x.shape[0]
+    length = cache.length + 1
+    rope = rope.contiguous()  # held in a name: C reads it after this line
+    status = lib.decode_step_f32(
+        sgemm, len(layers), cache.native_pointers, x.data_ptr(), rope.data_ptr(), cache.start.data_ptr(),
+        b, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size,
+        cache.capacity, length, c.rms_norm_eps, _threads(b * c.num_attention_heads * length * c.head_dim))
+    if status != 0:
+        raise MemoryError("decode step: could not allocate its scratch memory")
+    return True

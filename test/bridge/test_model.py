@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import pytest
@@ -39,7 +40,7 @@ def cached_logits(model, ids, pad=None, prefill=1):
     b, t = ids.shape
     pad = torch.zeros(b, dtype=torch.long) if pad is None else pad
     positions = (torch.arange(t)[None, :] - pad[:, None]).clamp(min=0)
-    cache = KVCache(model.config, pad, t, torch.float32)
+    cache = KVCache(model.config, pad, t, model.output_weight().dtype)
     out = [model.logits(model.hidden_states(ids[:, :prefill], positions[:, :prefill], pad, cache))]
     for i in range(prefill, t):
         out.append(model.logits(model.hidden_states(ids[:, i : i + 1], positions[:, i : i + 1], pad, cache)))
@@ -49,17 +50,17 @@ def cached_logits(model, ids, pad=None, prefill=1):
 
 @pytest.fixture
 def native_spy(monkeypatch):
-    """Counts calls of the native decode kernel from the model, and how many computed a result."""
+    """Counts the model's calls of the native decode step, and how many it ran natively."""
     calls = {"called": 0, "native": 0}
-    original = model_mod.decode_attention
+    original = native_kernels.decode_step
 
     def spy(*args):
-        out = original(*args)
+        ran = original(*args)
         calls["called"] += 1
-        calls["native"] += out is not None
-        return out
+        calls["native"] += ran
+        return ran
 
-    monkeypatch.setattr(model_mod, "decode_attention", spy)
+    monkeypatch.setattr(native_kernels, "decode_step", spy)
     return calls
 
 
@@ -68,23 +69,29 @@ def test_cached_decode_matches_full_forward_no_grad(model, native_spy, prefill):
     ids = random_ids((3, 9), seed=1)
     with torch.no_grad():
         expected = full_logits(model, ids)
-        got = cached_logits(model, ids, prefill=prefill)
+        plain = cached_logits(model, ids, prefill=prefill)
+        assert native_spy["native"] == 0  # outside inference_weights: the torch path
+        with inference_weights(model):
+            native = cached_logits(model, ids, prefill=prefill)
     assert expected.shape == (3, 9, 97)
-    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
-    # Every single-token forward (a 1-token prefill is one too) of every layer went through
-    # the native kernel.
+    assert torch.allclose(plain, expected, atol=1e-5), (plain - expected).abs().max()
+    assert torch.allclose(native, expected, atol=1e-5), (native - expected).abs().max()
+    # Every single-token forward (a 1-token prefill is one too) inside inference_weights ran
+    # natively.
     single_token_forwards = 9 - prefill + (prefill == 1)
-    assert native_spy["called"] == native_spy["native"] == model.config.num_hidden_layers * single_token_forwards
+    assert native_spy["native"] == single_token_forwards
+    assert native_spy["called"] == 2 * single_token_forwards
 
 
 def test_cached_decode_matches_full_forward_with_grad(model, native_spy):
     ids = random_ids((2, 7), seed=2)
     with torch.no_grad():
         expected = full_logits(model, ids)
-    got = cached_logits(model, ids, prefill=2)
+    with inference_weights(model):
+        got = cached_logits(model, ids, prefill=2)
     assert got.requires_grad  # really the autograd (torch) path
     assert torch.allclose(got.detach(), expected, atol=1e-5), (got.detach() - expected).abs().max()
-    assert native_spy["called"] == 0
+    assert native_spy["native"] == 0
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
@@ -97,7 +104,9 @@ def test_left_padding_matches_unpadded_rows(model, grad):
     steps = 4
     cont_short, cont_long = random_ids((1, steps), seed=6), random_ids((1, steps), seed=7)
 
-    with torch.set_grad_enabled(grad):
+    # Without grad the cached runs go through the native step (inference_weights), with grad
+    # through torch.
+    with torch.set_grad_enabled(grad), (contextlib.nullcontext() if grad else inference_weights(model)):
         # Alone: unpadded prompt then teacher-forced continuation, through the cache.
         alone = [cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1])[:, p.shape[1] - 1 :]
                  for p, c in [(short, cont_short), (long, cont_long)]]
@@ -113,115 +122,58 @@ def test_left_padding_matches_unpadded_rows(model, grad):
         assert torch.allclose(full[row], alone[row][0], atol=1e-5), (row, (full[row] - alone[row][0]).abs().max())
 
 
-def cache_layout(k):
-    """k, v in logical [B, KV, slot, D] → one layer of the cache as KVCache stores it (the
-    layout the native kernel reads), found from KVCache itself rather than assumed."""
-    b, kv, cap, d = k.shape
-    config = ModelConfig.from_hf(llama_config(hidden_size=kv * d * 2, num_attention_heads=kv * 2,
-                                              num_key_value_heads=kv, head_dim=d))
-    layer = KVCache(config, torch.zeros(b, dtype=torch.long), cap, torch.float32).k[0]
-    if tuple(layer.shape) == (b, kv, cap, d):
-        return k.contiguous()
-    assert tuple(layer.shape) == (b, kv, d, cap), f"unknown KV cache layout {tuple(layer.shape)}"
-    return k.transpose(2, 3).contiguous()
-
-
-def reference_decode_attention(q, k, v, start, length):
-    """model.attention over the first `length` slots, with slots before start[b] masked."""
-    b = q.shape[0]
-    mask = torch.zeros(b, 1, 1, length)
-    for row in range(b):
-        mask[row, ..., : int(start[row])] = torch.finfo(torch.float32).min
-    return attention(q[:, :, None], k[:, :, :length], v[:, :, :length], mask)[:, :, 0]
+def native_vs_torch(m, ids, pad, prefill):
+    """Cached decode inside inference_weights: with the native step, then with it disabled."""
+    with torch.no_grad(), inference_weights(m):
+        native = cached_logits(m, ids, pad=pad, prefill=prefill)
+        library = native_kernels.native_library
+        native_kernels.native_library = lambda: None
+        try:
+            fallback = cached_logits(m, ids, pad=pad, prefill=prefill)
+        finally:
+            native_kernels.native_library = library
+    return native, fallback
 
 
 @pytest.mark.parametrize("head_dim", [8, 12, 16, 32, 64, 128])
 @pytest.mark.parametrize("heads,kv", [(4, 2), (6, 6), (4, 1)])
-def test_native_decode_attention_matches_torch(head_dim, heads, kv):
-    assert native_kernels.native_library() is not None, "the native kernel should build on this machine"
-    g = torch.Generator().manual_seed(head_dim * 7 + heads + kv)
-    b, cap, length = 3, 13, 10
-    q = torch.randn(b, heads, head_dim, generator=g)
-    k = torch.randn(b, kv, cap, head_dim, generator=g)
-    v = torch.randn(b, kv, cap, head_dim, generator=g)
-    k[:, :, length:] = 1e4  # slots past `length` must be ignored
-    v[:, :, length:] = float("nan")
-    start = torch.tensor([0, 3, 9], dtype=torch.long)
-    for row in range(b):  # and so must the padding slots before start[row]
-        v[row, :, : int(start[row])] = float("nan")
-    scratch = torch.empty(b, heads, cap)
-    kt, vt = cache_layout(k), cache_layout(v)
-    # The kernel first writes this step's key and value into slot length-1.
-    new_k, new_v = k[:, :, length - 1].clone(), v[:, :, length - 1].clone()
-    kt[..., length - 1] = vt[..., length - 1] = 7.0
-    got = native_kernels.decode_attention(q, new_k, new_v, kt, vt, start, length, scratch)
-    assert got is not None and got.shape == (b, heads, head_dim)
-    assert torch.equal(kt[..., length - 1], new_k) and torch.equal(vt[..., length - 1], new_v)
-    expected = reference_decode_attention(q, torch.nan_to_num(k), torch.nan_to_num(v), start, length)
-    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
-    # A row that sees a single slot returns that slot's value (for its kv head) exactly.
-    group = heads // kv
-    for h in range(heads):
-        assert torch.allclose(got[2, h], v[2, h // group, 9], atol=1e-6)
+def test_native_step_matches_torch(head_dim, heads, kv):
+    """Every specialised head size (and the generic loop, 12), GQA, MHA and MQA, with left
+    padding: the C step gives torch's numbers."""
+    assert native_kernels.native_library() is not None, "the native step should build on this machine"
+    m = random_model(llama_config(head_dim=head_dim, num_attention_heads=heads, num_key_value_heads=kv), seed=head_dim + heads)
+    ids = random_ids((3, 10), seed=head_dim)
+    native, fallback = native_vs_torch(m, ids, torch.tensor([0, 3, 7]), prefill=8)
+    assert torch.allclose(native, fallback, atol=1e-4), (native - fallback).abs().max()
 
 
-def test_native_decode_attention_reads_views_of_one_fused_projection():
-    """q, k and v as row-strided views into one [B, (H + 2KV) * D] projection output, the way
-    the model passes them: no copies, same numbers."""
-    g = torch.Generator().manual_seed(5)
-    b, heads, kv, d, cap, length = 4, 4, 2, 8, 9, 6
-    fused = torch.randn(b, (heads + 2 * kv) * d, generator=g)
-    q = fused[:, : heads * d].view(b, heads, d)
-    k_new = fused[:, heads * d : (heads + kv) * d].view(b, kv, d)
-    v_new = fused[:, (heads + kv) * d :].view(b, kv, d)
-    assert not q.is_contiguous() and native_kernels._rows(q) == fused.stride(0)
-    k = torch.randn(b, kv, cap, d, generator=g)
-    v = torch.randn(b, kv, cap, d, generator=g)
-    k[:, :, length - 1], v[:, :, length - 1] = k_new, v_new
-    start = torch.tensor([0, 1, 2, 5])
-    got = native_kernels.decode_attention(q, k_new, v_new, cache_layout(k),
-                                          cache_layout(v), start, length, torch.empty(b, heads, cap))
-    expected = reference_decode_attention(q.contiguous(), k, v, start, length)
-    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
-
-
-def test_native_decode_attention_multithreaded():
-    # Large enough a step that the kernel spreads rows over OpenMP threads.
-    g = torch.Generator().manual_seed(11)
-    b, heads, kv, cap, length, d = 8, 8, 4, 80, 64, 64
-    assert native_kernels._threads(b * heads * length * d) == native_kernels._CORES
-    q = torch.randn(b, heads, d, generator=g)
-    k = torch.randn(b, kv, cap, d, generator=g)
-    v = torch.randn(b, kv, cap, d, generator=g)
-    start = torch.arange(b, dtype=torch.long) * 3
-    got = native_kernels.decode_attention(q, k[:, :, length - 1], v[:, :, length - 1], cache_layout(k), cache_layout(v),
-                                          start, length, torch.empty(b, heads, cap))
-    expected = reference_decode_attention(q, k, v, start, length)
-    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
-
-
-def test_native_decode_attention_declines_other_dtypes():
-    q = torch.randn(1, 2, 8, dtype=torch.float64)
-    k = cache_layout(torch.randn(1, 1, 4, 8, dtype=torch.float64))
-    new = torch.randn(1, 1, 8, dtype=torch.float64)
-    assert native_kernels.decode_attention(q, new, new, k, k, torch.zeros(1, dtype=torch.long), 3, torch.empty(1, 2, 4)) is None
-
-
-def test_fallback_without_native_library_gives_same_logits(model, native_spy, monkeypatch):
-    ids = random_ids((3, 8), seed=8)
-    pad = torch.tensor([0, 2, 5])
-    with torch.no_grad():
-        native = cached_logits(model, ids, pad=pad, prefill=6)
-        assert native_spy["native"] > 0
-        monkeypatch.setattr(native_kernels, "native_library", lambda: None)
-        fallback = cached_logits(model, ids, pad=pad, prefill=6)
-    assert native_spy["called"] == 2 * native_spy["native"]  # the second run declined every time
+def test_native_step_with_qkv_bias_matches_torch():
+    m = random_model(qwen2_config(), seed=3)
+    native, fallback = native_vs_torch(m, random_ids((2, 9), seed=4), torch.tensor([2, 0]), prefill=3)
     assert torch.allclose(native, fallback, atol=1e-5), (native - fallback).abs().max()
 
 
-def test_thinkcells_native_0_disables_the_build(monkeypatch):
+def test_native_step_multithreaded_matches_torch():
+    # Long enough a context that the attention spreads rows over threads.
+    m = random_model(llama_config(head_dim=64, num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=128), seed=11)
+    b, t = 8, 80
+    assert native_kernels._threads(b * 8 * (t - 1) * 64) == native_kernels._CORES
+    native, fallback = native_vs_torch(m, random_ids((b, t), seed=12), torch.arange(b) * 3, prefill=t - 2)
+    assert torch.allclose(native, fallback, atol=1e-4), (native - fallback).abs().max()
+
+
+def test_native_step_declines_other_dtypes(native_spy):
+    m = random_model(llama_config(), seed=13).double()
+    with torch.no_grad(), inference_weights(m):
+        got = cached_logits(m, random_ids((2, 5), seed=14), prefill=2)
+    assert got.dtype == torch.float64
+    assert native_spy["called"] > 0 and native_spy["native"] == 0
+
+
+def test_thinkcells_native_0_disables_the_native_step(monkeypatch):
     monkeypatch.setenv("THINKCELLS_NATIVE", "0")
-    assert native_kernels._build() is None
+    monkeypatch.setattr(native_kernels, "_native", False)  # not tried yet
+    assert native_kernels.native_library() is None
 
 
 def test_inference_weights_match_unfused(model):

@@ -1,0 +1,118 @@
+"""LoRA (arXiv 2106.09685): a trainable low-rank update B·A beside each frozen Linear.
+
+A LoRA layer *is* an nn.Linear (same `weight`/`bias` parameters, same state-dict names) with
+two extra parameters, so the base weights still load and save under their Hugging Face names.
+Turning the adapters off gives back the base model: the reference policy for KL and DPO.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoRALinear(nn.Linear):
+    """y = x Wᵀ + b + (α / r) · dropout(x) Aᵀ Bᵀ, with W and b frozen."""
+
+    lora_A: nn.Parameter
+    lora_B: nn.Parameter
+
+    @classmethod
+    def wrap(cls, base: nn.Linear, rank: int, alpha: float, dropout: float) -> "LoRALinear":
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features, layer.out_features = base.in_features, base.out_features
+        layer.weight = base.weight
+        layer.bias = base.bias
+        layer.weight.requires_grad_(False)
+        if layer.bias is not None:
+            layer.bias.requires_grad_(False)
+        device, dtype = base.weight.device, base.weight.dtype
+        # As in the paper and PEFT: A random (Kaiming-uniform), B zero, so training starts
+        # exactly at the base model.
+        layer.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
+        nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))
+        layer.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device, dtype=dtype))
+        layer.scale = alpha / rank
+        layer.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        layer.enabled = True
+        return layer.train(base.training)  # a fresh Module starts in training mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight, self.bias)
+        if not self.enabled:
+            return y
+        return y + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
+
+
+def merged_weight(linear: nn.Linear) -> torch.Tensor:
+    """The weight a Linear effectively applies: W, plus (α/r)·B·A when its adapter is on."""
+    if isinstance(linear, LoRALinear) and linear.enabled:
+        return linear.weight + (linear.lora_B @ linear.lora_A) * linear.scale
+    return linear.weight
+
+
+def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str]) -> list[str]:
+    """Freezes every base parameter and puts an adapter on each targeted Linear of the decoder
+    layers ("all-linear", or module names like ["q_proj", "v_proj"]). Returns the adapted
+    modules' names. Applying again replaces the adapters."""
+    names = list(ALL_LINEAR) if targets == "all-linear" else list(targets)
+    unknown = sorted(set(names) - set(ALL_LINEAR))
+    if unknown:
+        raise ValueError(f"unknown LoRA target {unknown[0]!r}; expected 'all-linear' or names among {', '.join(ALL_LINEAR)}")
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be ≥ 1, got {rank}")
+    remove_lora(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapted = []
+    for parent_name, parent in model.named_modules():
+        for child_name, child in list(parent.named_children()):
+            if child_name in names and isinstance(child, nn.Linear):
+                setattr(parent, child_name, LoRALinear.wrap(child, rank, alpha, dropout))
+                adapted.append(f"{parent_name}.{child_name}")
+    return adapted
+
+
+def remove_lora(model: nn.Module) -> None:
+    """Drops every adapter (unmerged), leaving plain Linears with the base weights, all
+    trainable again: full fine-tuning."""
+    for parent in model.modules():
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, LoRALinear):
+                plain = nn.Linear.__new__(nn.Linear)
+                nn.Module.__init__(plain)
+                plain.in_features, plain.out_features = child.in_features, child.out_features
+                plain.weight, plain.bias = child.weight, child.bias
+                setattr(parent, child_name, plain.train(child.training))
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def has_lora(model: nn.Module) -> bool:
+    return any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def set_adapters(model: nn.Module, enabled: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, LoRALinear):
+            m.enabled = enabled
+
+
+@contextmanager
+def adapters_disabled(model: nn.Module):
+    """The base model, for reference log-probs (KL, DPO), restoring the previous state after."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    previous = [m.enabled for m in layers]
+    set_adapters(model, False)
+    try:
+        yield model
+    finally:
+        for m, state in zip(layers, previous):
+            m.enabled = state

@@ -52,6 +52,49 @@ const ModelInfo = z.object({
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
+const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+
+/** What forward_backward minimizes. Per-token arrays are float32, aligned with `token_ids`:
+ * the value at token t belongs to predicting t (a sequence's first token has none). */
+const TrainingLoss = z.discriminatedUnion("kind", [
+  z
+    .object({
+      kind: z.literal("cross_entropy"),
+      /** Per-token weights: 0 on prompt tokens for completion-only SFT. */
+      weights: TensorRef,
+      /** The whole batch's Σ weights when a batch is split into micro-batches. */
+      num_tokens: z.number().positive().nullable(),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal("policy_gradient"),
+      mask: TensorRef,
+      old_logprobs: TensorRef,
+      /** One per sequence ([B]) or one per token (aligned with token_ids). */
+      advantages: TensorRef,
+      eps_low: z.number().min(0),
+      eps_high: z.number().min(0),
+      ratio_level: z.enum(["token", "sequence"]),
+      aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
+      constant: z.number().positive().nullable(),
+      num_tokens: z.number().positive().nullable(),
+      num_sequences: z.number().positive().nullable(),
+      /** k3 KL to the adapter-disabled model; 0 skips the reference pass. */
+      beta: z.number().min(0),
+      entropy_coef: z.number().min(0),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal("dpo"),
+      /** Sequences come in (chosen, rejected) pairs; the mask marks completion tokens. */
+      mask: TensorRef,
+      beta: z.number().positive(),
+    })
+    .strict(),
+]);
+
 /** Every operation: its request body and its response body. */
 export const ops = {
   hello: {
@@ -147,6 +190,60 @@ export const ops = {
       .strict(),
     /** Per sequence, log p(token t | tokens < t) for t = 1..len-1, concatenated. */
     response: z.object({ logprobs: TensorRef }),
+  },
+  apply_lora: {
+    request: z
+      .object({
+        model: name,
+        rank: int.min(1),
+        alpha: z.number().positive(),
+        dropout: z.number().min(0).lt(1),
+        targets: z.union([z.literal("all-linear"), z.array(z.enum(LORA_TARGETS)).min(1)]),
+      })
+      .strict(),
+    response: ModelInfo,
+  },
+  /** Drops the adapters: every parameter trainable again (full fine-tuning). */
+  remove_lora: { request: z.object({ model: name }).strict(), response: ModelInfo },
+  set_adapters: {
+    request: z.object({ model: name, enabled: z.boolean() }).strict(),
+    response: z.object({ enabled: z.boolean() }),
+  },
+  forward_backward: {
+    request: z
+      .object({
+        model: name,
+        token_ids: TensorRef,
+        lengths: TensorRef,
+        loss: TrainingLoss,
+        /** Multiplies the loss before backward (e.g. 1 / micro-batches). */
+        loss_scale: z.number().positive(),
+      })
+      .strict(),
+    response: z.object({ loss: z.number().nullable(), metrics: z.record(z.string(), z.number().nullable()), tokens: int }),
+  },
+  optim_step: {
+    request: z
+      .object({
+        model: name,
+        lr: z.number().nonnegative(),
+        beta1: z.number().min(0).lt(1),
+        beta2: z.number().min(0).lt(1),
+        eps: z.number().positive(),
+        weight_decay: z.number().min(0),
+        /** null: no clipping. */
+        max_grad_norm: z.number().positive().nullable(),
+      })
+      .strict(),
+    response: z.object({ grad_norm: z.number().nullable(), skipped: z.boolean(), reason: z.string().nullable(), step: int }),
+  },
+  save_state: {
+    request: z.object({ model: name, dir: z.string().min(1) }).strict(),
+    response: z.object({ files: z.array(z.string()), step: int }),
+  },
+  load_state: {
+    request: z.object({ model: name, dir: z.string().min(1) }).strict(),
+    response: z.object({ step: int, lora: z.record(z.string(), z.unknown()).nullable() }),
   },
   /** Returns its tensors unchanged: measures the transport alone. */
   echo: {

@@ -19,7 +19,11 @@ from .hf_checkpoint import read_config, save_checkpoint
 from .loading import count_parameters, load_model, pick_dtype
 from .model import CausalLM
 from .native_kernels import native_library
+from .lora import apply_lora, has_lora, remove_lora, set_adapters
+from .optim import AdamWConfig, Trainer
 from .sampling import SampleParams, sample, sequence_logprobs
+from .state import load_state, read_state_meta, save_state
+from .training import forward_backward
 
 
 class OpError(ValueError):
@@ -34,6 +38,11 @@ class LoadedModel:
     hf_config: dict  # as loaded, so saving does not depend on the source directory surviving
     # One request at a time per model: sampling and training share the weights.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    lora: dict | None = None  # the adapters' settings, saved with training state
+    trainer: Trainer = field(init=False)
+
+    def __post_init__(self):
+        self.trainer = Trainer(self.model)
 
 
 @dataclass
@@ -185,3 +194,68 @@ class Worker:
         with loaded.lock:
             scores = sequence_logprobs(loaded.model, sequences)
         return {"logprobs": torch.cat(scores) if scores else torch.zeros(0)}
+
+    # -- training ------------------------------------------------------------------------------
+
+    def apply_lora(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            config = {k: body[k] for k in ("rank", "alpha", "dropout", "targets")}
+            apply_lora(loaded.model, **config)
+            loaded.lora = config
+            loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state
+        return self.info(loaded)
+
+    def remove_lora(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            remove_lora(loaded.model)
+            loaded.lora = None
+            loaded.trainer = Trainer(loaded.model)
+        return self.info(loaded)
+
+    def set_adapters(self, body, ctx):
+        loaded = self.get(body["model"])
+        if not has_lora(loaded.model):
+            raise OpError(f"model {loaded.name!r} has no LoRA adapters (apply_lora first)")
+        with loaded.lock:
+            set_adapters(loaded.model, body["enabled"])
+        return {"enabled": body["enabled"]}
+
+    def forward_backward(self, body, ctx):
+        loaded = self.get(body["model"])
+        spec = body["loss"]
+        needs_reference = spec["kind"] == "dpo" or (spec["kind"] == "policy_gradient" and spec["beta"] > 0)
+        if needs_reference and not has_lora(loaded.model):
+            raise OpError(f"{spec['kind']} with a reference policy needs LoRA adapters: the reference is the model with them off (apply_lora first)")
+        self._check_ids(loaded, body["token_ids"], "token_ids")
+        with loaded.lock:
+            return forward_backward(loaded.model, loaded.trainer, body)
+
+    def optim_step(self, body, ctx):
+        loaded = self.get(body["model"])
+        config = AdamWConfig(lr=body["lr"], betas=(body["beta1"], body["beta2"]), eps=body["eps"],
+                             weight_decay=body["weight_decay"], max_grad_norm=body["max_grad_norm"])
+        with loaded.lock:
+            return loaded.trainer.optim_step(config)
+
+    def save_state(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            files = save_state(body["dir"], loaded.trainer, loaded.lora)
+        return {"files": files, "step": loaded.trainer.step}
+
+    def load_state(self, body, ctx):
+        loaded = self.get(body["model"])
+        path, meta = read_state_meta(body["dir"])
+        with loaded.lock:
+            if meta["lora"] != loaded.lora:
+                # The state names its adapters: re-create them (a fresh bridge has none).
+                if meta["lora"] is None:
+                    remove_lora(loaded.model)
+                else:
+                    apply_lora(loaded.model, **meta["lora"])
+                loaded.lora = meta["lora"]
+                loaded.trainer = Trainer(loaded.model)
+            load_state(path, meta, loaded.trainer)
+        return {"step": loaded.trainer.step, "lora": loaded.lora}

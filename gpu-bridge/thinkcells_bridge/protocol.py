@@ -8,6 +8,7 @@ so the two can never silently disagree. Frame layout: see protocol.ts.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -105,12 +106,14 @@ def encode_frame(envelope: dict) -> bytes:
             return {k: dehydrate(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [dehydrate(v) for v in value]
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # JSON has no NaN or infinity; the protocol marks such numbers nullable
         return value
 
     envelope = dict(envelope)
     if "body" in envelope:
         envelope["body"] = dehydrate(envelope["body"])
         envelope["buffers"] = buffers
-    head = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
+    head = json.dumps(envelope, separators=(",", ":"), allow_nan=False).encode("utf-8")
     blob = b"".join(chunks)
     return struct.pack("<II", 4 + len(head) + len(blob), len(head)) + head + blob

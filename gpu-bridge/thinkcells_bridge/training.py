@@ -1,0 +1,124 @@
+"""forward_backward: one micro-batch through the model with autograd, a loss from losses.py,
+and gradients accumulated on the trainable parameters (optim.Trainer applies them).
+
+Batches arrive as the protocol sends them: sequences concatenated (`token_ids`, split by
+`lengths`) with per-token arrays aligned to `token_ids`, where the value at token t belongs to
+predicting t from the tokens before it (the first token of each sequence has none).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import losses
+from .lora import adapters_disabled
+from .model import CausalLM
+from .optim import Trainer
+
+
+class BatchError(ValueError):
+    pass
+
+
+def pack(token_ids: torch.Tensor, lengths: torch.Tensor, device) -> torch.Tensor:
+    """Right-padded ids [B, T]; causal attention never looks ahead, so padding needs no mask."""
+    sizes = lengths.tolist()
+    if any(n < 2 for n in sizes):
+        raise BatchError("token_ids: every sequence needs at least 2 tokens to predict one")
+    if sum(sizes) != token_ids.numel():
+        raise BatchError(f"token_ids: lengths add up to {sum(sizes)} but {token_ids.numel()} ids were sent")
+    ids = torch.zeros(len(sizes), max(sizes), dtype=torch.long)
+    for row, seq in enumerate(torch.split(token_ids.long(), sizes)):
+        ids[row, : len(seq)] = seq
+    return ids.to(device)
+
+
+def per_token(flat: torch.Tensor, lengths: torch.Tensor, name: str, device) -> torch.Tensor:
+    """A flat per-token array aligned with token_ids → [B, T-1] over predicted positions
+    (position t-1 holds the value for token t), zero past each sequence's end."""
+    sizes = lengths.tolist()
+    if flat.numel() != sum(sizes):
+        raise BatchError(f"{name}: {flat.numel()} values for {sum(sizes)} tokens (one per token of token_ids)")
+    out = torch.zeros(len(sizes), max(sizes) - 1, dtype=torch.float32)
+    for row, seq in enumerate(torch.split(flat.float(), sizes)):
+        out[row, : len(seq) - 1] = seq[1:]
+    return out.to(device)
+
+
+def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1], and the per-position entropy."""
+    b, t = ids.shape
+    positions = torch.arange(t, device=ids.device)[None, :].expand(b, -1)
+    pad = torch.zeros(b, dtype=torch.long, device=ids.device)
+    log_probs = torch.log_softmax(model.logits(model.hidden_states(ids[:, :-1], positions[:, :-1], pad)).float(), dim=-1)
+    chosen = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
+    return chosen, entropy
+
+
+def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
+    device = model.output_weight().device
+    lengths = body["lengths"]
+    ids = pack(body["token_ids"], lengths, device)
+    spec = body["loss"]
+    kind = spec["kind"]
+    model.train()  # adapter dropout
+    try:
+        if kind == "cross_entropy":
+            logp, _ = token_logprobs(model, ids, with_entropy=False)
+            loss, metrics = losses.cross_entropy(logp, per_token(spec["weights"], lengths, "loss.weights", device), num_tokens=spec["num_tokens"])
+        elif kind == "policy_gradient":
+            loss, metrics = _policy_gradient(model, ids, lengths, spec, device)
+        elif kind == "dpo":
+            loss, metrics = _dpo(model, ids, lengths, spec, device)
+        else:  # the protocol schema admits no other kinds
+            raise BatchError(f"loss.kind {kind!r} is not supported")
+    finally:
+        model.eval()
+    value = float(loss)
+    if math.isfinite(value):
+        (loss * body["loss_scale"]).backward()
+    else:
+        # No backward: the step this micro-batch belongs to will be skipped (optim_step says why).
+        trainer.nonfinite.append(f"forward_backward ({kind}, loss {value})")
+    metrics = {k: float(v) for k, v in metrics.items()}
+    return {"loss": value, "metrics": metrics, "tokens": int(sum(n - 1 for n in lengths.tolist()))}
+
+
+def _reference_logprobs(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
+    """Log-probs under the reference policy: the same model with its adapters off."""
+    with torch.no_grad(), adapters_disabled(model):
+        return token_logprobs(model, ids, with_entropy=False)[0]
+
+
+def _policy_gradient(model, ids, lengths, spec, device):
+    mask = per_token(spec["mask"], lengths, "loss.mask", device)
+    old = per_token(spec["old_logprobs"], lengths, "loss.old_logprobs", device)
+    advantages = spec["advantages"].float()
+    b = len(lengths)
+    if advantages.numel() == b:
+        advantages = advantages.reshape(b).to(device)  # one per sequence
+    else:
+        advantages = per_token(advantages, lengths, "loss.advantages", device)
+    ref = _reference_logprobs(model, ids) if spec["beta"] > 0 else None
+    want_entropy = spec["entropy_coef"] > 0
+    logp, entropy = token_logprobs(model, ids, with_entropy=True)
+    return losses.policy_gradient(
+        logp, old, advantages, mask,
+        eps_low=spec["eps_low"], eps_high=spec["eps_high"], ratio_level=spec["ratio_level"],
+        aggregation=spec["aggregation"], constant=spec["constant"], num_tokens=spec["num_tokens"],
+        num_sequences=spec["num_sequences"], ref_logprobs=ref, beta=spec["beta"],
+        entropy=entropy if want_entropy else entropy.detach(), entropy_coef=spec["entropy_coef"],
+    )
+
+
+def _dpo(model, ids, lengths, spec, device):
+    if len(lengths) % 2:
+        raise BatchError("dpo: sequences come in (chosen, rejected) pairs: an even number is needed")
+    mask = per_token(spec["mask"], lengths, "loss.mask", device)
+    logp, _ = token_logprobs(model, ids, with_entropy=False)
+    policy = losses.sequence_logprob_sums(logp, mask)
+    ref = losses.sequence_logprob_sums(_reference_logprobs(model, ids), mask)
+    return losses.dpo(policy[0::2], policy[1::2], ref[0::2], ref[1::2], beta=spec["beta"])

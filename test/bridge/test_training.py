@@ -1,0 +1,202 @@
+"""forward_backward + optim_step + save/load state, in process (the bridge ops around them are
+thin). The acceptance test through a fresh bridge is test/training.test.ts."""
+
+import math
+
+import pytest
+import torch
+
+from bridge_wire import llama_config, random_model
+from thinkcells_bridge.lora import apply_lora
+from thinkcells_bridge.optim import AdamWConfig, Trainer
+from thinkcells_bridge.state import StateError, load_state, read_state_meta, save_state
+from thinkcells_bridge.training import BatchError, forward_backward
+
+CONFIG = AdamWConfig(lr=1e-2, weight_decay=0.01, max_grad_norm=1.0)
+
+
+def batch(seed=0, rows=3, length=7, kind="cross_entropy"):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([length - (r % 2) for r in range(rows)], dtype=torch.int32)
+    ids = torch.randint(3, 97, (int(lengths.sum()),), generator=g, dtype=torch.int32)
+    n = ids.numel()
+    if kind == "cross_entropy":
+        loss = {"kind": "cross_entropy", "weights": torch.ones(n), "num_tokens": None}
+    elif kind == "policy_gradient":
+        loss = {"kind": "policy_gradient", "mask": torch.ones(n), "old_logprobs": -torch.rand(n, generator=g) * 3,
+                "advantages": torch.randn(rows, generator=g), "eps_low": 0.2, "eps_high": 0.28, "ratio_level": "token",
+                "aggregation": "token_mean", "constant": None, "num_tokens": None, "num_sequences": None, "beta": 0.05,
+                "entropy_coef": 0.0}
+    else:
+        loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1}
+    return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0}
+
+
+def lora_model(seed=1, dropout=0.1):
+    m = random_model(llama_config(), seed=seed).eval()
+    torch.manual_seed(seed)
+    apply_lora(m, rank=4, alpha=8, dropout=dropout, targets="all-linear")
+    return m
+
+
+def train(trainer, model, steps, first=0):
+    losses = []
+    for step in range(first, first + steps):
+        out = forward_backward(model, trainer, batch(seed=step))
+        trainer.optim_step(CONFIG)
+        losses.append(out["loss"])
+    return losses
+
+
+def test_cross_entropy_matches_a_hand_computation():
+    m = lora_model(dropout=0.0)
+    b = batch(seed=3)
+    ids = b["token_ids"].long()
+    rows = torch.split(ids, b["lengths"].tolist())
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for seq in rows:
+            t = len(seq)
+            logits = m.logits(m.hidden_states(seq[None, :-1], torch.arange(t - 1)[None], torch.zeros(1, dtype=torch.long)))
+            total += -torch.log_softmax(logits[0], -1).gather(-1, seq[1:, None]).sum().item()
+            count += t - 1
+    out = forward_backward(m, Trainer(m), b)
+    assert out["tokens"] == count
+    assert out["loss"] == pytest.approx(total / count, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cross_entropy", "policy_gradient", "dpo"])
+def test_every_loss_kind_gives_finite_gradients_on_the_adapters_only(kind):
+    m = lora_model()
+    out = forward_backward(m, Trainer(m), batch(seed=4, rows=4, kind=kind))
+    assert math.isfinite(out["loss"]) and all(math.isfinite(v) for v in out["metrics"].values())
+    for name, p in m.named_parameters():
+        assert (p.grad is not None) == ("lora_" in name), name
+    if kind == "policy_gradient":
+        assert out["metrics"]["kl"] >= 0 and "clip_fraction" in out["metrics"]
+    if kind == "dpo":
+        # Adapters start at B = 0: the policy is the reference, so Δ = 0 and nothing is "won".
+        assert out["metrics"]["reward_accuracy"] == 0.0 and out["metrics"]["reward_margin"] == 0.0
+
+
+def test_micro_batches_accumulate_to_the_whole_batch_gradient():
+    whole, halves = lora_model(dropout=0.0), lora_model(dropout=0.0)
+    b = batch(seed=5, rows=4)
+    forward_backward(whole, Trainer(whole), b)
+    sizes = b["lengths"].tolist()
+    n_first = sum(sizes[:2])
+    total_tokens = float(sum(n - 1 for n in sizes))
+    for ids, lengths, weights in ((b["token_ids"][:n_first], b["lengths"][:2], b["loss"]["weights"][:n_first]),
+                                  (b["token_ids"][n_first:], b["lengths"][2:], b["loss"]["weights"][n_first:])):
+        forward_backward(halves, Trainer(halves), {"token_ids": ids, "lengths": lengths, "loss_scale": 1.0,
+                                                   "loss": {"kind": "cross_entropy", "weights": weights, "num_tokens": total_tokens}})
+    for (name, p), q in zip(whole.named_parameters(), halves.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+def test_optim_step_updates_clips_and_reports():
+    m = lora_model()
+    trainer = Trainer(m)
+    forward_backward(m, trainer, batch(seed=6))
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    out = trainer.optim_step(AdamWConfig(lr=1e-2, max_grad_norm=1e-3))
+    assert out["step"] == 1 and not out["skipped"] and out["grad_norm"] > 1e-3
+    for n, p in m.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p, before[n]), n  # the base stays frozen
+        elif "lora_B" in n:
+            assert not torch.equal(p, before[n]), n  # (A's gradient is 0 while B is 0)
+    assert all(p.grad is None for p in m.parameters())
+    with pytest.raises(ValueError, match="no gradients to apply"):
+        trainer.optim_step(CONFIG)
+
+
+def test_non_finite_loss_or_gradient_skips_the_step_and_keeps_the_weights():
+    m = lora_model()
+    trainer = Trainer(m)
+    forward_backward(m, trainer, batch(seed=7))
+    lora_a = next(p for n, p in m.named_parameters() if "lora_A" in n)
+    lora_a.grad[0, 0] = float("nan")
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    out = trainer.optim_step(CONFIG)
+    assert out["skipped"] and "non-finite gradient norm" in out["reason"] and out["step"] == 0
+    assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())
+    # A non-finite loss: no backward at all, and the next step is skipped with the reason.
+    b = batch(seed=8)
+    b["loss"]["weights"][3] = float("inf")
+    assert not math.isfinite(forward_backward(m, trainer, b)["loss"])
+    forward_backward(m, trainer, batch(seed=9))
+    out = trainer.optim_step(CONFIG)
+    assert out["skipped"] and "non-finite loss" in out["reason"]
+    assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())
+    # The next clean step goes through.
+    forward_backward(m, trainer, batch(seed=10))
+    assert not trainer.optim_step(CONFIG)["skipped"]
+
+
+def test_resume_is_bit_identical(tmp_path):
+    """6 steps straight == 3 steps, save, a fresh model, load, 3 steps (dropout on: the RNG
+    state is part of what is saved)."""
+    straight_model = lora_model()
+    straight = train(Trainer(straight_model), straight_model, 6)
+
+    first_model = lora_model()
+    first = Trainer(first_model)
+    resumed = train(first, first_model, 3)
+    lora = {"rank": 4, "alpha": 8, "dropout": 0.1, "targets": "all-linear"}
+    save_state(str(tmp_path / "state"), first, lora)
+    torch.manual_seed(1234)  # disturb the global RNG: loading must restore it
+
+    fresh = random_model(llama_config(), seed=1).eval()
+    apply_lora(fresh, **lora)
+    trainer = Trainer(fresh)
+    path, meta = read_state_meta(str(tmp_path / "state"))
+    assert meta["lora"] == lora and meta["step"] == 3
+    load_state(path, meta, trainer)
+    resumed += train(trainer, fresh, 3, first=3)
+    assert resumed == straight  # exact equality, not approx
+
+
+def test_an_interrupted_save_leaves_the_previous_state(tmp_path, monkeypatch):
+    m = lora_model()
+    trainer = Trainer(m)
+    train(trainer, m, 1)
+    target = str(tmp_path / "state")
+    save_state(target, trainer, None)
+    train(trainer, m, 1, first=1)
+    import thinkcells_bridge.state as state_mod
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(state_mod, "write_safetensors", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_state(target, trainer, None)
+    path, meta = read_state_meta(target)
+    assert meta["step"] == 1  # the previous save, whole
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(StateError, match="no training state here"):
+        read_state_meta(str(tmp_path / "nothing"))
+    m = lora_model()
+    trainer = Trainer(m)
+    train(trainer, m, 1)
+    save_state(str(tmp_path / "s"), trainer, None)
+    other = random_model(llama_config(), seed=1)  # full fine-tuning: other trainable parameters
+    path, meta = read_state_meta(str(tmp_path / "s"))
+    with pytest.raises(StateError, match="do not match"):
+        load_state(path, meta, Trainer(other))
+
+
+def test_bad_batches_are_refused():
+    m = lora_model()
+    b = batch(seed=11)
+    b["lengths"] = torch.tensor([1, int(b["token_ids"].numel()) - 1], dtype=torch.int32)
+    with pytest.raises(BatchError, match="at least 2 tokens"):
+        forward_backward(m, Trainer(m), b)
+    b = batch(seed=12)
+    b["loss"]["weights"] = b["loss"]["weights"][:-1]
+    with pytest.raises(BatchError, match="loss.weights: .* values for .* tokens"):
+        forward_backward(m, Trainer(m), b)

@@ -7,6 +7,22 @@ export { convertLlama2c } from "./cells/convert.ts";
 export { attachModel, loadModel, status, type BridgeStatus, type Model } from "./cells/model.ts";
 export { logprobs, sample, type Completion, type Prompt, type SampleOptions, type StopReason } from "./cells/sample.ts";
 export { bridge, disconnect } from "./cells/session.ts";
+export {
+  applyLora,
+  forwardBackward,
+  loadState,
+  optimStep,
+  removeLora,
+  saveState,
+  setAdapters,
+  type ForwardBackwardResult,
+  type LoraOptions,
+  type OptimOptions,
+  type OptimStepResult,
+  type TrainingExample,
+  type TrainingLoss,
+} from "./cells/train.ts";
+export { lrSchedule, type LrScheduleOptions } from "./training/schedule.ts";
 export { llama2cTokenizer } from "./tokenizer/llama2c.ts";
 export { loadTokenizer, Tokenizer, type ChatMessage } from "./tokenizer/tokenizer.ts";
 export { OptionsError } from "./util/options.ts";

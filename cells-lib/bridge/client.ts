@@ -143,6 +143,7 @@ export class BridgeClient {
     private readonly socket: net.Socket,
     readonly session: string,
     readonly logFile: string,
+    private readonly infoFile: string,
   ) {
     socket.on("data", (data: Buffer) => this.onData(data));
     socket.on("close", () => this.onClose("the bridge connection closed"));
@@ -171,7 +172,7 @@ export class BridgeClient {
         throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${path}: ${err.message}`);
       });
     }
-    const client = new BridgeClient(socket, opts.session, logFile);
+    const client = new BridgeClient(socket, opts.session, logFile, infoFile);
     try {
       client.hello = await client.call("hello", {
         token: info.token,
@@ -257,10 +258,13 @@ export class BridgeClient {
     return result;
   }
 
-  /** Asks the bridge to exit (its models are freed). */
+  /** Asks the bridge to exit (its models are freed), and waits until it has: the next
+   * connect for this session then starts a new one instead of reaching a closing socket. */
   async shutdown(): Promise<void> {
     await this.call("shutdown", {});
     this.close();
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && readSession(this.infoFile)?.pid === this.hello.pid) await sleep(25);
   }
 
   /** Closes this connection; the bridge and its models stay for the next client. */

@@ -44,6 +44,8 @@ const ModelInfo = z.object({
   num_attention_heads: int,
   num_key_value_heads: int,
   max_position_embeddings: int,
+  /** The RoPE scaling in effect (from config.json or set at load), or null. */
+  rope_scaling: z.record(z.string(), z.unknown()).nullable(),
   tie_word_embeddings: z.boolean(),
   bos_token_id: int.nullable(),
   eos_token_ids: z.array(int),
@@ -135,6 +137,15 @@ export const ops = {
         name,
         path: z.string().min(1),
         dtype: z.enum(["auto", "float32", "bfloat16", "float16"]),
+        /** Context extension beyond config.json's; factor defaults to target / max positions. */
+        rope_scaling: z
+          .object({
+            type: z.enum(["linear", "dynamic", "yarn", "llama3"]),
+            factor: z.number().min(1).nullable(),
+            target_length: int.positive().nullable(),
+          })
+          .strict()
+          .nullable(),
       })
       .strict(),
     response: ModelInfo,
@@ -199,6 +210,8 @@ export const ops = {
         alpha: z.number().positive(),
         dropout: z.number().min(0).lt(1),
         targets: z.union([z.literal("all-linear"), z.array(z.enum(LORA_TARGETS)).min(1)]),
+        /** Fixes the adapters' random initialisation. */
+        seed: int.nonnegative(),
       })
       .strict(),
     response: ModelInfo,

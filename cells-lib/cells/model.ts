@@ -18,6 +18,17 @@ const LoadModelOptions = z
     /** The name the bridge keeps it under; loading another model under it replaces it. */
     name: z.string().min(1).max(128).default("default"),
     dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
+    /** Extends the context with RoPE scaling (linear, dynamic NTK, YaRN or Llama 3's rule) to
+     * `targetLength` positions, or by `factor`. */
+    ropeScaling: z
+      .object({
+        type: z.enum(["linear", "dynamic", "yarn", "llama3"]),
+        factor: z.number().min(1).optional(),
+        targetLength: z.number().int().positive().optional(),
+      })
+      .strict()
+      .refine((r) => r.factor !== undefined || r.targetLength !== undefined, { message: "give factor or targetLength" })
+      .optional(),
     client: z.custom<BridgeClient>((v) => typeof v === "object" && v !== null, "a BridgeClient").optional(),
   })
   .strict();
@@ -26,7 +37,13 @@ const LoadModelOptions = z
 export async function loadModel(modelDir: string, options: z.input<typeof LoadModelOptions> = {}): Promise<Model> {
   const opts = parseOptions(LoadModelOptions, options, "loadModel");
   const client = opts.client ?? (await bridge());
-  const info = await client.call("load_model", { name: opts.name, path: path.resolve(modelDir), dtype: opts.dtype });
+  const scaling = opts.ropeScaling;
+  const info = await client.call("load_model", {
+    name: opts.name,
+    path: path.resolve(modelDir),
+    dtype: opts.dtype,
+    rope_scaling: scaling ? { type: scaling.type, factor: scaling.factor ?? null, target_length: scaling.targetLength ?? null } : null,
+  });
   return { name: opts.name, info, client };
 }
 

@@ -8,6 +8,7 @@ import torch
 
 from .hf_checkpoint import CheckpointError, load_state_dict, read_config
 from .model import CausalLM, ModelConfig
+from .rope_scaling import with_rope_scaling
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -25,10 +26,13 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
 
 
-def load_model(model_dir: str, device: torch.device, dtype: torch.dtype) -> CausalLM:
+def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_scaling: dict | None = None) -> CausalLM:
+    """rope_scaling ({type, factor, target_length}) stretches the context beyond config.json's."""
     if not os.path.isdir(model_dir):
         raise CheckpointError(f"{model_dir}: no such model directory")
     config = ModelConfig.from_hf(read_config(model_dir), source=os.path.join(model_dir, "config.json"))
+    if rope_scaling is not None:
+        config = with_rope_scaling(config, rope_scaling["type"], rope_scaling["factor"], rope_scaling["target_length"])
     weights = load_state_dict(model_dir)
     model = CausalLM(config)
     expected = model.state_dict()

@@ -58,10 +58,11 @@ def merged_weight(linear: nn.Linear) -> torch.Tensor:
     return linear.weight
 
 
-def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str]) -> list[str]:
+def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str], seed: int = 0) -> list[str]:
     """Freezes every base parameter and puts an adapter on each targeted Linear of the decoder
     layers ("all-linear", or module names like ["q_proj", "v_proj"]). Returns the adapted
-    modules' names. Applying again replaces the adapters."""
+    modules' names. Applying again replaces the adapters. `seed` fixes the adapters' random
+    initialisation without touching the global random state."""
     names = list(ALL_LINEAR) if targets == "all-linear" else list(targets)
     unknown = sorted(set(names) - set(ALL_LINEAR))
     if unknown:
@@ -72,11 +73,13 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
     for p in model.parameters():
         p.requires_grad_(False)
     adapted = []
-    for parent_name, parent in model.named_modules():
-        for child_name, child in list(parent.named_children()):
-            if child_name in names and isinstance(child, nn.Linear):
-                setattr(parent, child_name, LoRALinear.wrap(child, rank, alpha, dropout))
-                adapted.append(f"{parent_name}.{child_name}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for parent_name, parent in model.named_modules():
+            for child_name, child in list(parent.named_children()):
+                if child_name in names and isinstance(child, nn.Linear):
+                    setattr(parent, child_name, LoRALinear.wrap(child, rank, alpha, dropout))
+                    adapted.append(f"{parent_name}.{child_name}")
     return adapted
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import native_kernels
+from .lora import merged_weight
+from .rope_scaling import RopeScaling, inv_freq_and_attention_factor, parse_rope_scaling
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -41,6 +43,7 @@ class ModelConfig:
     attention_bias: bool
     bos_token_id: int | None
     eos_token_ids: tuple[int, ...]
+    rope_scaling: RopeScaling | None = None  # context extension; None is plain RoPE
 
     @staticmethod
     def from_hf(config: dict, source: str = "config.json") -> "ModelConfig":
@@ -50,8 +53,12 @@ class ModelConfig:
                 f"{source}: model_type {model_type!r} is not supported; "
                 f"expected one of {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
-        if config.get("rope_scaling"):
-            raise ModelConfigError(f"{source}: rope_scaling is not supported yet")
+        try:
+            rope_scaling = parse_rope_scaling(config, source)
+        except ValueError as e:
+            raise ModelConfigError(str(e)) from None
+        # transformers 5 writes rope_theta inside rope_parameters.
+        rope_theta = config.get("rope_theta", (config.get("rope_parameters") or {}).get("rope_theta", 10000.0))
 
         def need(key: str):
             if key not in config:
@@ -73,13 +80,14 @@ class ModelConfig:
             head_dim=int(config.get("head_dim") or hidden // heads),
             max_position_embeddings=int(config.get("max_position_embeddings", 2048)),
             rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(config.get("rope_theta", 10000.0)),
+            rope_theta=float(rope_theta),
             # Llama defaults to untied; Qwen2 configs say so explicitly.
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
             # Qwen2 always has q/k/v bias; Llama exposes it as `attention_bias`.
             attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
             bos_token_id=config.get("bos_token_id"),
             eos_token_ids=eos_ids,
+            rope_scaling=rope_scaling,
         )
 
 
@@ -98,14 +106,20 @@ class RMSNorm(nn.Module):
 
 def rope_tables(config: ModelConfig, length: int, device) -> torch.Tensor:
     """fp32 [length, 2, head_dim]: cos, and sin with its first half negated, for positions
-    0..length-1. With the sign folded in, rotate-half is a roll: see apply_rope."""
+    0..length-1. With the sign folded in, rotate-half is a roll: see apply_rope. Under
+    dynamic NTK scaling the frequencies themselves depend on `length`."""
     half = config.head_dim // 2
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float64, device=device) / half))
+    inv_freq, attention_factor = inv_freq_and_attention_factor(config.head_dim, config.rope_theta, config.rope_scaling, length, device)
     freqs = torch.outer(torch.arange(length, dtype=torch.float64, device=device), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
-    sin = emb.sin()
+    cos, sin = emb.cos(), emb.sin()
     sin[:, :half].neg_()
-    return torch.stack((emb.cos(), sin), dim=1).float()
+    if attention_factor != 1.0:
+        # YaRN's attention temperature, folded into cos and sin as Hugging Face does: q and k
+        # both carry it, so every consumer of the table (the native step too) applies it.
+        cos.mul_(attention_factor)
+        sin.mul_(attention_factor)
+    return torch.stack((cos, sin), dim=1).float()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
@@ -245,8 +259,12 @@ class CausalLM(nn.Module):
     def rope(self, positions: torch.Tensor, need: int, dtype) -> torch.Tensor:
         """cos and signed sin for per-row positions [B, T] → [B, T, 2, D]; `need` bounds the
         positions (an upper bound the caller knows, so no device sync here)."""
-        if self._rope is None or self._rope.shape[0] < need or self._rope.device != positions.device:
-            self._rope = rope_tables(self.config, max(need, self.config.max_position_embeddings), positions.device)
+        limit, table = self.config.max_position_embeddings, self._rope
+        # Dynamic NTK frequencies depend on the table's length: a table grown past the limit
+        # for a long sequence is dropped once sequences fit again, as Hugging Face resets it.
+        dynamic = self.config.rope_scaling is not None and self.config.rope_scaling.type == "dynamic"
+        if table is None or table.shape[0] < need or table.device != positions.device or (dynamic and need <= limit < table.shape[0]):
+            self._rope = rope_tables(self.config, max(need, limit), positions.device)
         table = self._rope[positions]
         return table if dtype == torch.float32 else table.to(dtype)
 
@@ -307,15 +325,16 @@ def inference_weights(model: CausalLM):
     they never go stale."""
     layers = list(model.model.layers)
 
-    def t(*weights: torch.Tensor) -> torch.Tensor:
-        return torch.cat(weights).t().contiguous().detach()
+    def t(*linears: nn.Linear) -> torch.Tensor:
+        # LoRA adapters that are on are merged in: sampling sees the policy being trained.
+        return torch.cat([merged_weight(linear) for linear in linears]).t().contiguous().detach()
 
     for layer in layers:
         attn, mlp = layer.self_attn, layer.mlp
         bias = None if attn.q_proj.bias is None else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
-        attn.inference = InferenceWeights(qkv_t=t(attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight), qkv_bias=bias, o_t=t(attn.o_proj.weight))
-        mlp.inference = InferenceWeights(gate_up_t=t(mlp.gate_proj.weight, mlp.up_proj.weight), down_t=t(mlp.down_proj.weight))
-    model.head_t = t(model.output_weight())
+        attn.inference = InferenceWeights(qkv_t=t(attn.q_proj, attn.k_proj, attn.v_proj), qkv_bias=bias, o_t=t(attn.o_proj))
+        mlp.inference = InferenceWeights(gate_up_t=t(mlp.gate_proj, mlp.up_proj), down_t=t(mlp.down_proj))
+    model.head_t = model.output_weight().t().contiguous().detach()
     try:
         yield model
     finally:

@@ -6,6 +6,7 @@ Each handler returns the response body; tensors in it travel as binary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import threading
@@ -88,6 +89,7 @@ class Worker:
             "num_attention_heads": config.num_attention_heads,
             "num_key_value_heads": config.num_key_value_heads,
             "max_position_embeddings": config.max_position_embeddings,
+            "rope_scaling": None if config.rope_scaling is None else dataclasses.asdict(config.rope_scaling),
             "tie_word_embeddings": config.tie_word_embeddings,
             "bos_token_id": config.bos_token_id,
             "eos_token_ids": list(config.eos_token_ids),
@@ -141,7 +143,7 @@ class Worker:
 
     def load_model(self, body, ctx):
         path = os.path.abspath(body["path"])
-        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device))
+        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"])
         loaded = LoadedModel(body["name"], path, model, read_config(path))
         with self.models_lock:
             self.models[body["name"]] = loaded
@@ -200,7 +202,7 @@ class Worker:
     def apply_lora(self, body, ctx):
         loaded = self.get(body["model"])
         with loaded.lock:
-            config = {k: body[k] for k in ("rank", "alpha", "dropout", "targets")}
+            config = {k: body[k] for k in ("rank", "alpha", "dropout", "targets", "seed")}
             apply_lora(loaded.model, **config)
             loaded.lora = config
             loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state

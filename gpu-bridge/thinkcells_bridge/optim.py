@@ -4,6 +4,7 @@ clipping, and refusing non-finite updates (the weights stay as they were)."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,17 @@ class Trainer:
     optimizer: torch.optim.AdamW | None = None
     step: int = 0
     nonfinite: list[str] = field(default_factory=list)
+    # The model's own random stream (adapter dropout): runs are reproducible whatever else the
+    # bridge does, and it is saved with the training state.
+    rng: torch.Tensor = field(default_factory=lambda: torch.Generator().manual_seed(0).get_state())
+
+    @contextmanager
+    def random_state(self):
+        """Runs the block on this trainer's random stream (CPU), leaving the global one as it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.rng)
+            yield
+            self.rng = torch.get_rng_state()
 
     def params(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

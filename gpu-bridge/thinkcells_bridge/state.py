@@ -43,10 +43,7 @@ def save_state(directory: str, trainer: Trainer, lora: dict | None) -> list[str]
                 tensors[f"{key}.{name}"] = state[key]
         if "step" in state:
             tensors[f"step.{name}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = rng
+    tensors["rng"] = trainer.rng
     write_safetensors(str(tmp / "state.safetensors"), tensors)
     group = trainer.optimizer.param_groups[0] if trainer.optimizer else None
     meta = {
@@ -120,9 +117,5 @@ def load_state(path: Path, meta: dict, trainer: Trainer) -> None:
                     "exp_avg": tensors[f"exp_avg.{name}"].to(p.device),
                     "exp_avg_sq": tensors[f"exp_avg_sq.{name}"].to(p.device),
                 }
-    torch.set_rng_state(tensors["rng.cpu"])
-    if torch.cuda.is_available():
-        cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-        if cuda:
-            torch.cuda.set_rng_state_all(cuda)
+    trainer.rng = tensors["rng"]
     trainer.step = meta["step"]

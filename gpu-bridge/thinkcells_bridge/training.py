@@ -64,17 +64,10 @@ def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
     ids = pack(body["token_ids"], lengths, device)
     spec = body["loss"]
     kind = spec["kind"]
-    model.train()  # adapter dropout
+    model.train()  # adapter dropout, drawn from the trainer's own random stream
     try:
-        if kind == "cross_entropy":
-            logp, _ = token_logprobs(model, ids, with_entropy=False)
-            loss, metrics = losses.cross_entropy(logp, per_token(spec["weights"], lengths, "loss.weights", device), num_tokens=spec["num_tokens"])
-        elif kind == "policy_gradient":
-            loss, metrics = _policy_gradient(model, ids, lengths, spec, device)
-        elif kind == "dpo":
-            loss, metrics = _dpo(model, ids, lengths, spec, device)
-        else:  # the protocol schema admits no other kinds
-            raise BatchError(f"loss.kind {kind!r} is not supported")
+        with trainer.random_state():
+            loss, metrics = _loss(model, ids, lengths, spec, device)
     finally:
         model.eval()
     value = float(loss)
@@ -85,6 +78,18 @@ def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
         trainer.nonfinite.append(f"forward_backward ({kind}, loss {value})")
     metrics = {k: float(v) for k, v in metrics.items()}
     return {"loss": value, "metrics": metrics, "tokens": int(sum(n - 1 for n in lengths.tolist()))}
+
+
+def _loss(model, ids, lengths, spec, device):
+    kind = spec["kind"]
+    if kind == "cross_entropy":
+        logp, _ = token_logprobs(model, ids, with_entropy=False)
+        return losses.cross_entropy(logp, per_token(spec["weights"], lengths, "loss.weights", device), num_tokens=spec["num_tokens"])
+    if kind == "policy_gradient":
+        return _policy_gradient(model, ids, lengths, spec, device)
+    if kind == "dpo":
+        return _dpo(model, ids, lengths, spec, device)
+    raise BatchError(f"loss.kind {kind!r} is not supported")  # the protocol schema admits no other
 
 
 def _reference_logprobs(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:

@@ -258,11 +258,6 @@ def test_from_hf_missing_field(field):
     assert str(info.value) == f"m/config.json: field {field!r} is missing"
 
 
-def test_from_hf_rope_scaling_rejected():
-    with pytest.raises(ModelConfigError, match="cfg.json: rope_scaling"):
-        ModelConfig.from_hf(llama_config(rope_scaling={"type": "linear", "factor": 2.0}), source="cfg.json")
-
-
 def test_from_hf_defaults():
     config = llama_config()
     for key in ("num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",

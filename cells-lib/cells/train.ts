@@ -1,0 +1,188 @@
+/** Training cells, Tinker-style: the loop is yours (in a cell), the bridge does forward/backward
+ * and optimizer steps. */
+import path from "node:path";
+import { z } from "zod";
+import { Tensor } from "../bridge/frames.ts";
+import { parseOptions } from "../util/options.ts";
+import type { Model } from "./model.ts";
+
+const LoraOptions = z
+  .object({
+    rank: z.number().int().min(1).default(16),
+    alpha: z.number().positive().optional(), // default: 2 × rank
+    dropout: z.number().min(0).lt(1).default(0.05),
+    targets: z
+      .union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1)])
+      .default("all-linear"),
+    /** Fixes the adapters' random initialisation. */
+    seed: z.number().int().nonnegative().default(0),
+  })
+  .strict();
+export type LoraOptions = z.input<typeof LoraOptions>;
+
+/** Freezes the base model and trains low-rank adapters instead. Returns the model with its
+ * new parameter counts (`info.trainable_parameters`). */
+export async function applyLora(model: Model, options: LoraOptions = {}): Promise<Model> {
+  const o = parseOptions(LoraOptions, options, "applyLora");
+  const info = await model.client.call("apply_lora", { model: model.name, rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout, targets: o.targets, seed: o.seed });
+  return { ...model, info };
+}
+
+/** Drops the adapters: full fine-tuning of every parameter. */
+export async function removeLora(model: Model): Promise<Model> {
+  return { ...model, info: await model.client.call("remove_lora", { model: model.name }) };
+}
+
+/** Turns the adapters off (the base model: the reference policy) or back on. */
+export async function setAdapters(model: Model, enabled: boolean): Promise<void> {
+  await model.client.call("set_adapters", { model: model.name, enabled });
+}
+
+/** One training sequence: its tokens and, per token, what the chosen loss needs. Per-token
+ * arrays have one value per token; the value at token t belongs to predicting t from the
+ * tokens before it (index 0 is ignored). */
+export interface TrainingExample {
+  tokens: readonly number[];
+  /** cross_entropy: per-token weights (default 1 everywhere; 0 on prompt tokens for completion-only SFT). */
+  weights?: readonly number[];
+  /** policy_gradient / dpo: 1 on completion tokens (default: every token after the first). */
+  mask?: readonly number[];
+  /** policy_gradient: log-probs under the policy that sampled the tokens. */
+  oldLogprobs?: readonly number[];
+  /** policy_gradient: one advantage for the sequence, or one per token. */
+  advantage?: number | readonly number[];
+}
+
+const Loss = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("cross_entropy"), numTokens: z.number().positive().optional() }).strict(),
+  z
+    .object({
+      kind: z.literal("policy_gradient"),
+      epsLow: z.number().min(0).default(0.2),
+      epsHigh: z.number().min(0).default(0.2),
+      ratioLevel: z.enum(["token", "sequence"]).default("token"),
+      aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]).default("seq_mean_token_mean"),
+      constant: z.number().positive().optional(),
+      numTokens: z.number().positive().optional(),
+      numSequences: z.number().positive().optional(),
+      beta: z.number().min(0).default(0),
+      entropyCoef: z.number().min(0).default(0),
+    })
+    .strict(),
+  z.object({ kind: z.literal("dpo"), beta: z.number().positive().default(0.1) }).strict(),
+]);
+export type TrainingLoss = z.input<typeof Loss>;
+
+export interface ForwardBackwardResult {
+  /** null when the loss was not finite (the step it belongs to will be skipped). */
+  loss: number | null;
+  metrics: Record<string, number | null>;
+  tokens: number;
+}
+
+function perToken(examples: readonly TrainingExample[], pick: (e: TrainingExample, i: number) => readonly number[] | undefined, fallback: (e: TrainingExample) => number[], field: string): Tensor<"float32"> {
+  const values: number[] = [];
+  examples.forEach((e, i) => {
+    const v = pick(e, i) ?? fallback(e);
+    if (v.length !== e.tokens.length) {
+      throw new Error(`forwardBackward: example ${i}: ${field} has ${v.length} values for ${e.tokens.length} tokens (one per token)`);
+    }
+    values.push(...v);
+  });
+  return Tensor.float32(values);
+}
+
+const afterFirst = (e: TrainingExample) => e.tokens.map((_, t) => (t === 0 ? 0 : 1));
+
+/** Forward and backward on one (micro-)batch: gradients accumulate on the trainable
+ * parameters until `optimStep`. `lossScale` multiplies the loss (e.g. 1 / micro-batches). */
+export async function forwardBackward(model: Model, examples: readonly TrainingExample[], loss: TrainingLoss, lossScale = 1): Promise<ForwardBackwardResult> {
+  const l = parseOptions(Loss, loss, "forwardBackward loss");
+  if (examples.length === 0) throw new Error("forwardBackward: no examples");
+  examples.forEach((e, i) => {
+    if (e.tokens.length < 2) throw new Error(`forwardBackward: example ${i} has ${e.tokens.length} token(s); at least 2 are needed to predict one`);
+  });
+  const wire = (() => {
+    switch (l.kind) {
+      case "cross_entropy":
+        return { kind: l.kind, weights: perToken(examples, (e) => e.weights, afterFirst, "weights"), num_tokens: l.numTokens ?? null };
+      case "dpo":
+        return { kind: l.kind, mask: perToken(examples, (e) => e.mask, afterFirst, "mask"), beta: l.beta };
+      case "policy_gradient": {
+        const perSequence = examples.every((e) => typeof e.advantage === "number");
+        const advantages = perSequence
+          ? Tensor.float32(examples.map((e) => e.advantage as number))
+          : perToken(examples, (e, i) => {
+              if (e.advantage === undefined) throw new Error(`forwardBackward: example ${i} has no advantage`);
+              return typeof e.advantage === "number" ? e.tokens.map(() => e.advantage as number) : e.advantage;
+            }, afterFirst, "advantage");
+        return {
+          kind: l.kind,
+          mask: perToken(examples, (e) => e.mask, afterFirst, "mask"),
+          old_logprobs: perToken(examples, (e, i) => {
+            if (!e.oldLogprobs) throw new Error(`forwardBackward: example ${i} has no oldLogprobs (policy_gradient needs them)`);
+            return e.oldLogprobs;
+          }, afterFirst, "oldLogprobs"),
+          advantages,
+          eps_low: l.epsLow,
+          eps_high: l.epsHigh,
+          ratio_level: l.ratioLevel,
+          aggregation: l.aggregation,
+          constant: l.constant ?? null,
+          num_tokens: l.numTokens ?? null,
+          num_sequences: l.numSequences ?? null,
+          beta: l.beta,
+          entropy_coef: l.entropyCoef,
+        };
+      }
+    }
+  })();
+  return model.client.call("forward_backward", {
+    model: model.name,
+    token_ids: Tensor.int32(examples.flatMap((e) => [...e.tokens])),
+    lengths: Tensor.int32(examples.map((e) => e.tokens.length)),
+    loss: wire,
+    loss_scale: lossScale,
+  });
+}
+
+const OptimOptions = z
+  .object({
+    lr: z.number().nonnegative(),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+    eps: z.number().positive().default(1e-8),
+    weightDecay: z.number().min(0).default(0),
+    /** null: no clipping. */
+    maxGradNorm: z.number().positive().nullable().default(1),
+  })
+  .strict();
+export type OptimOptions = z.input<typeof OptimOptions>;
+
+export interface OptimStepResult {
+  /** Before clipping; null when not finite. */
+  gradNorm: number | null;
+  /** True when the update was refused (non-finite loss or gradient): weights unchanged. */
+  skipped: boolean;
+  reason: string | null;
+  step: number;
+}
+
+/** Applies the accumulated gradients with AdamW (clipped to maxGradNorm), then clears them. */
+export async function optimStep(model: Model, options: OptimOptions): Promise<OptimStepResult> {
+  const o = parseOptions(OptimOptions, options, "optimStep");
+  const r = await model.client.call("optim_step", {
+    model: model.name, lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm,
+  });
+  return { gradNorm: r.grad_norm, skipped: r.skipped, reason: r.reason, step: r.step };
+}
+
+/** Writes trainable weights, optimizer moments, RNG states and the step, atomically. */
+export async function saveState(model: Model, dir: string): Promise<{ files: string[]; step: number }> {
+  return model.client.call("save_state", { model: model.name, dir: path.resolve(dir) });
+}
+
+/** Restores a saved state (re-creating its LoRA adapters if the model has none). */
+export async function loadState(model: Model, dir: string): Promise<{ step: number }> {
+  const r = await model.client.call("load_state", { model: model.name, dir: path.resolve(dir) });
+  return { step: r.step };
+}

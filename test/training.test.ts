@@ -1,0 +1,123 @@
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BridgeClient } from "../cells-lib/bridge/client.ts";
+import { convertLlama2c } from "../cells-lib/cells/convert.ts";
+import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
+import { sample } from "../cells-lib/cells/sample.ts";
+import { applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, type TrainingExample } from "../cells-lib/cells/train.ts";
+import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
+import { lrSchedule } from "../cells-lib/training/schedule.ts";
+import { OptionsError } from "../cells-lib/util/options.ts";
+import { stories, tempDir, testBridge } from "./helpers.ts";
+
+const root = tempDir("training");
+const modelDir = path.join(root, "stories260K");
+const bridge = testBridge("training");
+let client: BridgeClient;
+let tokenizer: Tokenizer;
+
+beforeAll(async () => {
+  client = await bridge.connect();
+  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  tokenizer = await loadTokenizer(modelDir);
+});
+afterAll(() => bridge.stop());
+
+/** A tiny SFT set: prompt "a+b?" → completion "<think>…</think> c", loss on the completion only. */
+function examples(step: number): TrainingExample[] {
+  return [0, 1, 2, 3].map((i) => {
+    const a = (step * 7 + i * 3) % 50;
+    const b = (step * 5 + i * 11) % 50;
+    const prompt = tokenizer.encode(`${a}+${b}?`, { addSpecialTokens: true });
+    const completion = tokenizer.encode(` <think> ${a}+${b}=${a + b} </think> ${a + b}`).concat(tokenizer.eosTokenId!);
+    return { tokens: [...prompt, ...completion], weights: [...prompt.map(() => 0), ...completion.map(() => 1)] };
+  });
+}
+
+async function steps(model: Model, from: number, count: number): Promise<number[]> {
+  const lr = lrSchedule({ kind: "cosine", lr: 5e-3, warmupSteps: 2, totalSteps: 6 });
+  const losses: number[] = [];
+  for (let s = from; s < from + count; s++) {
+    const r = await forwardBackward(model, examples(s), { kind: "cross_entropy" });
+    losses.push(r.loss!);
+    const o = await optimStep(model, { lr: lr(s), weightDecay: 0.01 });
+    expect(o.skipped).toBe(false);
+    expect(o.step).toBe(s + 1);
+  }
+  return losses;
+}
+
+describe("training through the bridge", () => {
+  it("resumes bit for bit: 6 steps straight = 3 steps, save, a fresh bridge, load, 3 steps", async () => {
+    const straight = await applyLora(await loadModel(modelDir, { client, name: "straight" }), { rank: 4, dropout: 0.1 });
+    const expected = await steps(straight, 0, 6);
+
+    const first = await applyLora(await loadModel(modelDir, { client, name: "resumed" }), { rank: 4, dropout: 0.1 });
+    const resumed = await steps(first, 0, 3);
+    const saved = await saveState(first, path.join(root, "state"));
+    expect(saved.step).toBe(3);
+    expect(saved.files).toEqual(["state.json", "state.safetensors"]);
+
+    // A fresh bridge: kill this one, start another, load the base model and the state.
+    await client.shutdown();
+    client = await bridge.connect();
+    const fresh = await loadModel(modelDir, { client, name: "resumed" });
+    expect(fresh.info.trainable_parameters).toBe(fresh.info.parameters); // no adapters yet
+    expect((await loadState(fresh, path.join(root, "state"))).step).toBe(3);
+    resumed.push(...(await steps(fresh, 3, 3)));
+    expect(resumed).toEqual(expected); // exact, not approximately
+    expect(expected[5]!).toBeLessThan(expected[0]!);
+  });
+
+  it("reports trainable vs total parameters, and full fine-tuning stays available", async () => {
+    const model = await loadModel(modelDir, { client, name: "counts" });
+    const lora = await applyLora(model, { rank: 2, targets: ["q_proj", "v_proj"] });
+    // stories260K: 5 layers; q_proj 64→64, v_proj 64→32 (4 KV heads × 8).
+    expect(lora.info.trainable_parameters).toBe(5 * (2 * (64 + 64) + 2 * (64 + 32)));
+    expect(lora.info.parameters).toBe(260032 + lora.info.trainable_parameters);
+    const s = await status(client);
+    expect(s.models.find((m) => m.name === "counts")!.trainable_parameters).toBe(lora.info.trainable_parameters);
+    const full = await removeLora(lora);
+    expect(full.info.trainable_parameters).toBe(260032);
+  });
+
+  it("trains the adapter only, which sampling then uses; turning it off gives the base model back", async () => {
+    const model = await applyLora(await loadModel(modelDir, { client, name: "sft" }), { rank: 8, dropout: 0 });
+    const prompt = "12+30?";
+    const [before] = await sample(model, tokenizer, prompt, { temperature: 0, maxNewTokens: 12 });
+    const losses: number[] = [];
+    for (let s = 0; s < 30; s++) {
+      losses.push((await forwardBackward(model, examples(s), { kind: "cross_entropy" })).loss!);
+      await optimStep(model, { lr: 1e-2 });
+    }
+    expect(losses.at(-1)!).toBeLessThan(0.6 * losses[0]!);
+    const [after] = await sample(model, tokenizer, prompt, { temperature: 0, maxNewTokens: 12 });
+    expect(after!.text).not.toBe(before!.text);
+    await setAdapters(model, false);
+    const [base] = await sample(model, tokenizer, prompt, { temperature: 0, maxNewTokens: 12 });
+    expect(base!.text).toBe(before!.text);
+    await setAdapters(model, true);
+  });
+
+  it("extends the context with RoPE scaling set at load", async () => {
+    const model = await loadModel(modelDir, { client, name: "long", ropeScaling: { type: "yarn", targetLength: 2048 } });
+    expect(model.info.max_position_embeddings).toBe(2048);
+    expect(model.info.rope_scaling).toMatchObject({ type: "yarn", factor: 4, original_max_position_embeddings: 512 });
+    const [c] = await sample(model, tokenizer, "Once upon a time", { temperature: 0, maxNewTokens: 16 });
+    expect(c!.tokenIds).toHaveLength(16);
+    await expect(loadModel(modelDir, { client, ropeScaling: { type: "linear" } })).rejects.toThrow(/give factor or targetLength/);
+    await expect(loadModel(modelDir, { client, ropeScaling: { type: "linear", targetLength: 100 } })).rejects.toThrow(/target_length must be an integer >= max_position_embeddings \(512\)/);
+  });
+
+  it("explains bad training input", async () => {
+    const model = await loadModel(modelDir, { client, name: "bad" });
+    await expect(applyLora(model, { rank: 0 })).rejects.toThrow(OptionsError);
+    await expect(applyLora(model, { targets: ["qproj" as never] })).rejects.toThrow(/option "targets/);
+    await expect(forwardBackward(model, [{ tokens: [1] }], { kind: "cross_entropy" })).rejects.toThrow(/example 0 has 1 token/);
+    await expect(forwardBackward(model, [{ tokens: [1, 2, 3], weights: [1, 1] }], { kind: "cross_entropy" })).rejects.toThrow(/example 0: weights has 2 values for 3 tokens/);
+    await expect(forwardBackward(model, [{ tokens: [1, 2, 3], advantage: 1 }], { kind: "policy_gradient" })).rejects.toThrow(/no oldLogprobs/);
+    await expect(forwardBackward(model, [{ tokens: [1, 2] }, { tokens: [1, 3] }], { kind: "dpo" })).rejects.toThrow(/needs LoRA adapters/);
+    await expect(optimStep(model, { lr: 1e-3 })).rejects.toThrow(/no gradients to apply/);
+    await expect(loadState(model, path.join(root, "nowhere"))).rejects.toThrow(/no training state here/);
+  });
+});

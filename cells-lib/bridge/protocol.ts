@@ -231,6 +231,8 @@ export const ops = {
         loss: TrainingLoss,
         /** Multiplies the loss before backward (e.g. 1 / micro-batches). */
         loss_scale: z.number().positive(),
+        /** Recompute each layer in backward instead of keeping its activations. */
+        gradient_checkpointing: z.boolean(),
       })
       .strict(),
     response: z.object({ loss: z.number().nullable(), metrics: z.record(z.string(), z.number().nullable()), tokens: int }),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from . import native_kernels
@@ -274,9 +275,12 @@ class CausalLM(nn.Module):
         positions: torch.Tensor,
         pad: torch.Tensor,
         cache: KVCache | None = None,
+        checkpoint_layers: bool = False,
     ) -> torch.Tensor:
         """Final-norm hidden states [B, T, hidden]. Row b's first `pad[b]` tokens (or cache
-        slots) are left padding that nothing attends to; right padding needs no mask."""
+        slots) are left padding that nothing attends to; right padding needs no mask.
+        checkpoint_layers: keep only each layer's input for backward and recompute the rest
+        (gradient checkpointing: activation memory of one layer instead of all)."""
         x = self.model.embed_tokens(input_ids)
         past = 0 if cache is None else cache.length
         # A position never exceeds its cache slot (left padding only lowers it).
@@ -293,8 +297,18 @@ class CausalLM(nn.Module):
                 mask.append(causal_mask(pad, input_ids.shape[1], past, x.dtype))
             return mask[0]
 
+        checkpoint_layers = checkpoint_layers and torch.is_grad_enabled()
+        if checkpoint_layers and not x.requires_grad:
+            # Reentrant checkpointing only backpropagates through segments whose input needs a
+            # gradient; with a frozen embedding (LoRA) it otherwise would not reach the adapters.
+            x.requires_grad_(True)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask_fn, cache, i)
+            if checkpoint_layers:
+                # Reentrant (torch 1.13's non-reentrant variant cannot re-read saved tensors);
+                # it restores the random state, so dropout draws the same masks when recomputing.
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask_fn, cache, i, use_reentrant=True)
+            else:
+                x = layer(x, cos, sin, mask_fn, cache, i)
         if cache is not None:
             cache.length += input_ids.shape[1]
         return self.model.norm(x)

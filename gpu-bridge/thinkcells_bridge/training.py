@@ -8,6 +8,7 @@ predicting t from the tokens before it (the first token of each sequence has non
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -47,12 +48,13 @@ def per_token(flat: torch.Tensor, lengths: torch.Tensor, name: str, device) -> t
     return out.to(device)
 
 
-def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1], and the per-position entropy."""
     b, t = ids.shape
     positions = torch.arange(t, device=ids.device)[None, :].expand(b, -1)
     pad = torch.zeros(b, dtype=torch.long, device=ids.device)
-    log_probs = torch.log_softmax(model.logits(model.hidden_states(ids[:, :-1], positions[:, :-1], pad)).float(), dim=-1)
+    hidden = model.hidden_states(ids[:, :-1], positions[:, :-1], pad, checkpoint_layers=checkpoint_layers)
+    log_probs = torch.log_softmax(model.logits(hidden).float(), dim=-1)
     chosen = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
     return chosen, entropy
@@ -64,31 +66,37 @@ def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
     ids = pack(body["token_ids"], lengths, device)
     spec = body["loss"]
     kind = spec["kind"]
-    model.train()  # adapter dropout, drawn from the trainer's own random stream
+    # bf16 matmuls on GPUs that have them, fp32 weights and losses (autocast); CPU stays fp32.
+    bf16 = device.type == "cuda" and model.output_weight().dtype == torch.float32 and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    # Train mode (adapter dropout, from the trainer's own random stream) through backward too:
+    # gradient checkpointing re-runs layers there and must draw the same dropout masks.
+    model.train()
     try:
         with trainer.random_state():
-            loss, metrics = _loss(model, ids, lengths, spec, device)
+            with autocast:
+                loss, metrics = _loss(model, ids, lengths, spec, device, body["gradient_checkpointing"])
+            value = float(loss)
+            if math.isfinite(value):
+                (loss * body["loss_scale"]).backward()
+            else:
+                # No backward: the step this micro-batch belongs to is skipped (optim_step says why).
+                trainer.nonfinite.append(f"forward_backward ({kind}, loss {value})")
     finally:
         model.eval()
-    value = float(loss)
-    if math.isfinite(value):
-        (loss * body["loss_scale"]).backward()
-    else:
-        # No backward: the step this micro-batch belongs to will be skipped (optim_step says why).
-        trainer.nonfinite.append(f"forward_backward ({kind}, loss {value})")
     metrics = {k: float(v) for k, v in metrics.items()}
     return {"loss": value, "metrics": metrics, "tokens": int(sum(n - 1 for n in lengths.tolist()))}
 
 
-def _loss(model, ids, lengths, spec, device):
+def _loss(model, ids, lengths, spec, device, checkpointing):
     kind = spec["kind"]
     if kind == "cross_entropy":
-        logp, _ = token_logprobs(model, ids, with_entropy=False)
+        logp, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
         return losses.cross_entropy(logp, per_token(spec["weights"], lengths, "loss.weights", device), num_tokens=spec["num_tokens"])
     if kind == "policy_gradient":
-        return _policy_gradient(model, ids, lengths, spec, device)
+        return _policy_gradient(model, ids, lengths, spec, device, checkpointing)
     if kind == "dpo":
-        return _dpo(model, ids, lengths, spec, device)
+        return _dpo(model, ids, lengths, spec, device, checkpointing)
     raise BatchError(f"loss.kind {kind!r} is not supported")  # the protocol schema admits no other
 
 
@@ -98,7 +106,7 @@ def _reference_logprobs(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
         return token_logprobs(model, ids, with_entropy=False)[0]
 
 
-def _policy_gradient(model, ids, lengths, spec, device):
+def _policy_gradient(model, ids, lengths, spec, device, checkpointing):
     mask = per_token(spec["mask"], lengths, "loss.mask", device)
     old = per_token(spec["old_logprobs"], lengths, "loss.old_logprobs", device)
     advantages = spec["advantages"].float()
@@ -109,7 +117,7 @@ def _policy_gradient(model, ids, lengths, spec, device):
         advantages = per_token(advantages, lengths, "loss.advantages", device)
     ref = _reference_logprobs(model, ids) if spec["beta"] > 0 else None
     want_entropy = spec["entropy_coef"] > 0
-    logp, entropy = token_logprobs(model, ids, with_entropy=True)
+    logp, entropy = token_logprobs(model, ids, with_entropy=True, checkpoint_layers=checkpointing)
     return losses.policy_gradient(
         logp, old, advantages, mask,
         eps_low=spec["eps_low"], eps_high=spec["eps_high"], ratio_level=spec["ratio_level"],
@@ -119,11 +127,11 @@ def _policy_gradient(model, ids, lengths, spec, device):
     )
 
 
-def _dpo(model, ids, lengths, spec, device):
+def _dpo(model, ids, lengths, spec, device, checkpointing):
     if len(lengths) % 2:
         raise BatchError("dpo: sequences come in (chosen, rejected) pairs: an even number is needed")
     mask = per_token(spec["mask"], lengths, "loss.mask", device)
-    logp, _ = token_logprobs(model, ids, with_entropy=False)
+    logp, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
     policy = losses.sequence_logprob_sums(logp, mask)
     ref = losses.sequence_logprob_sums(_reference_logprobs(model, ids), mask)
     return losses.dpo(policy[0::2], policy[1::2], ref[0::2], ref[1::2], beta=spec["beta"])

@@ -29,7 +29,7 @@ def batch(seed=0, rows=3, length=7, kind="cross_entropy"):
                 "entropy_coef": 0.0}
     else:
         loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1}
-    return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0}
+    return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0, "gradient_checkpointing": False}
 
 
 def lora_model(seed=1, dropout=0.1):
@@ -88,7 +88,7 @@ def test_micro_batches_accumulate_to_the_whole_batch_gradient():
     total_tokens = float(sum(n - 1 for n in sizes))
     for ids, lengths, weights in ((b["token_ids"][:n_first], b["lengths"][:2], b["loss"]["weights"][:n_first]),
                                   (b["token_ids"][n_first:], b["lengths"][2:], b["loss"]["weights"][n_first:])):
-        forward_backward(halves, Trainer(halves), {"token_ids": ids, "lengths": lengths, "loss_scale": 1.0,
+        forward_backward(halves, Trainer(halves), {"token_ids": ids, "lengths": lengths, "loss_scale": 1.0, "gradient_checkpointing": False,
                                                    "loss": {"kind": "cross_entropy", "weights": weights, "num_tokens": total_tokens}})
     for (name, p), q in zip(whole.named_parameters(), halves.parameters()):
         if p.grad is not None:
@@ -200,3 +200,16 @@ def test_bad_batches_are_refused():
     b["loss"]["weights"] = b["loss"]["weights"][:-1]
     with pytest.raises(BatchError, match="loss.weights: .* values for .* tokens"):
         forward_backward(m, Trainer(m), b)
+
+
+@pytest.mark.parametrize("kind", ["cross_entropy", "policy_gradient"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(kind):
+    """Recomputed layers (with dropout on: the recomputation must draw the same masks)."""
+    plain, checkpointed = lora_model(), lora_model()
+    b = batch(seed=13, kind=kind)
+    out = forward_backward(plain, Trainer(plain), b)
+    out_ckpt = forward_backward(checkpointed, Trainer(checkpointed), {**b, "gradient_checkpointing": True})
+    assert out_ckpt["loss"] == out["loss"]
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-6), name

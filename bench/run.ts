@@ -7,11 +7,13 @@ import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { BridgeClient } from "../cells-lib/bridge/client.ts";
+import { execFileSync } from "node:child_process";
+import { BridgeClient, bridgePackageDir, findPython } from "../cells-lib/bridge/client.ts";
 import { Tensor } from "../cells-lib/bridge/frames.ts";
 import { convertLlama2c } from "../cells-lib/cells/convert.ts";
-import { loadModel } from "../cells-lib/cells/model.ts";
+import { loadModel, type Model } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
+import { applyLora, forwardBackward, optimStep, type TrainingExample } from "../cells-lib/cells/train.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -41,7 +43,46 @@ async function timeIt(repeats: number, fn: () => Promise<unknown>): Promise<numb
   return out;
 }
 
-const client = await BridgeClient.connect({ session: "bench", dir: path.join(work, "bridge") });
+const bridgeDir = path.join(work, "bridge");
+const python = findPython();
+const pyEnv = { ...process.env, PYTHONPATH: bridgePackageDir };
+
+/** Random token batches: SFT speed does not depend on the values. */
+function randomBatch(vocab: number, batch: number, seqLen: number, seed: number): TrainingExample[] {
+  let x = seed * 2654435761 + 1;
+  const next = () => ((x = (x * 1103515245 + 12345) % 2 ** 31), 3 + (x % (vocab - 3)));
+  return Array.from({ length: batch }, () => ({ tokens: Array.from({ length: seqLen }, next) }));
+}
+
+async function sftTokensPerS(model: Model, batch: number, seqLen: number, steps: number): Promise<number> {
+  const step = async (s: number) => {
+    await forwardBackward(model, randomBatch(model.info.vocab_size, batch, seqLen, s), { kind: "cross_entropy" });
+    await optimStep(model, { lr: 1e-4 });
+  };
+  await step(0); // warm-up
+  const start = performance.now();
+  for (let s = 1; s <= steps; s++) await step(s);
+  return (batch * (seqLen - 1) * steps) / ((performance.now() - start) / 1000);
+}
+
+function sftPlainTokensPerS(modelDir: string, batch: number, seqLen: number, steps: number, lora?: number): number {
+  const args = [path.join(root, "bench/sft_plain.py"), modelDir, String(batch), String(seqLen), String(steps), ...(lora ? ["lora", String(lora)] : [])];
+  return (JSON.parse(execFileSync(python, args, { env: pyEnv, encoding: "utf8" })) as { tokens_per_s: number }).tokens_per_s;
+}
+
+/** Peak RSS of a fresh bridge that loads the model and trains a few steps in one setting. */
+async function peakTrainingMemory(modelDir: string, session: string, setup: (m: Model) => Promise<Model>): Promise<number> {
+  const c = await BridgeClient.connect({ session, dir: bridgeDir });
+  try {
+    const model = await setup(await loadModel(modelDir, { client: c }));
+    await sftTokensPerS(model, 8, 128, 2);
+    return (await c.call("status", {})).memory.rss_bytes;
+  } finally {
+    await c.shutdown();
+  }
+}
+
+const client = await BridgeClient.connect({ session: "bench", dir: bridgeDir });
 try {
   const modelDir = path.join(work, "stories260K");
   await convertLlama2c(path.join(root, "assets/stories260K/stories260K.bin"), path.join(root, "assets/stories260K/tok512.bin"), modelDir, client);
@@ -66,8 +107,41 @@ try {
   const batch = median(await timeIt(100, () => client.call("echo", { tensors: { ids, logprobs: lps } })));
   results.push({ name: "rpc_batch_ms", value: batch, unit: "ms", target: "< 10", met: batch < 10, note: "64×512 token ids + float32 logprobs, there and back" });
 
+  // SFT through the cells vs the same loop in plain PyTorch, full fine-tuning.
+  const qwenDir = path.join(work, "qwen2-20m");
+  execFileSync(python, [path.join(root, "scripts/make_random_qwen2.py"), qwenDir, "20m"], { env: pyEnv });
+  const qwen = await loadModel(qwenDir, { client, name: "qwen2-20m" });
+  const sftRuns = [
+    { name: "stories260K", model, dir: modelDir, batch: 32, seqLen: 64, steps: 10 },
+    { name: "qwen2_20m", model: qwen, dir: qwenDir, batch: 8, seqLen: 128, steps: 3 },
+  ];
+  for (const run of sftRuns) {
+    // Alternated and best of three: the machine's speed drifts by tens of percent.
+    let cells = 0;
+    let plain = 0;
+    for (let rep = 0; rep < 3; rep++) {
+      cells = Math.max(cells, await sftTokensPerS(run.model, run.batch, run.seqLen, run.steps));
+      plain = Math.max(plain, sftPlainTokensPerS(run.dir, run.batch, run.seqLen, run.steps));
+    }
+    const shape = `${run.name} (${(run.model.info.parameters / 1e6).toFixed(1)}M), full fine-tuning, ${run.batch}×${run.seqLen} tokens`;
+    results.push({ name: `sft_tokens_per_s.${run.name}`, value: cells, unit: "tokens/s", note: `through the cells: ${shape}` });
+    results.push({ name: `sft_plain_tokens_per_s.${run.name}`, value: plain, unit: "tokens/s", note: `plain PyTorch loop, one process: ${shape}` });
+    results.push({ name: `sft_cells_vs_plain.${run.name}`, value: cells / plain, unit: "ratio", target: "≥ 0.95", met: cells / plain >= 0.95, note: "cells ÷ plain" });
+  }
+  await client.call("unload_model", { name: "qwen2-20m" });
+
+  // Peak memory of training the 20M model, each setting in a fresh bridge.
+  const memory = [
+    { name: "full", setup: async (m: Model) => m },
+    { name: "lora", setup: (m: Model) => applyLora(m, { rank: 16, dropout: 0 }) },
+  ];
+  for (const m of memory) {
+    const bytes = await peakTrainingMemory(qwenDir, `bench-mem-${m.name}`, m.setup);
+    results.push({ name: `train_peak_rss_mib.${m.name}`, value: bytes / 2 ** 20, unit: "MiB", note: `qwen2_20m, ${m.name}, peak RSS of a fresh bridge (includes ~200 MiB of torch)` });
+  }
+
   const status = await client.call("status", {});
-  const table = results.map((r) => ({ name: r.name, value: Number(r.value.toFixed(r.unit === "ms" ? 3 : 0)), unit: r.unit, target: r.target ?? "", met: r.met === undefined ? "" : r.met ? "yes" : "NO" }));
+  const table = results.map((r) => ({ name: r.name, value: Number(r.value.toFixed(r.unit === "ms" || r.unit === "ratio" ? 3 : 0)), unit: r.unit, target: r.target ?? "", met: r.met === undefined ? "" : r.met ? "yes" : "NO" }));
   console.table(table);
   const report = {
     date: new Date().toISOString(),

@@ -16,7 +16,7 @@ const modelDir = path.join(root, "tiny-qwen2");
 let client: BridgeClient;
 
 beforeAll(async () => {
-  await run(findPython(), [path.join(repoRoot, "test/fixtures/make_tiny_qwen2.py"), modelDir], {
+  await run(findPython(), [path.join(repoRoot, "scripts/make_random_qwen2.py"), modelDir, "tiny"], {
     env: { ...process.env, PYTHONPATH: bridgePackageDir },
   });
   client = await bridge.connect();

@@ -1,5 +1,5 @@
 """Training losses: SFT cross-entropy, clipped policy gradient (GRPO, Dr.GRPO, DAPO, GSPO, PPO),
-DPO, PPO's clipped value loss and GAE.
+DPO and PPO's clipped value loss. (Advantages, GAE included, are computed on the TypeScript side.)
 
 Pure functions on tensors. Per-token inputs are [B, T] over completion positions with a float
 `mask` [B, T] (1 = a completion token that counts, 0 = prompt or padding). Every loss is computed
@@ -239,30 +239,3 @@ def value_loss(
             "explained_variance": explained,
         }
     return loss, metrics
-
-
-@torch.no_grad()
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95):
-    """Generalized advantage estimation over the counted tokens of each row.
-
-    δ_t = r_t + γ·V_{t+1} − V_t, A_t = δ_t + γλ·A_{t+1}, returns R_t = A_t + V_t, where t+1 is the
-    next counted token of the row and V = A = 0 after the last one (the sequence ends there).
-    Masked positions are skipped (their rewards and values are ignored) and get A = R = 0. Put
-    the final reward on the last counted token. Returns (advantages, returns), fp32, no grad.
-    """
-    keep = mask > 0
-    r = _fp32(rewards, keep)
-    v = _fp32(values, keep)
-    advantages = torch.zeros_like(v)
-    next_value = torch.zeros_like(v[:, 0])
-    next_adv = torch.zeros_like(v[:, 0])
-    for t in range(v.shape[1] - 1, -1, -1):
-        delta = r[:, t] + gamma * next_value - v[:, t]
-        adv_t = delta + gamma * lam * next_adv
-        here = keep[:, t]
-        # A masked position leaves the carried state untouched, so gaps and padding are skipped.
-        advantages[:, t] = torch.where(here, adv_t, torch.zeros_like(adv_t))
-        next_value = torch.where(here, v[:, t], next_value)
-        next_adv = torch.where(here, adv_t, next_adv)
-    returns = (advantages + v) * keep.float()
-    return advantages, returns

@@ -6,7 +6,7 @@ import statistics
 import pytest
 import torch
 
-from thinkcells_bridge.losses import cross_entropy, dpo, gae, policy_gradient, sequence_logprob_sums, value_loss
+from thinkcells_bridge.losses import cross_entropy, dpo, policy_gradient, sequence_logprob_sums, value_loss
 
 E3 = math.exp(0.3)  # ratio of a token whose logp rose by 0.3
 EM3 = math.exp(-0.3)
@@ -255,8 +255,7 @@ def test_bf16_inputs_give_fp32_losses():
     ce, _ = cross_entropy(t(LOGP, grad=True, dtype=bf), t(MASK, dtype=bf))
     d, _ = dpo(*(t([-5.0], dtype=bf) for _ in range(4)))
     v, _ = value_loss(t([[1.0]], dtype=bf), t([[1.0]], dtype=bf), t([[0.0]], dtype=bf), t([[1.0]], dtype=bf))
-    a, r = gae(t([[0.0, 1.0]], dtype=bf), t([[0.5, 0.5]], dtype=bf), t([[1.0, 1.0]], dtype=bf))
-    assert {x.dtype for x in (ce, d, v, a, r)} == {torch.float32}
+    assert {x.dtype for x in (ce, d, v)} == {torch.float32}
 
 
 # ---- cross-entropy ------------------------------------------------------------------------------
@@ -346,32 +345,3 @@ def test_value_loss_all_masked():
     loss.backward()
     assert loss.item() == 0.0 and values.grad.item() == 0.0
     assert m == {"value_loss": 0.0, "value_clip_fraction": 0.0, "explained_variance": 0.0}
-
-
-# ---- GAE ----------------------------------------------------------------------------------------
-
-
-def test_gae_three_tokens_gamma1_lambda095():
-    rewards = t([[0.0, 0.0, 1.0], [0.0, 1.0, 5.0], [0.0, 0.0, 0.0]])
-    values = t([[0.5, 0.6, 0.7], [0.4, 0.8, 3.0], [1.0, 1.0, 1.0]], grad=True)
-    mask = t([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=0.95)
-    # Row 0: δ2 = 1 − 0.7 = 0.3; δ1 = 0.7 − 0.6 = 0.1; δ0 = 0.6 − 0.5 = 0.1.
-    a2 = 0.3
-    a1 = 0.1 + 0.95 * a2
-    a0 = 0.1 + 0.95 * a1
-    # Row 1 ends at its last counted token: the padding's reward 5 and value 3 are ignored.
-    b1 = 1.0 - 0.8
-    b0 = (0.8 - 0.4) + 0.95 * b1
-    assert torch.allclose(adv, t([[a0, a1, a2], [b0, b1, 0.0], [0.0, 0.0, 0.0]]), atol=1e-6)
-    assert torch.allclose(ret, t([[a0 + 0.5, a1 + 0.6, a2 + 0.7], [b0 + 0.4, b1 + 0.8, 0.0], [0.0] * 3]), atol=1e-6)
-    assert not adv.requires_grad and not ret.requires_grad
-
-
-def test_gae_skips_left_padding():
-    # The same 2-token sequence left- and right-padded gives the same advantages.
-    right, _ = gae(t([[0.0, 1.0, 0.0]]), t([[0.4, 0.8, 0.0]]), t([[1.0, 1.0, 0.0]]), gamma=0.9, lam=0.5)
-    left, _ = gae(t([[7.0, 0.0, 1.0]]), t([[2.0, 0.4, 0.8]]), t([[0.0, 1.0, 1.0]]), gamma=0.9, lam=0.5)
-    b1 = 1.0 - 0.8
-    b0 = 0.9 * 0.8 - 0.4 + 0.9 * 0.5 * b1
-    assert torch.allclose(right[0, :2], t([b0, b1])) and torch.allclose(left[0, 1:], t([b0, b1]))

@@ -71,10 +71,10 @@ function sftPlainTokensPerS(modelDir: string, batch: number, seqLen: number, ste
 }
 
 /** Peak RSS of a fresh bridge that loads the model and trains a few steps in one setting. */
-async function peakTrainingMemory(modelDir: string, session: string, setup: (m: Model) => Promise<Model>): Promise<number> {
+async function peakTrainingMemory(modelDir: string, session: string, quantize: "int8" | "nf4" | undefined, setup: (m: Model) => Promise<Model>): Promise<number> {
   const c = await BridgeClient.connect({ session, dir: bridgeDir });
   try {
-    const model = await setup(await loadModel(modelDir, { client: c }));
+    const model = await setup(await loadModel(modelDir, { client: c, quantize }));
     await sftTokensPerS(model, 8, 128, 2);
     return (await c.call("status", {})).memory.rss_bytes;
   } finally {
@@ -131,12 +131,15 @@ try {
   await client.call("unload_model", { name: "qwen2-20m" });
 
   // Peak memory of training the 20M model, each setting in a fresh bridge.
+  const lora = (m: Model) => applyLora(m, { rank: 16, dropout: 0 });
   const memory = [
-    { name: "full", setup: async (m: Model) => m },
-    { name: "lora", setup: (m: Model) => applyLora(m, { rank: 16, dropout: 0 }) },
+    { name: "full", quantize: undefined, setup: async (m: Model) => m },
+    { name: "lora", quantize: undefined, setup: lora },
+    { name: "int8_lora", quantize: "int8" as const, setup: lora },
+    { name: "nf4_lora", quantize: "nf4" as const, setup: lora },
   ];
   for (const m of memory) {
-    const bytes = await peakTrainingMemory(qwenDir, `bench-mem-${m.name}`, m.setup);
+    const bytes = await peakTrainingMemory(qwenDir, `bench-mem-${m.name}`, m.quantize, m.setup);
     results.push({ name: `train_peak_rss_mib.${m.name}`, value: bytes / 2 ** 20, unit: "MiB", note: `qwen2_20m, ${m.name}, peak RSS of a fresh bridge (includes ~200 MiB of torch)` });
   }
 

@@ -109,6 +109,25 @@ describe("training through the bridge", () => {
     await expect(loadModel(modelDir, { client, ropeScaling: { type: "linear", targetLength: 100 } })).rejects.toThrow(/target_length must be an integer >= max_position_embeddings \(512\)/);
   });
 
+  it("trains LoRA on top of a quantized base (int8 and NF4), and reports the memory it saves", async () => {
+    const full = await loadModel(modelDir, { client, name: "fp32" });
+    for (const scheme of ["int8", "nf4"] as const) {
+      const q = await loadModel(modelDir, { client, name: scheme, quantize: scheme });
+      expect(q.info.quantization).toBe(scheme);
+      expect(q.info.parameters).toBe(full.info.parameters); // quantized weights still count
+      expect(q.info.weight_bytes).toBeLessThan(full.info.weight_bytes);
+      const lora = await applyLora(q, { rank: 8, dropout: 0 });
+      const losses: number[] = [];
+      for (let s = 0; s < 12; s++) {
+        losses.push((await forwardBackward(lora, examples(s), { kind: "cross_entropy" })).loss!);
+        await optimStep(lora, { lr: 1e-2 });
+      }
+      expect(losses.at(-1)!).toBeLessThan(losses[0]!);
+      const [c] = await sample(lora, tokenizer, "12+30?", { temperature: 0, maxNewTokens: 8 });
+      expect(c!.tokenIds).toHaveLength(8);
+    }
+  });
+
   it("explains bad training input", async () => {
     const model = await loadModel(modelDir, { client, name: "bad" });
     await expect(applyLora(model, { rank: 0 })).rejects.toThrow(OptionsError);

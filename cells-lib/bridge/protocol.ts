@@ -46,6 +46,10 @@ const ModelInfo = z.object({
   max_position_embeddings: int,
   /** The RoPE scaling in effect (from config.json or set at load), or null. */
   rope_scaling: z.record(z.string(), z.unknown()).nullable(),
+  /** Weight-only quantization of the frozen base linears, or null. */
+  quantization: z.enum(["int8", "nf4"]).nullable(),
+  /** Bytes of parameters and buffers as held (quantized weights count at their stored size). */
+  weight_bytes: int,
   tie_word_embeddings: z.boolean(),
   bos_token_id: int.nullable(),
   eos_token_ids: z.array(int),
@@ -146,6 +150,8 @@ export const ops = {
           })
           .strict()
           .nullable(),
+        /** Store the decoder's linear weights quantized (QLoRA-style: train LoRA on top). */
+        quantize: z.enum(["int8", "nf4"]).nullable(),
       })
       .strict(),
     response: ModelInfo,

@@ -29,6 +29,8 @@ const LoadModelOptions = z
       .strict()
       .refine((r) => r.factor !== undefined || r.targetLength !== undefined, { message: "give factor or targetLength" })
       .optional(),
+    /** Keep the decoder's linear weights quantized (int8, or 4-bit NF4): frozen, for LoRA on top. */
+    quantize: z.enum(["int8", "nf4"]).optional(),
     client: z.custom<BridgeClient>((v) => typeof v === "object" && v !== null, "a BridgeClient").optional(),
   })
   .strict();
@@ -43,6 +45,7 @@ export async function loadModel(modelDir: string, options: z.input<typeof LoadMo
     path: path.resolve(modelDir),
     dtype: opts.dtype,
     rope_scaling: scaling ? { type: scaling.type, factor: scaling.factor ?? null, target_length: scaling.targetLength ?? null } : null,
+    quantize: opts.quantize ?? null,
   });
   return { name: opts.name, info, client };
 }

@@ -8,6 +8,7 @@ import torch
 
 from .hf_checkpoint import CheckpointError, load_state_dict, read_config
 from .model import CausalLM, ModelConfig
+from .quant import QuantizedLinear
 from .rope_scaling import with_rope_scaling
 
 
@@ -53,5 +54,8 @@ def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_sc
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable). A quantized base weight is stored as buffers, not parameters, but
+    still counts: the model has as many parameters quantized as not."""
     params = list(model.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+    quantized = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, QuantizedLinear))
+    return sum(p.numel() for p in params) + quantized, sum(p.numel() for p in params if p.requires_grad)

@@ -27,13 +27,7 @@ class LoRALinear(nn.Linear):
     def wrap(cls, base: nn.Linear, rank: int, alpha: float, dropout: float) -> "LoRALinear":
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
-        layer.in_features, layer.out_features = base.in_features, base.out_features
-        layer.weight = base.weight
-        layer.bias = base.bias
-        layer.weight.requires_grad_(False)
-        if layer.bias is not None:
-            layer.bias.requires_grad_(False)
-        device, dtype = base.weight.device, base.weight.dtype
+        device, dtype = layer.take_base(base)
         # As in the paper and PEFT: A random (Kaiming-uniform), B zero, so training starts
         # exactly at the base model.
         layer.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
@@ -44,8 +38,28 @@ class LoRALinear(nn.Linear):
         layer.enabled = True
         return layer.train(base.training)  # a fresh Module starts in training mode
 
+    def take_base(self, base: nn.Linear) -> tuple[torch.device, torch.dtype]:
+        """Takes over the base layer's weight and bias, frozen, under their own names; returns
+        the device and dtype the adapters get. (quant.py's QuantizedLoRALinear overrides this
+        and `without_lora` to carry quantized storage instead.)"""
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.bias = base.bias
+        self.weight.requires_grad_(False)
+        if self.bias is not None:
+            self.bias.requires_grad_(False)
+        return base.weight.device, base.weight.dtype
+
+    def without_lora(self) -> nn.Linear:
+        """The base layer alone: a plain Linear with the same weight and bias."""
+        plain = nn.Linear.__new__(nn.Linear)
+        nn.Module.__init__(plain)
+        plain.in_features, plain.out_features = self.in_features, self.out_features
+        plain.weight, plain.bias = self.weight, self.bias
+        return plain.train(self.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
+        y = super().forward(x)  # the base layer's own op: a quantized base dequantizes there
         if not self.enabled:
             return y
         return y + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
@@ -78,22 +92,20 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
         for parent_name, parent in model.named_modules():
             for child_name, child in list(parent.named_children()):
                 if child_name in names and isinstance(child, nn.Linear):
-                    setattr(parent, child_name, LoRALinear.wrap(child, rank, alpha, dropout))
+                    # A quantized base brings its own adapter class (quant.py).
+                    wrap = getattr(child, "lora_class", LoRALinear).wrap
+                    setattr(parent, child_name, wrap(child, rank, alpha, dropout))
                     adapted.append(f"{parent_name}.{child_name}")
     return adapted
 
 
 def remove_lora(model: nn.Module) -> None:
     """Drops every adapter (unmerged), leaving plain Linears with the base weights, all
-    trainable again: full fine-tuning."""
+    trainable again: full fine-tuning. (A quantized base stays quantized, hence frozen.)"""
     for parent in model.modules():
         for child_name, child in list(parent.named_children()):
             if isinstance(child, LoRALinear):
-                plain = nn.Linear.__new__(nn.Linear)
-                nn.Module.__init__(plain)
-                plain.in_features, plain.out_features = child.in_features, child.out_features
-                plain.weight, plain.bias = child.weight, child.bias
-                setattr(parent, child_name, plain.train(child.training))
+                setattr(parent, child_name, child.without_lora())
     for p in model.parameters():
         p.requires_grad_(True)
 

@@ -22,6 +22,7 @@ from .model import CausalLM
 from .native_kernels import native_library
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .optim import AdamWConfig, Trainer
+from .quant import memory_bytes, quantization, quantize_base
 from .sampling import SampleParams, sample, sequence_logprobs
 from .state import load_state, read_state_meta, save_state
 from .training import forward_backward
@@ -90,6 +91,8 @@ class Worker:
             "num_key_value_heads": config.num_key_value_heads,
             "max_position_embeddings": config.max_position_embeddings,
             "rope_scaling": None if config.rope_scaling is None else dataclasses.asdict(config.rope_scaling),
+            "quantization": quantization(loaded.model),
+            "weight_bytes": memory_bytes(loaded.model)["stored"],
             "tie_word_embeddings": config.tie_word_embeddings,
             "bos_token_id": config.bos_token_id,
             "eos_token_ids": list(config.eos_token_ids),
@@ -144,6 +147,8 @@ class Worker:
     def load_model(self, body, ctx):
         path = os.path.abspath(body["path"])
         model = load_model(path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"])
+        if body["quantize"] is not None:
+            quantize_base(model, body["quantize"])
         loaded = LoadedModel(body["name"], path, model, read_config(path))
         with self.models_lock:
             self.models[body["name"]] = loaded

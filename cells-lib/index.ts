@@ -8,6 +8,7 @@ export { attachModel, loadModel, status, type BridgeStatus, type Model } from ".
 export { logprobs, sample, type Completion, type Prompt, type SampleOptions, type StopReason } from "./cells/sample.ts";
 export { bridge, disconnect } from "./cells/session.ts";
 export {
+  addValueHead,
   applyLora,
   forwardBackward,
   loadState,
@@ -21,6 +22,7 @@ export {
   type OptimStepResult,
   type TrainingExample,
   type TrainingLoss,
+  values,
 } from "./cells/train.ts";
 export { lrSchedule, type LrScheduleOptions } from "./training/schedule.ts";
 export { llama2cTokenizer } from "./tokenizer/llama2c.ts";

@@ -4,7 +4,7 @@ import type { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
-import { applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, type TrainingExample } from "../cells-lib/cells/train.ts";
+import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, values, type TrainingExample } from "../cells-lib/cells/train.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { lrSchedule } from "../cells-lib/training/schedule.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
@@ -126,6 +126,33 @@ describe("training through the bridge", () => {
       const [c] = await sample(lora, tokenizer, "12+30?", { temperature: 0, maxNewTokens: 8 });
       expect(c!.tokenIds).toHaveLength(8);
     }
+  });
+
+  it("runs PPO steps with a value head that learns the returns, and resumes it", async () => {
+    const model = await addValueHead(await applyLora(await loadModel(modelDir, { client, name: "ppo" }), { rank: 4, dropout: 0 }));
+    expect(model.info.value_head).toBe(true);
+    const [c] = await sample(model, tokenizer, "12+30?", { n: 1, maxNewTokens: 10, seed: 3 });
+    const tokens = [...c!.promptIds, ...c!.tokenIds];
+    const prompt = c!.promptIds.length;
+    const mask = tokens.map((_, t) => (t >= prompt ? 1 : 0));
+    const oldLogprobs = tokens.map((_, t) => (t >= prompt ? c!.logprobs[t - prompt]! : 0));
+    const returns = tokens.map(() => 1); // every state is worth 1: V should move towards it
+    const valueLosses: number[] = [];
+    for (let s = 0; s < 8; s++) {
+      const [v] = await values(model, [tokens]);
+      expect(v).toHaveLength(tokens.length - 1);
+      const oldValues = [0, ...v!];
+      const r = await forwardBackward(model, [{ tokens, mask, oldLogprobs, oldValues, returns, advantage: 0.5 }], { kind: "ppo", valueCoef: 1, valueClip: 10 });
+      valueLosses.push(r.metrics.value_loss!);
+      await optimStep(model, { lr: 5e-2 });
+    }
+    expect(valueLosses.at(-1)!).toBeLessThan(valueLosses[0]!);
+    const [after] = await values(model, [tokens]);
+    expect(after!.slice(prompt - 1).every((v) => v > 0.2)).toBe(true);
+    await saveState(model, path.join(root, "ppo-state"));
+    const fresh = await loadModel(modelDir, { client, name: "ppo-fresh" });
+    await loadState(fresh, path.join(root, "ppo-state"));
+    expect(await values(fresh, [tokens])).toEqual(await values(model, [tokens]));
   });
 
   it("explains bad training input", async () => {

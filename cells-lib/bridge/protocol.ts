@@ -48,6 +48,8 @@ const ModelInfo = z.object({
   rope_scaling: z.record(z.string(), z.unknown()).nullable(),
   /** Weight-only quantization of the frozen base linears, or null. */
   quantization: z.enum(["int8", "nf4"]).nullable(),
+  /** Whether PPO's value head is attached. */
+  value_head: z.boolean(),
   /** Bytes of parameters and buffers as held (quantized weights count at their stored size). */
   weight_bytes: int,
   tie_word_embeddings: z.boolean(),
@@ -59,6 +61,23 @@ const ModelInfo = z.object({
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
 const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+
+const policyGradient = {
+  mask: TensorRef,
+  old_logprobs: TensorRef,
+  /** One per sequence ([B]) or one per token (aligned with token_ids). */
+  advantages: TensorRef,
+  eps_low: z.number().min(0),
+  eps_high: z.number().min(0),
+  ratio_level: z.enum(["token", "sequence"]),
+  aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
+  constant: z.number().positive().nullable(),
+  num_tokens: z.number().positive().nullable(),
+  num_sequences: z.number().positive().nullable(),
+  /** k3 KL to the adapter-disabled model; 0 skips the reference pass. */
+  beta: z.number().min(0),
+  entropy_coef: z.number().min(0),
+};
 
 /** What forward_backward minimizes. Per-token arrays are float32, aligned with `token_ids`:
  * the value at token t belongs to predicting t (a sequence's first token has none). */
@@ -72,23 +91,16 @@ const TrainingLoss = z.discriminatedUnion("kind", [
       num_tokens: z.number().positive().nullable(),
     })
     .strict(),
+  z.object({ kind: z.literal("policy_gradient"), ...policyGradient }).strict(),
   z
     .object({
-      kind: z.literal("policy_gradient"),
-      mask: TensorRef,
-      old_logprobs: TensorRef,
-      /** One per sequence ([B]) or one per token (aligned with token_ids). */
-      advantages: TensorRef,
-      eps_low: z.number().min(0),
-      eps_high: z.number().min(0),
-      ratio_level: z.enum(["token", "sequence"]),
-      aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
-      constant: z.number().positive().nullable(),
-      num_tokens: z.number().positive().nullable(),
-      num_sequences: z.number().positive().nullable(),
-      /** k3 KL to the adapter-disabled model; 0 skips the reference pass. */
-      beta: z.number().min(0),
-      entropy_coef: z.number().min(0),
+      kind: z.literal("ppo"),
+      ...policyGradient,
+      /** The value head's V when the tokens were sampled, and the GAE returns, per token. */
+      old_values: TensorRef,
+      returns: TensorRef,
+      value_clip: z.number().positive(),
+      value_coef: z.number().min(0),
     })
     .strict(),
   z
@@ -224,6 +236,13 @@ export const ops = {
   },
   /** Drops the adapters: every parameter trainable again (full fine-tuning). */
   remove_lora: { request: z.object({ model: name }).strict(), response: ModelInfo },
+  /** Attaches a trainable value head (PPO's critic), zero-initialised. */
+  add_value_head: { request: z.object({ model: name }).strict(), response: ModelInfo },
+  /** The value head's V at each predicted position: per sequence, t = 1..len-1, concatenated. */
+  values: {
+    request: z.object({ model: name, token_ids: TensorRef, lengths: TensorRef }).strict(),
+    response: z.object({ values: TensorRef }),
+  },
   set_adapters: {
     request: z.object({ model: name, enabled: z.boolean() }).strict(),
     response: z.object({ enabled: z.boolean() }),

@@ -33,6 +33,26 @@ export async function removeLora(model: Model): Promise<Model> {
   return { ...model, info: await model.client.call("remove_lora", { model: model.name }) };
 }
 
+/** Attaches PPO's value head (a trainable linear map from the last hidden state to V). */
+export async function addValueHead(model: Model): Promise<Model> {
+  return { ...model, info: await model.client.call("add_value_head", { model: model.name }) };
+}
+
+/** The value head's V for each token after the first of each sequence (aligned like
+ * `logprobs`: V of the state before token t). */
+export async function values(model: Model, sequences: readonly (readonly number[])[]): Promise<number[][]> {
+  sequences.forEach((s, i) => {
+    if (s.length < 2) throw new Error(`values: sequence ${i} has ${s.length} token(s); at least 2 are needed`);
+  });
+  const r = await model.client.call("values", {
+    model: model.name,
+    token_ids: Tensor.int32(sequences.flat()),
+    lengths: Tensor.int32(sequences.map((s) => s.length)),
+  });
+  let offset = 0;
+  return sequences.map((s) => Array.from(r.values.data.subarray(offset, (offset += s.length - 1)) as Float32Array));
+}
+
 /** Turns the adapters off (the base model: the reference policy) or back on. */
 export async function setAdapters(model: Model, enabled: boolean): Promise<void> {
   await model.client.call("set_adapters", { model: model.name, enabled });
@@ -49,24 +69,36 @@ export interface TrainingExample {
   mask?: readonly number[];
   /** policy_gradient: log-probs under the policy that sampled the tokens. */
   oldLogprobs?: readonly number[];
-  /** policy_gradient: one advantage for the sequence, or one per token. */
+  /** policy_gradient / ppo: one advantage for the sequence, or one per token. */
   advantage?: number | readonly number[];
+  /** ppo: the value head's V per token when the tokens were sampled (see `values`). */
+  oldValues?: readonly number[];
+  /** ppo: the return per token (GAE's advantage + V). */
+  returns?: readonly number[];
 }
+
+const policyGradient = {
+  epsLow: z.number().min(0).default(0.2),
+  epsHigh: z.number().min(0).default(0.2),
+  ratioLevel: z.enum(["token", "sequence"]).default("token"),
+  aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]).default("seq_mean_token_mean"),
+  constant: z.number().positive().optional(),
+  numTokens: z.number().positive().optional(),
+  numSequences: z.number().positive().optional(),
+  beta: z.number().min(0).default(0),
+  entropyCoef: z.number().min(0).default(0),
+};
 
 const Loss = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("cross_entropy"), numTokens: z.number().positive().optional() }).strict(),
+  z.object({ kind: z.literal("policy_gradient"), ...policyGradient }).strict(),
   z
     .object({
-      kind: z.literal("policy_gradient"),
-      epsLow: z.number().min(0).default(0.2),
-      epsHigh: z.number().min(0).default(0.2),
-      ratioLevel: z.enum(["token", "sequence"]).default("token"),
-      aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]).default("seq_mean_token_mean"),
-      constant: z.number().positive().optional(),
-      numTokens: z.number().positive().optional(),
-      numSequences: z.number().positive().optional(),
-      beta: z.number().min(0).default(0),
-      entropyCoef: z.number().min(0).default(0),
+      kind: z.literal("ppo"),
+      ...policyGradient,
+      /** Clip range of the value update around the old values. */
+      valueClip: z.number().positive().default(0.2),
+      valueCoef: z.number().min(0).default(0.5),
     })
     .strict(),
   z.object({ kind: z.literal("dpo"), beta: z.number().positive().default(0.1) }).strict(),
@@ -124,7 +156,8 @@ export async function forwardBackward(
         return { kind: l.kind, weights: perToken(examples, (e) => e.weights, afterFirst, "weights"), num_tokens: l.numTokens ?? null };
       case "dpo":
         return { kind: l.kind, mask: perToken(examples, (e) => e.mask, afterFirst, "mask"), beta: l.beta };
-      case "policy_gradient": {
+      case "policy_gradient":
+      case "ppo": {
         const perSequence = examples.every((e) => typeof e.advantage === "number");
         const advantages = perSequence
           ? Tensor.float32(examples.map((e) => e.advantage as number))
@@ -132,13 +165,14 @@ export async function forwardBackward(
               if (e.advantage === undefined) throw new Error(`forwardBackward: example ${i} has no advantage`);
               return typeof e.advantage === "number" ? e.tokens.map(() => e.advantage as number) : e.advantage;
             }, afterFirst, "advantage");
-        return {
-          kind: l.kind,
+        const required = (field: "oldLogprobs" | "oldValues" | "returns") => (e: TrainingExample, i: number) => {
+          const v = e[field];
+          if (!v) throw new Error(`forwardBackward: example ${i} has no ${field} (${l.kind} needs them)`);
+          return v;
+        };
+        const common = {
           mask: perToken(examples, (e) => e.mask, afterFirst, "mask"),
-          old_logprobs: perToken(examples, (e, i) => {
-            if (!e.oldLogprobs) throw new Error(`forwardBackward: example ${i} has no oldLogprobs (policy_gradient needs them)`);
-            return e.oldLogprobs;
-          }, afterFirst, "oldLogprobs"),
+          old_logprobs: perToken(examples, required("oldLogprobs"), afterFirst, "oldLogprobs"),
           advantages,
           eps_low: l.epsLow,
           eps_high: l.epsHigh,
@@ -149,6 +183,15 @@ export async function forwardBackward(
           num_sequences: l.numSequences ?? null,
           beta: l.beta,
           entropy_coef: l.entropyCoef,
+        };
+        if (l.kind === "policy_gradient") return { kind: l.kind, ...common };
+        return {
+          kind: l.kind,
+          ...common,
+          old_values: perToken(examples, required("oldValues"), afterFirst, "oldValues"),
+          returns: perToken(examples, required("returns"), afterFirst, "returns"),
+          value_clip: l.valueClip,
+          value_coef: l.valueCoef,
         };
       }
     }

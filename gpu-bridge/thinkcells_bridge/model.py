@@ -253,6 +253,20 @@ class CausalLM(nn.Module):
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self._rope: torch.Tensor | None = None
         self.head_t: torch.Tensor | None = None  # see inference_weights
+        # PPO's critic: a scalar per position from the final hidden state (add_value_head).
+        self.value_head: nn.Linear | None = None
+
+    def add_value_head(self) -> None:
+        """A fresh trainable value head (zero-initialised: V = 0 until trained)."""
+        weight = self.output_weight()
+        self.value_head = nn.Linear(self.config.hidden_size, 1).to(device=weight.device, dtype=weight.dtype)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.value_head is None:
+            raise ValueError("the model has no value head (add_value_head first)")
+        return self.value_head(hidden).squeeze(-1)
 
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight

@@ -25,7 +25,7 @@ from .optim import AdamWConfig, Trainer
 from .quant import memory_bytes, quantization, quantize_base
 from .sampling import SampleParams, sample, sequence_logprobs
 from .state import load_state, read_state_meta, save_state
-from .training import forward_backward
+from .training import forward_backward, pack, token_logprobs
 
 
 class OpError(ValueError):
@@ -92,6 +92,7 @@ class Worker:
             "max_position_embeddings": config.max_position_embeddings,
             "rope_scaling": None if config.rope_scaling is None else dataclasses.asdict(config.rope_scaling),
             "quantization": quantization(loaded.model),
+            "value_head": loaded.model.value_head is not None,
             "weight_bytes": memory_bytes(loaded.model)["stored"],
             "tie_word_embeddings": config.tie_word_embeddings,
             "bos_token_id": config.bos_token_id,
@@ -164,7 +165,10 @@ class Worker:
     def save_model(self, body, ctx):
         loaded = self.get(body["name"])
         with loaded.lock:
-            save_checkpoint(body["out_dir"], loaded.hf_config, loaded.model.state_dict(), max_shard_bytes=body["max_shard_bytes"])
+            # The base model's own tensors: adapters and the value head are training state
+            # (save_state); merging adapters into an export is the export cell's job.
+            weights = {k: v for k, v in loaded.model.state_dict().items() if "lora_" not in k and not k.startswith("value_head.")}
+            save_checkpoint(body["out_dir"], loaded.hf_config, weights, max_shard_bytes=body["max_shard_bytes"])
         return {"files": sorted(os.listdir(body["out_dir"]))}
 
     def convert_llama2c(self, body, ctx):
@@ -209,6 +213,8 @@ class Worker:
         with loaded.lock:
             config = {k: body[k] for k in ("rank", "alpha", "dropout", "targets", "seed")}
             apply_lora(loaded.model, **config)
+            if loaded.model.value_head is not None:
+                loaded.model.value_head.requires_grad_(True)  # the critic trains in full
             loaded.lora = config
             loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state
         return self.info(loaded)
@@ -220,6 +226,21 @@ class Worker:
             loaded.lora = None
             loaded.trainer = Trainer(loaded.model)
         return self.info(loaded)
+
+    def add_value_head(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            loaded.model.add_value_head()
+            loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state
+        return self.info(loaded)
+
+    def values(self, body, ctx):
+        loaded = self.get(body["model"])
+        self._check_ids(loaded, body["token_ids"], "token_ids")
+        with loaded.lock, torch.inference_mode():
+            ids = pack(body["token_ids"], body["lengths"], loaded.model.output_weight().device)
+            values = token_logprobs(loaded.model, ids, with_entropy=False, with_values=True)[2]
+        return {"values": torch.cat([values[row, : n - 1] for row, n in enumerate(body["lengths"].tolist())]).cpu()}
 
     def set_adapters(self, body, ctx):
         loaded = self.get(body["model"])
@@ -249,20 +270,24 @@ class Worker:
     def save_state(self, body, ctx):
         loaded = self.get(body["model"])
         with loaded.lock:
-            files = save_state(body["dir"], loaded.trainer, loaded.lora)
+            files = save_state(body["dir"], loaded.trainer, loaded.lora, loaded.model.value_head is not None)
         return {"files": files, "step": loaded.trainer.step}
 
     def load_state(self, body, ctx):
         loaded = self.get(body["model"])
         path, meta = read_state_meta(body["dir"])
         with loaded.lock:
+            # The state names its adapters and value head: re-create them (a fresh bridge has none).
             if meta["lora"] != loaded.lora:
-                # The state names its adapters: re-create them (a fresh bridge has none).
                 if meta["lora"] is None:
                     remove_lora(loaded.model)
                 else:
                     apply_lora(loaded.model, **meta["lora"])
                 loaded.lora = meta["lora"]
-                loaded.trainer = Trainer(loaded.model)
+            if meta["value_head"] and loaded.model.value_head is None:
+                loaded.model.add_value_head()
+            if loaded.model.value_head is not None:
+                loaded.model.value_head.requires_grad_(True)
+            loaded.trainer = Trainer(loaded.model)
             load_state(path, meta, loaded.trainer)
         return {"step": loaded.trainer.step, "lora": loaded.lora}

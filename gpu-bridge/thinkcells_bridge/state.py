@@ -26,7 +26,7 @@ class StateError(ValueError):
     pass
 
 
-def save_state(directory: str, trainer: Trainer, lora: dict | None) -> list[str]:
+def save_state(directory: str, trainer: Trainer, lora: dict | None, value_head: bool = False) -> list[str]:
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -52,6 +52,7 @@ def save_state(directory: str, trainer: Trainer, lora: dict | None) -> list[str]
         "step": trainer.step,
         "trainable": [name for name, _ in named],
         "lora": lora,
+        "value_head": value_head,
         "adamw": None if group is None else {"lr": group["lr"], "betas": list(group["betas"]), "eps": group["eps"], "weight_decay": group["weight_decay"]},
     }
     with open(tmp / "state.json", "w") as f:

@@ -48,8 +48,9 @@ def per_token(flat: torch.Tensor, lengths: torch.Tensor, name: str, device) -> t
     return out.to(device)
 
 
-def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1], and the per-position entropy."""
+def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False, with_values: bool = False):
+    """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1]; with_entropy: the per-position
+    entropy too; with_values: the value head's V at each of those positions too."""
     b, t = ids.shape
     positions = torch.arange(t, device=ids.device)[None, :].expand(b, -1)
     pad = torch.zeros(b, dtype=torch.long, device=ids.device)
@@ -57,7 +58,7 @@ def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, check
     log_probs = torch.log_softmax(model.logits(hidden).float(), dim=-1)
     chosen = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
-    return chosen, entropy
+    return chosen, entropy, model.values(hidden).float() if with_values else None
 
 
 def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
@@ -91,9 +92,9 @@ def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
 def _loss(model, ids, lengths, spec, device, checkpointing):
     kind = spec["kind"]
     if kind == "cross_entropy":
-        logp, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
+        logp, _, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
         return losses.cross_entropy(logp, per_token(spec["weights"], lengths, "loss.weights", device), num_tokens=spec["num_tokens"])
-    if kind == "policy_gradient":
+    if kind in ("policy_gradient", "ppo"):
         return _policy_gradient(model, ids, lengths, spec, device, checkpointing)
     if kind == "dpo":
         return _dpo(model, ids, lengths, spec, device, checkpointing)
@@ -107,6 +108,7 @@ def _reference_logprobs(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _policy_gradient(model, ids, lengths, spec, device, checkpointing):
+    """The clipped policy-gradient family; "ppo" adds the value head's clipped loss."""
     mask = per_token(spec["mask"], lengths, "loss.mask", device)
     old = per_token(spec["old_logprobs"], lengths, "loss.old_logprobs", device)
     advantages = spec["advantages"].float()
@@ -116,22 +118,29 @@ def _policy_gradient(model, ids, lengths, spec, device, checkpointing):
     else:
         advantages = per_token(advantages, lengths, "loss.advantages", device)
     ref = _reference_logprobs(model, ids) if spec["beta"] > 0 else None
-    want_entropy = spec["entropy_coef"] > 0
-    logp, entropy = token_logprobs(model, ids, with_entropy=True, checkpoint_layers=checkpointing)
-    return losses.policy_gradient(
+    ppo = spec["kind"] == "ppo"
+    logp, entropy, values = token_logprobs(model, ids, with_entropy=True, checkpoint_layers=checkpointing, with_values=ppo)
+    loss, metrics = losses.policy_gradient(
         logp, old, advantages, mask,
         eps_low=spec["eps_low"], eps_high=spec["eps_high"], ratio_level=spec["ratio_level"],
         aggregation=spec["aggregation"], constant=spec["constant"], num_tokens=spec["num_tokens"],
         num_sequences=spec["num_sequences"], ref_logprobs=ref, beta=spec["beta"],
-        entropy=entropy if want_entropy else entropy.detach(), entropy_coef=spec["entropy_coef"],
+        entropy=entropy if spec["entropy_coef"] > 0 else entropy.detach(), entropy_coef=spec["entropy_coef"],
     )
+    if not ppo:
+        return loss, metrics
+    v_loss, v_metrics = losses.value_loss(
+        values, per_token(spec["old_values"], lengths, "loss.old_values", device),
+        per_token(spec["returns"], lengths, "loss.returns", device), mask, clip=spec["value_clip"], num_tokens=spec["num_tokens"])
+    total = loss + spec["value_coef"] * v_loss
+    return total, {**metrics, **v_metrics, "policy_loss": metrics["loss"], "loss": float(total.detach())}
 
 
 def _dpo(model, ids, lengths, spec, device, checkpointing):
     if len(lengths) % 2:
         raise BatchError("dpo: sequences come in (chosen, rejected) pairs: an even number is needed")
     mask = per_token(spec["mask"], lengths, "loss.mask", device)
-    logp, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
+    logp, _, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
     policy = losses.sequence_logprob_sums(logp, mask)
     ref = losses.sequence_logprob_sums(_reference_logprobs(model, ids), mask)
     return losses.dpo(policy[0::2], policy[1::2], ref[0::2], ref[1::2], beta=spec["beta"])

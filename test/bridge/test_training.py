@@ -27,6 +27,12 @@ def batch(seed=0, rows=3, length=7, kind="cross_entropy"):
                 "advantages": torch.randn(rows, generator=g), "eps_low": 0.2, "eps_high": 0.28, "ratio_level": "token",
                 "aggregation": "token_mean", "constant": None, "num_tokens": None, "num_sequences": None, "beta": 0.05,
                 "entropy_coef": 0.0}
+    elif kind == "ppo":
+        loss = {"kind": "ppo", "mask": torch.ones(n), "old_logprobs": -torch.rand(n, generator=g) * 3,
+                "advantages": torch.randn(n, generator=g), "eps_low": 0.2, "eps_high": 0.2, "ratio_level": "token",
+                "aggregation": "token_mean", "constant": None, "num_tokens": None, "num_sequences": None, "beta": 0.0,
+                "entropy_coef": 0.01, "old_values": torch.randn(n, generator=g) * 0.1, "returns": torch.randn(n, generator=g),
+                "value_clip": 0.2, "value_coef": 0.5}
     else:
         loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1}
     return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0, "gradient_checkpointing": False}
@@ -65,13 +71,19 @@ def test_cross_entropy_matches_a_hand_computation():
     assert out["loss"] == pytest.approx(total / count, rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["cross_entropy", "policy_gradient", "dpo"])
-def test_every_loss_kind_gives_finite_gradients_on_the_adapters_only(kind):
+@pytest.mark.parametrize("kind", ["cross_entropy", "policy_gradient", "ppo", "dpo"])
+def test_every_loss_kind_gives_finite_gradients_on_the_trainable_parameters_only(kind):
     m = lora_model()
+    if kind == "ppo":
+        m.add_value_head()  # trained in full beside the adapters
     out = forward_backward(m, Trainer(m), batch(seed=4, rows=4, kind=kind))
     assert math.isfinite(out["loss"]) and all(math.isfinite(v) for v in out["metrics"].values())
     for name, p in m.named_parameters():
-        assert (p.grad is not None) == ("lora_" in name), name
+        assert (p.grad is not None) == ("lora_" in name or name.startswith("value_head.")), name
+    if kind == "ppo":
+        metrics = out["metrics"]
+        assert metrics["loss"] == pytest.approx(metrics["policy_loss"] + 0.5 * metrics["value_loss"], rel=1e-5)
+        assert metrics["explained_variance"] <= 1.0
     if kind == "policy_gradient":
         assert out["metrics"]["kl"] >= 0 and "clip_fraction" in out["metrics"]
     if kind == "dpo":
@@ -213,3 +225,22 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(kind):
     for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-6), name
+
+
+def test_ppo_value_head_resumes_with_the_state(tmp_path):
+    """The value head is trainable state: saved, and re-created by loading into a model
+    without one."""
+    m = lora_model()
+    m.add_value_head()
+    trainer = Trainer(m)
+    for step in range(2):
+        forward_backward(m, trainer, batch(seed=20 + step, kind="ppo"))
+        trainer.optim_step(CONFIG)
+    assert not torch.all(m.value_head.weight == 0)
+    save_state(str(tmp_path / "s"), trainer, None, value_head=True)
+    path, meta = read_state_meta(str(tmp_path / "s"))
+    assert meta["value_head"] is True
+    fresh = lora_model()
+    fresh.add_value_head()
+    load_state(path, meta, Trainer(fresh))
+    assert torch.equal(fresh.value_head.weight, m.value_head.weight)

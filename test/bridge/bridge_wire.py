@@ -171,3 +171,14 @@ def random_model(hf_config, seed=0):
             else:
                 p.copy_(torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5 * (2.0 if "embed" in name else 1.0))
     return model.eval()
+
+
+def perturb_adapters(m, seed=1):
+    """Non-zero LoRA B matrices (fresh adapters start at B = 0, the base model)."""
+    from thinkcells_bridge.lora import LoRALinear
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in m.modules():
+            if isinstance(layer, LoRALinear):
+                layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)

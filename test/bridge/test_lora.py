@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from bridge_wire import llama_config, qwen2_config, random_model
+from bridge_wire import perturb_adapters, llama_config, qwen2_config, random_model
 from thinkcells_bridge.lora import LoRALinear, adapters_disabled, apply_lora, has_lora, merged_weight, remove_lora, set_adapters
 from thinkcells_bridge.loading import count_parameters
 
@@ -14,14 +14,6 @@ def ids(shape=(2, 6), seed=0):
 def logits(m, x):
     b, t = x.shape
     return m.logits(m.hidden_states(x, torch.arange(t)[None].expand(b, -1), torch.zeros(b, dtype=torch.long)))
-
-
-def perturb_adapters(m, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in m.modules():
-            if isinstance(layer, LoRALinear):
-                layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
 
 
 def test_all_linear_adapters_train_only_low_rank_parameters():

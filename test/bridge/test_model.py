@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from bridge_wire import llama_config, qwen2_config, random_model
-from thinkcells_bridge import model as model_mod
 from thinkcells_bridge import native_kernels
 from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention, inference_weights
 from thinkcells_bridge.sampling import SampleParams, sample

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bridge_wire import llama_config, qwen2_config, random_model
+from bridge_wire import perturb_adapters, llama_config, qwen2_config, random_model
 from test_model import cached_logits, full_logits, native_vs_torch, random_ids, reference_llama_logits
 from test_training import CONFIG, batch
 from thinkcells_bridge import native_kernels, quant
@@ -47,14 +47,6 @@ def quantized(m, scheme):
 
 def quantized_layers(m):
     return [layer for layer in m.modules() if isinstance(layer, QuantizedLinear)]
-
-
-def perturb_adapters(m, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in m.modules():
-            if isinstance(layer, LoRALinear):
-                layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
 
 
 # -- the formats -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ benchmarks that need a model of a given shape and no download.
 usage: make_random_qwen2.py OUT_DIR [tiny|20m]
   tiny: the real Qwen2 vocabulary (151,646) on a 2-layer, 16-wide body, in two shards, so the
         shared Qwen2 tokenizer drives it;
-  20m:  ~20M parameters (8 layers, width 512, vocab 4,096) for training benchmarks.
+  20m:  ~21M parameters (6 layers, width 512, vocab 4,096) for training benchmarks.
 """
 
 import sys
@@ -18,7 +18,7 @@ PRESETS = {
     "tiny": dict(vocab_size=151646, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                  bos_token_id=151643, eos_token_id=151645),
-    "20m": dict(vocab_size=4096, hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
+    "20m": dict(vocab_size=4096, hidden_size=512, intermediate_size=1408, num_hidden_layers=6,
                 num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=1024,
                 bos_token_id=1, eos_token_id=2),
 }

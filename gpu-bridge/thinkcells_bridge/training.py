@@ -48,16 +48,27 @@ def per_token(flat: torch.Tensor, lengths: torch.Tensor, name: str, device) -> t
     return out.to(device)
 
 
-def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False, with_values: bool = False):
+def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False,
+                   with_values: bool = False, entropy_grad: bool = False):
     """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1]; with_entropy: the per-position
-    entropy too; with_values: the value head's V at each of those positions too."""
+    entropy too (differentiable only with entropy_grad: as a metric it is computed without
+    autograd, a row at a time); with_values: the value head's V at each position too.
+
+    Memory: the [B, T, vocab] logits are the largest tensor of a step (2.5 GB in fp32 for
+    8 × 512 tokens of a 151k vocabulary), so nothing else that size is kept."""
     b, t = ids.shape
     positions = torch.arange(t, device=ids.device)[None, :].expand(b, -1)
     pad = torch.zeros(b, dtype=torch.long, device=ids.device)
     hidden = model.hidden_states(ids[:, :-1], positions[:, :-1], pad, checkpoint_layers=checkpoint_layers)
-    log_probs = torch.log_softmax(model.logits(hidden).float(), dim=-1)
-    chosen = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
+    logits = model.logits(hidden).float()
+    normalizer = torch.logsumexp(logits, dim=-1)
+    chosen = logits.gather(-1, ids[:, 1:, None]).squeeze(-1) - normalizer
+    entropy = None
+    if with_entropy and entropy_grad:
+        entropy = normalizer - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+    elif with_entropy:
+        with torch.no_grad():
+            entropy = torch.stack([n - (torch.softmax(row, dim=-1) * row).sum(-1) for row, n in zip(logits, normalizer)])
     return chosen, entropy, model.values(hidden).float() if with_values else None
 
 
@@ -119,13 +130,14 @@ def _policy_gradient(model, ids, lengths, spec, device, checkpointing):
         advantages = per_token(advantages, lengths, "loss.advantages", device)
     ref = _reference_logprobs(model, ids) if spec["beta"] > 0 else None
     ppo = spec["kind"] == "ppo"
-    logp, entropy, values = token_logprobs(model, ids, with_entropy=True, checkpoint_layers=checkpointing, with_values=ppo)
+    logp, entropy, values = token_logprobs(model, ids, with_entropy=True, checkpoint_layers=checkpointing,
+                                           with_values=ppo, entropy_grad=spec["entropy_coef"] > 0)
     loss, metrics = losses.policy_gradient(
         logp, old, advantages, mask,
         eps_low=spec["eps_low"], eps_high=spec["eps_high"], ratio_level=spec["ratio_level"],
         aggregation=spec["aggregation"], constant=spec["constant"], num_tokens=spec["num_tokens"],
         num_sequences=spec["num_sequences"], ref_logprobs=ref, beta=spec["beta"],
-        entropy=entropy if spec["entropy_coef"] > 0 else entropy.detach(), entropy_coef=spec["entropy_coef"],
+        entropy=entropy, entropy_coef=spec["entropy_coef"],
     )
     if not ppo:
         return loss, metrics

@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from thinkcells_bridge.lora import apply_lora  # noqa: E402
 from thinkcells_bridge.loading import load_model  # noqa: E402
 from thinkcells_bridge.losses import cross_entropy  # noqa: E402
+from thinkcells_bridge.training import token_logprobs  # noqa: E402
 
 model_dir, batch, seq_len, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(1)  # the bridge's CPU default
@@ -30,9 +31,7 @@ g = torch.Generator().manual_seed(0)
 
 def step():
     ids = torch.randint(3, vocab, (batch, seq_len), generator=g)
-    positions = torch.arange(seq_len - 1)[None].expand(batch, -1)
-    hidden = model.hidden_states(ids[:, :-1], positions, torch.zeros(batch, dtype=torch.long))
-    logp = torch.log_softmax(model.logits(hidden).float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    logp, _, _ = token_logprobs(model, ids, with_entropy=False)
     loss, _ = cross_entropy(logp, torch.ones_like(logp))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)

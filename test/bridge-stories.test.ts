@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -76,8 +76,9 @@ describe("stories260K through the bridge", () => {
     expect(s.memory.rss_bytes).toBeGreaterThan(10_000_000);
   });
 
-  it("converts and samples through the thinkcells CLI", async () => {
-    const env = { ...process.env, THINKCELLS_BRIDGE_DIR: bridge.dir, THINKCELLS_SESSION: bridge.session };
+  it("converts, samples, reports and stops through the thinkcells CLI", async () => {
+    // Its own session: `bridge stop` below must not take the other tests' bridge with it.
+    const env = { ...process.env, THINKCELLS_BRIDGE_DIR: bridge.dir, THINKCELLS_SESSION: "cli" };
     const cliDir = path.join(tempDir("cli"), "model");
     const cli = path.join(repoRoot, "bin/thinkcells.mjs");
     await run("node", [cli, "convert", "llama2c", path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), cliDir], { env });
@@ -86,6 +87,14 @@ describe("stories260K through the bridge", () => {
     const bad = await run("node", [cli, "sample", cliDir, "--temperature=-1"], { env }).catch((e: { code: number; stderr: string }) => e);
     expect((bad as { code: number }).code).toBe(1);
     expect((bad as { stderr: string }).stderr).toMatch(/option "temperature": must be ≥ 0/);
+    const status = JSON.parse((await run("node", [cli, "status"], { env })).stdout);
+    expect(status.models.map((m: { name: string }) => m.name)).toEqual(["cli"]);
+    expect(status.device).toBe("cpu");
+    await run("node", [cli, "bridge", "stop"], { env });
+    expect(existsSync(path.join(bridge.dir, "cli.json"))).toBe(false);
+    const usage = await run("node", [cli, "frobnicate"], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect((usage as { code: number }).code).toBe(2);
+    expect((usage as { stderr: string }).stderr).toMatch(/unknown command "frobnicate"[\s\S]*usage:/);
   });
 });
 

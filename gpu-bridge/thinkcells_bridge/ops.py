@@ -18,9 +18,9 @@ import torch
 from .convert_llama2c import write_llama2c_as_hf
 from .hf_checkpoint import read_config, save_checkpoint
 from .loading import count_parameters, load_model, pick_dtype
+from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .model import CausalLM
 from .native_kernels import native_library
-from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .optim import AdamWConfig, Trainer
 from .quant import memory_bytes, quantization, quantize_base
 from .sampling import SampleParams, sample, sequence_logprobs

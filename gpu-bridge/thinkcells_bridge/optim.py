@@ -32,14 +32,23 @@ class Trainer:
     # The model's own random stream (adapter dropout): runs are reproducible whatever else the
     # bridge does, and it is saved with the training state.
     rng: torch.Tensor = field(default_factory=lambda: torch.Generator().manual_seed(0).get_state())
+    cuda_rng: torch.Tensor | None = None  # the current GPU's stream, once used
 
     @contextmanager
     def random_state(self):
-        """Runs the block on this trainer's random stream (CPU), leaving the global one as it was."""
-        with torch.random.fork_rng(devices=[]):
+        """Runs the block on this trainer's random streams, leaving the global ones as they were."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(self.rng)
+            if devices:
+                if self.cuda_rng is None:
+                    torch.cuda.manual_seed(0)
+                else:
+                    torch.cuda.set_rng_state(self.cuda_rng)
             yield
             self.rng = torch.get_rng_state()
+            if devices:
+                self.cuda_rng = torch.cuda.get_rng_state()
 
     def params(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

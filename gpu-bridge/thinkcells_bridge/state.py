@@ -44,6 +44,8 @@ def save_state(directory: str, trainer: Trainer, lora: dict | None, value_head: 
         if "step" in state:
             tensors[f"step.{name}"] = torch.as_tensor(state["step"], dtype=torch.float64).reshape(1)
     tensors["rng"] = trainer.rng
+    if trainer.cuda_rng is not None:
+        tensors["rng.cuda"] = trainer.cuda_rng
     write_safetensors(str(tmp / "state.safetensors"), tensors)
     group = trainer.optimizer.param_groups[0] if trainer.optimizer else None
     meta = {
@@ -119,4 +121,5 @@ def load_state(path: Path, meta: dict, trainer: Trainer) -> None:
                     "exp_avg_sq": tensors[f"exp_avg_sq.{name}"].to(p.device),
                 }
     trainer.rng = tensors["rng"]
+    trainer.cuda_rng = tensors.get("rng.cuda")
     trainer.step = meta["step"]

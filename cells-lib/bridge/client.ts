@@ -167,9 +167,9 @@ export class BridgeClient {
     let socket = info ? await openSocket(info.socket).catch(() => undefined) : undefined;
     if (!info || !socket) {
       info = await BridgeClient.start(opts, dir, infoFile, logFile);
-      const path = info.socket;
-      socket = await openSocket(path).catch((err: Error) => {
-        throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${path}: ${err.message}`);
+      const socketPath = info.socket;
+      socket = await openSocket(socketPath).catch((err: Error) => {
+        throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${socketPath}: ${err.message}`);
       });
     }
     const client = new BridgeClient(socket, opts.session, logFile, infoFile);

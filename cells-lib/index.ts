@@ -28,3 +28,4 @@ export { lrSchedule, type LrScheduleOptions } from "./training/schedule.ts";
 export { llama2cTokenizer } from "./tokenizer/llama2c.ts";
 export { loadTokenizer, Tokenizer, type ChatMessage } from "./tokenizer/tokenizer.ts";
 export { OptionsError } from "./util/options.ts";
+export * from "./display/index.ts";

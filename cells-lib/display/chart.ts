@@ -1,0 +1,57 @@
+/** `chart(figure)`: a plotly figure for every front end (plotly MIME, HTML, text). */
+import { z } from "zod";
+import { OptionsError, parseOptions } from "../util/options.ts";
+import { chartHtml, type FigureJson } from "./chart-html.ts";
+import { chartSummary } from "./chart-summary.ts";
+import { isPlainObject, toPlainJson } from "./plain-json.ts";
+import { firstChartFor, plotlySource } from "./plotly-source.ts";
+import { currentRenderer } from "./renderer.ts";
+import type { MimeBundle, Renderer } from "./types.ts";
+
+export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+
+const FigureSchema = z
+  .object({
+    data: z.array(z.record(z.string(), z.unknown(), "each trace must be an object"), "data must be an array of traces"),
+    layout: z.record(z.string(), z.unknown(), "layout must be an object").optional(),
+    config: z.record(z.string(), z.unknown(), "config must be an object").optional(),
+    frames: z.array(z.record(z.string(), z.unknown(), "each frame must be an object")).optional(),
+  })
+  .strict();
+
+/** A plotly figure: traces (`{ type: "scatter", x, y, name }`, …), layout and config as in
+ * plotly.js. Typed arrays are accepted and sent as plain arrays. */
+export interface Figure {
+  data: readonly object[];
+  layout?: object;
+  config?: object;
+  frames?: readonly object[];
+}
+
+/** The bundle for a figure; with `plotlyJs`, its HTML carries plotly.js itself. */
+export function chartBundle(figure: Figure, options: { plotlyJs?: string } = {}): MimeBundle {
+  return bundleOf(checkFigure(figure), options.plotlyJs);
+}
+
+/** The bundle as `renderer` should get it: the session's first chart carries plotly.js. */
+export function chartBundleFor(renderer: Renderer, figure: Figure): MimeBundle {
+  // Checked first, so a figure that fails does not use up the renderer's one plotly.js inline.
+  const fig = checkFigure(figure);
+  return bundleOf(fig, firstChartFor(renderer) ? plotlySource() : undefined);
+}
+
+export function chart(figure: Figure): void {
+  const renderer = currentRenderer();
+  renderer.display(chartBundleFor(renderer, figure));
+}
+
+function checkFigure(figure: unknown): FigureJson {
+  if (!isPlainObject(figure)) {
+    throw new OptionsError(`chart: the figure must be an object { data, layout?, config? }, got ${Array.isArray(figure) ? "an array" : typeof figure}`);
+  }
+  return parseOptions(FigureSchema, toPlainJson(figure), "chart");
+}
+
+function bundleOf(fig: FigureJson, plotlyJs: string | undefined): MimeBundle {
+  return { [PLOTLY_MIME]: fig, "text/html": chartHtml(fig, plotlyJs), "text/plain": chartSummary(fig) };
+}

@@ -1,0 +1,85 @@
+/** The figure (and text) of a live chart: one line chart per metric, in a grid of subplots. */
+import type { FigureJson } from "./chart-html.ts";
+import { formatNumber } from "./format.ts";
+
+export interface Series {
+  steps: number[];
+  /** null where a value was not finite (a NaN loss): a gap in the line. */
+  values: (number | null)[];
+}
+
+export interface LiveFigureInput {
+  title?: string;
+  metrics: readonly string[];
+  series: ReadonlyMap<string, Series>;
+  columns?: number;
+  /** Longer series are thinned (every k-th point, and always the last) because every update
+   * resends the whole figure to the front end. */
+  maxPoints: number;
+}
+
+const ROW_HEIGHT = 240;
+
+export function gridColumns(metrics: number): number {
+  if (metrics <= 2) return metrics;
+  return metrics <= 4 ? 2 : 3;
+}
+
+export function liveFigure(input: LiveFigureInput): FigureJson {
+  const n = input.metrics.length;
+  const columns = Math.min(n, input.columns ?? gridColumns(n));
+  const rows = Math.ceil(n / columns);
+  const layout: Record<string, unknown> = {
+    height: 80 + rows * ROW_HEIGHT,
+    margin: { t: input.title === undefined ? 40 : 80, l: 60, r: 20, b: 40 },
+    showlegend: false,
+    hovermode: "x",
+    grid: { rows, columns, pattern: "independent", roworder: "top to bottom", xgap: 0.15, ygap: 0.35 },
+    annotations: input.metrics.map((metric, i) => ({
+      // Subplot titles: plotly has none, so each is an annotation above its subplot.
+      text: metric,
+      xref: `${axis("x", i)} domain`,
+      yref: `${axis("y", i)} domain`,
+      x: 0.5,
+      y: 1,
+      xanchor: "center",
+      yanchor: "bottom",
+      showarrow: false,
+    })),
+  };
+  if (input.title !== undefined) layout.title = { text: input.title };
+  const data = input.metrics.map((metric, i) => {
+    const s = thin(input.series.get(metric) ?? { steps: [], values: [] }, input.maxPoints);
+    return { type: "scatter", mode: "lines", name: metric, x: s.steps, y: s.values, xaxis: axis("x", i), yaxis: axis("y", i) };
+  });
+  return { data, layout };
+}
+
+/** "x", "x2", "x3", …: plotly's names for the i-th subplot's axes. */
+function axis(letter: "x" | "y", i: number): string {
+  return i === 0 ? letter : `${letter}${i + 1}`;
+}
+
+function thin(series: Series, maxPoints: number): Series {
+  const n = series.steps.length;
+  if (n <= maxPoints) return series;
+  const stride = Math.ceil(n / (maxPoints - 1));
+  const keep: number[] = [];
+  for (let i = 0; i < n - 1; i += stride) keep.push(i);
+  keep.push(n - 1);
+  return { steps: keep.map((i) => series.steps[i]!), values: keep.map((i) => series.values[i]!) };
+}
+
+/** Title, latest step, and per metric its point count and latest value. */
+export function liveSummary(input: LiveFigureInput): string {
+  const lastStep = Math.max(-Infinity, ...[...input.series.values()].map((s) => s.steps.at(-1) ?? -Infinity));
+  const head = `${input.title ?? "Live chart"}${Number.isFinite(lastStep) ? `: step ${formatNumber(lastStep)}` : ": no data yet"}`;
+  const lines = input.metrics.map((metric) => {
+    const s = input.series.get(metric);
+    const n = s?.steps.length ?? 0;
+    if (!s || n === 0) return `  ${metric}: no points`;
+    const last = s.values.at(-1);
+    return `  ${metric}: ${n} point${n === 1 ? "" : "s"}, last ${last === null || last === undefined ? "NaN" : formatNumber(last)} at step ${formatNumber(s.steps.at(-1)!)}`;
+  });
+  return [head, ...lines].join("\n");
+}

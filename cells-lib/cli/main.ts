@@ -6,11 +6,13 @@ import { loadModel, status } from "../cells/model.ts";
 import { sample } from "../cells/sample.ts";
 import { bridge, disconnect } from "../cells/session.ts";
 import { loadTokenizer } from "../tokenizer/tokenizer.ts";
+import { checkNotebook } from "../../kernel/check.ts";
 
 const usage = `usage:
   thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
   thinkcells sample MODEL_DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T] [--seed S]
                               [--top-p P] [--top-k K] [--n N]
+  thinkcells check NOTEBOOK.ipynb
   thinkcells status
   thinkcells bridge stop`;
 
@@ -65,6 +67,16 @@ async function run(argv: string[]): Promise<void> {
         n: number("n", values.n, true) ?? 1,
       });
       process.stdout.write(completions.map((c) => c.text).join("\n\n") + "\n");
+      return;
+    }
+    case "check": {
+      const [notebook, ...extra] = rest;
+      if (!notebook || extra.length) throw new UsageError("check expects one NOTEBOOK.ipynb");
+      const result = await checkNotebook(notebook);
+      for (const p of result.problems) console.error(`${notebook}: cell ${p.cell}, line ${p.line}:${p.column}: ${p.message}`);
+      if (result.output) console.error(result.output);
+      if (!result.ok) process.exit(1);
+      console.log(`${notebook}: no type errors`);
       return;
     }
     case "status":

@@ -105,6 +105,12 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
     await stillUsable();
   });
 
+  it("a request longer than the model's context", async () => {
+    const err = await failure(sample(model, tokenizer, "Once upon a time", { maxNewTokens: 600 }));
+    expect(err.message).toMatch(/needs 60\d positions, more than the model's context of 512; load it with RoPE scaling/);
+    await stillUsable();
+  });
+
   it("token ids outside the vocabulary and an unknown model name", async () => {
     const err = await failure(sample(model, tokenizer, [[1, 9999]]));
     expect(err.message).toMatch(/token id 9999 is outside the model's vocabulary \(0\.\.511\)/);

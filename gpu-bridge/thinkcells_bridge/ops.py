@@ -108,6 +108,14 @@ class Worker:
             raise OpError(f"{what}: token id {bad} is outside the model's vocabulary (0..{vocab - 1})")
 
     @staticmethod
+    def _check_context(loaded: LoadedModel, length: int, what: str) -> None:
+        """Past its trained context a model still runs (RoPE extends) but produces noise: refuse."""
+        limit = loaded.model.config.max_position_embeddings
+        if length > limit:
+            raise OpError(f"{what} needs {length} positions, more than the model's context of {limit}; "
+                          f"load it with RoPE scaling for a longer context (loadModel ropeScaling)")
+
+    @staticmethod
     def _split(flat: torch.Tensor, lengths: torch.Tensor, what: str) -> list[torch.Tensor]:
         sizes = lengths.tolist()
         if any(n < 1 for n in sizes):
@@ -179,6 +187,7 @@ class Worker:
         loaded = self.get(body["model"])
         prompts = self._split(body["prompt_ids"], body["prompt_lengths"], "prompt_ids")
         self._check_ids(loaded, body["prompt_ids"], "prompt_ids")
+        self._check_context(loaded, max(len(p) for p in prompts) + body["max_new_tokens"], "sample (longest prompt + max_new_tokens)")
         params = SampleParams(
             n=body["n"],
             max_new_tokens=body["max_new_tokens"],
@@ -202,6 +211,7 @@ class Worker:
         loaded = self.get(body["model"])
         sequences = self._split(body["token_ids"], body["lengths"], "token_ids")
         self._check_ids(loaded, body["token_ids"], "token_ids")
+        self._check_context(loaded, max(len(s) for s in sequences), "logprobs (longest sequence)")
         with loaded.lock:
             scores = sequence_logprobs(loaded.model, sequences)
         return {"logprobs": torch.cat(scores) if scores else torch.zeros(0)}
@@ -257,6 +267,8 @@ class Worker:
         if needs_reference and not has_lora(loaded.model):
             raise OpError(f"{spec['kind']} with a reference policy needs LoRA adapters: the reference is the model with them off (apply_lora first)")
         self._check_ids(loaded, body["token_ids"], "token_ids")
+        if body["lengths"].numel():
+            self._check_context(loaded, int(body["lengths"].max()), "forward_backward (longest sequence)")
         with loaded.lock:
             return forward_backward(loaded.model, loaded.trainer, body)
 

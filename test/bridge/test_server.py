@@ -66,7 +66,7 @@ class Bridge:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(path, llama_config(max_position_embeddings=256), random_model(llama_config(max_position_embeddings=256), seed=31).state_dict())
+    save_checkpoint(path, llama_config(max_position_embeddings=8192), random_model(llama_config(max_position_embeddings=8192), seed=31).state_dict())
     return path
 
 

@@ -44,7 +44,7 @@ export function joinCells(cells: { cell_type: string; source: string | string[] 
 }
 
 /** Maps deno check's "at file:///…/notebook.ts:LINE:COL" locations back to cells. */
-export function locateProblems(output: string, file: string, starts: { cell: number; line: number }[]): CheckProblem[] {
+function locateProblems(output: string, file: string, starts: { cell: number; line: number }[]): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const lines = output.split("\n");
   let message = "";

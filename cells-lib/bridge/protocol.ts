@@ -16,7 +16,7 @@ import { z } from "zod";
 
 export const PROTOCOL_VERSION = 1;
 
-export const dtypes = ["int32", "int64", "float32"] as const;
+const dtypes = ["int32", "int64", "float32"] as const;
 export type WireDtype = (typeof dtypes)[number];
 
 export const TensorRef = z
@@ -308,7 +308,7 @@ export const RequestEnvelope = z
   })
   .strict();
 
-export const ErrorBody = z.object({
+const ErrorBody = z.object({
   type: z.string(),
   message: z.string(),
   traceback: z.string(),

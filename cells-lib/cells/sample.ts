@@ -46,7 +46,7 @@ export interface Completion {
 /** A prompt: text (encoded with the tokenizer) or token ids. */
 export type Prompt = string | readonly number[];
 
-export function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, addSpecialTokens: boolean, index: number): number[] {
+function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, addSpecialTokens: boolean, index: number): number[] {
   if (typeof prompt !== "string") return [...prompt];
   let ids = tokenizer.encode(prompt, { addSpecialTokens });
   if (ids.length === 0 && tokenizer.bosTokenId !== undefined) ids = [tokenizer.bosTokenId];

@@ -20,7 +20,7 @@ export interface LiveFigureInput {
 
 const ROW_HEIGHT = 240;
 
-export function gridColumns(metrics: number): number {
+function gridColumns(metrics: number): number {
   if (metrics <= 2) return metrics;
   return metrics <= 4 ? 2 : 3;
 }

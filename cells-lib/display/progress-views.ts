@@ -56,7 +56,7 @@ export function notebookView(renderer: Renderer, snapshot: () => ProgressSnapsho
   };
 }
 
-export function progressBundle(s: ProgressSnapshot): MimeBundle {
+function progressBundle(s: ProgressSnapshot): MimeBundle {
   const p = progressParts(s);
   const label = p.label === undefined ? "" : `<span style="font-weight:bold">${escapeHtml(p.label)}</span> `;
   const text = [p.counts, p.percent, p.rate, p.time, p.info].filter((x) => x).map(escapeHtml).join(" &middot; ");

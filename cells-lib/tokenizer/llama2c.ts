@@ -38,7 +38,7 @@ export interface Llama2cOptions {
 const byteToken = (byte: number): string => `<0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`;
 
 /** Parses and validates a llama2.c tokenizer file. */
-export function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama2cOptions = {}): Llama2cVocab {
+function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama2cOptions = {}): Llama2cVocab {
   const { vocabSize } = options;
   if (vocabSize !== undefined && (!Number.isInteger(vocabSize) || vocabSize < FIRST_PIECE_ID)) {
     throw new Error(`${source}: vocabSize must be an integer ≥ ${FIRST_PIECE_ID} (3 specials + 256 bytes), got ${vocabSize}`);

@@ -1,4 +1,5 @@
 /** thinkcells: typed cells for training reasoning language models from TypeScript notebooks. */
+import "./notebook-dir.ts";
 export { BridgeClient, findPython, type BridgeOptions, type OpRequest, type OpResponse } from "./bridge/client.ts";
 export { BridgeError, type BridgeErrorKind } from "./bridge/errors.ts";
 export { Tensor } from "./bridge/frames.ts";

@@ -30,3 +30,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   # `npm install` installs the locked versions and leaves the lock file as it is.
   ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error >&2
 fi
+
+# The `thinkcells` Jupyter kernel (Deno's kernel with this project's import map); a no-op when
+# it is already registered.
+node bin/thinkcells.mjs kernel install >&2

@@ -7,12 +7,19 @@ import { sample } from "../cells/sample.ts";
 import { bridge, disconnect } from "../cells/session.ts";
 import { loadTokenizer } from "../tokenizer/tokenizer.ts";
 import { checkNotebook } from "../../kernel/check.ts";
+import { installKernel, uninstallKernel } from "../../kernel/kernelspec.ts";
+import { parseAssignments } from "../../kernel/parameters.ts";
+import { describeFailure, runNotebook } from "../../kernel/run.ts";
 
 const usage = `usage:
   thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
   thinkcells sample MODEL_DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T] [--seed S]
                               [--top-p P] [--top-k K] [--n N]
   thinkcells check NOTEBOOK.ipynb
+  thinkcells run NOTEBOOK.ipynb [-p NAME=VALUE ...] [--out EXECUTED.ipynb] [--html REPORT.html]
+                                [--timeout SECONDS] [--kernel NAME] [--server URL]
+  thinkcells kernel install [--name NAME] [--prefix DIR]
+  thinkcells kernel uninstall [--name NAME] [--prefix DIR]
   thinkcells status
   thinkcells bridge stop`;
 
@@ -77,6 +84,52 @@ async function run(argv: string[]): Promise<void> {
       if (result.output) console.error(result.output);
       if (!result.ok) process.exit(1);
       console.log(`${notebook}: no type errors`);
+      return;
+    }
+    case "run": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          parameter: { type: "string", short: "p", multiple: true },
+          out: { type: "string" },
+          html: { type: "string" },
+          timeout: { type: "string" },
+          kernel: { type: "string" },
+          server: { type: "string" },
+        },
+      });
+      if (positionals.length !== 1) throw new UsageError("run expects one NOTEBOOK.ipynb");
+      const notebook = positionals[0]!;
+      const result = await runNotebook(notebook, {
+        parameters: parseAssignments(values.parameter ?? []),
+        out: values.out,
+        html: values.html,
+        timeoutS: number("timeout", values.timeout),
+        kernel: values.kernel,
+        server: values.server,
+        log: (line) => console.error(line),
+      });
+      if (values.out) console.error(`wrote ${values.out}`);
+      if (values.html) console.error(`wrote ${values.html}`);
+      if (result.failure) {
+        console.error(describeFailure(notebook, result.failure));
+        process.exitCode = 1;
+      }
+      return;
+    }
+    case "kernel": {
+      const [action, ...args] = rest;
+      const { values, positionals } = parseArgs({ args, options: { name: { type: "string" }, prefix: { type: "string" } } });
+      if (positionals.length) throw new UsageError(`kernel ${action}: unexpected ${positionals.join(" ")}`);
+      if (action === "install") {
+        const { dir, changed } = await installKernel(values);
+        console.log(`${changed ? "installed" : "already installed:"} kernelspec ${values.name ?? "thinkcells"} in ${dir}`);
+      } else if (action === "uninstall") {
+        console.log(`removed ${await uninstallKernel(values)}`);
+      } else {
+        throw new UsageError("kernel expects: install or uninstall");
+      }
       return;
     }
     case "status":

@@ -1,0 +1,94 @@
+/** A private jupyter-server for one headless run: 127.0.0.1, a random free port, a random token
+ * passed through the environment (not argv, which other users can read), and its own data
+ * directory holding the thinkcells kernelspec, so a run never depends on what is installed. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import process from "node:process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { installKernel } from "./kernelspec.ts";
+
+export interface JupyterServer {
+  baseUrl: string;
+  token: string;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", () => r()));
+}
+
+/** Starts jupyter-server with `rootDir` as its root (kernels start in the notebook's directory). */
+export async function startJupyterServer(rootDir: string, { startTimeoutS = 60 } = {}): Promise<JupyterServer> {
+  const home = await mkdtemp(path.join(os.tmpdir(), "thinkcells-jupyter-"));
+  await installKernel({ dataDir: path.join(home, "data") });
+  const token = randomBytes(24).toString("hex");
+  const port = await freePort();
+  const args = ["--ip=127.0.0.1", `--port=${port}`, "--port-retries=0", "--no-browser", `--ServerApp.root_dir=${rootDir}`];
+  if (process.getuid?.() === 0) args.push("--allow-root");
+  const log: string[] = [];
+  const child = spawn("jupyter-server", args, {
+    env: {
+      ...process.env,
+      JUPYTER_TOKEN: token,
+      // Saved outputs are read as text (and in the HTML report): no ANSI colours.
+      NO_COLOR: "1",
+      // Our kernelspec first; the user's and the system's kernels stay visible for --kernel.
+      JUPYTER_PATH: [path.join(home, "data"), process.env.JUPYTER_PATH].filter(Boolean).join(path.delimiter),
+      JUPYTER_RUNTIME_DIR: path.join(home, "runtime"),
+      JUPYTER_CONFIG_DIR: path.join(home, "config"),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const keep = (chunk: Buffer) => log.push(chunk.toString()) > 200 && log.shift();
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  let spawnError: Error | undefined;
+  child.once("error", (err) => (spawnError = err));
+
+  const baseUrl = `http://127.0.0.1:${port}/`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const killed = await Promise.race([exited(child).then(() => true), sleep(5000).then(() => false)]);
+      if (!killed) child.kill("SIGKILL");
+      await exited(child);
+    }
+    await rm(home, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + startTimeoutS * 1000;
+  while (Date.now() < deadline) {
+    if (spawnError) {
+      await stop();
+      throw new Error(`cannot start jupyter-server (${spawnError.message}); install Debian's jupyter-server (npm run setup does)`);
+    }
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error(`jupyter-server exited with code ${child.exitCode}:\n${log.join("").slice(-2000)}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}api/status`, { headers: { Authorization: `token ${token}` } });
+      if (res.ok) return { baseUrl, token, stop };
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(100);
+  }
+  await stop();
+  throw new Error(`jupyter-server did not answer within ${startTimeoutS} s:\n${log.join("").slice(-2000)}`);
+}

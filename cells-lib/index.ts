@@ -30,3 +30,5 @@ export { llama2cTokenizer } from "./tokenizer/llama2c.ts";
 export { loadTokenizer, Tokenizer, type ChatMessage } from "./tokenizer/tokenizer.ts";
 export { OptionsError } from "./util/options.ts";
 export * from "./display/index.ts";
+export * from "./data/index.ts";
+export * from "./rl/index.ts";

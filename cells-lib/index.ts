@@ -32,3 +32,4 @@ export { OptionsError } from "./util/options.ts";
 export * from "./display/index.ts";
 export * from "./data/index.ts";
 export * from "./rl/index.ts";
+export * from "./reasoning/index.ts";

@@ -13,7 +13,6 @@ export {
   Gsm8kRow,
   PreferenceRow,
   PromptCompletionRow,
-  REASONING_TYPES,
   RlRow,
   ROLES,
   SHAPE_NAMES,

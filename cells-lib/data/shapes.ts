@@ -1,8 +1,8 @@
 /** The row shapes training data comes in, as zod schemas, and telling them apart by their keys. */
 import { z } from "zod";
+import { REASONING_TYPES } from "../reasoning/classify.ts";
 
 export const ROLES = ["system", "user", "assistant", "tool"] as const;
-export const REASONING_TYPES = ["MATH", "CODE", "LOGIC", "PLANNING", "TOOL_USE", "GENERAL"] as const;
 
 /** Plain SFT pairs: the model learns to produce `completion` after `prompt`. */
 export const PromptCompletionRow = z.object({ prompt: z.string(), completion: z.string() });

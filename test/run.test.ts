@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { startJupyterServer } from "../kernel/jupyter-server.ts";
 import { dumpDom } from "./chromium.ts";
 import { repoRoot, tempDir } from "./helpers.ts";
 
@@ -75,10 +76,11 @@ describe("thinkcells run", () => {
     expect(dom).toContain("label=from cli steps=3");
   }, 180_000);
 
-  it("saves the failing cell's error, skips the rest and exits non-zero naming the cell", async () => {
+  it("saves the failing cell's error, skips the rest and exits non-zero naming the cell (on a --server)", async () => {
     const dir = tempDir("run-fail");
     const out = path.join(dir, "failed.ipynb");
-    const run = await thinkcells(["run", path.join(fixtures, "run-failing.ipynb"), "--out", out]);
+    const server = await startJupyterServer(fixtures);
+    const run = await thinkcells(["run", path.join(fixtures, "run-failing.ipynb"), "--out", out, "--server", `${server.baseUrl}?token=${server.token}`]).finally(() => server.stop());
     expect(run.code).toBe(1);
     expect(run.stderr).toContain("run-failing.ipynb: cell 2 (id fails) failed: Error: boom from cell two");
     await validateNbformat(out);

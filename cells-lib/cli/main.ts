@@ -101,6 +101,8 @@ async function run(argv: string[]): Promise<void> {
       });
       if (positionals.length !== 1) throw new UsageError("run expects one NOTEBOOK.ipynb");
       const notebook = positionals[0]!;
+      // @jupyterlab/services logs each WebSocket connection with console.debug (to stdout).
+      console.debug = () => {};
       const result = await runNotebook(notebook, {
         parameters: parseAssignments(values.parameter ?? []),
         out: values.out,

@@ -33,3 +33,4 @@ export * from "./display/index.ts";
 export * from "./data/index.ts";
 export * from "./rl/index.ts";
 export * from "./reasoning/index.ts";
+export * from "./rewards/index.ts";

@@ -34,3 +34,6 @@ export * from "./data/index.ts";
 export * from "./rl/index.ts";
 export * from "./reasoning/index.ts";
 export * from "./rewards/index.ts";
+export * from "./sft/index.ts";
+export * from "./eval/index.ts";
+export * from "./checkpoints/index.ts";

@@ -1,0 +1,18 @@
+import { bridge, convertLlama2c, loadModel, loadTokenizer, generateArithmetic, formatExample, trainSft, evaluate, splitDataset } from "../cells-lib/index.ts";
+const steps = Number(process.env.STEPS ?? 200), lr = Number(process.env.LR ?? 2e-3), batch = Number(process.env.BATCH ?? 64);
+const client = await bridge({ session: "exp" });
+const dir = "/tmp/exp/stories";
+await convertLlama2c("assets/stories260K/stories260K.bin", "assets/stories260K/tok512.bin", dir);
+let model = await loadModel(dir);
+const tok = await loadTokenizer(dir);
+const rows = generateArithmetic({ count: 2400, seed: 1 }).map((r) => ({ ...formatExample(r), reference: r.answer }));
+const t0 = Date.now();
+const { train, validation, test } = splitDataset(rows, { seed: 0 });
+console.log(train.length, validation.length, test.length);
+const base = await evaluate(model, tok, test.slice(0, 200), { maxNewTokens: 48 });
+console.log("base", base.accuracy, base.formatAccuracy, base.wallS);
+const r = await trainSft(model, tok, { train, validation }, { steps, batchSize: batch, lr, lora: false, evalEvery: 50, evalRows: 100, evalMaxNewTokens: 48, display: false });
+console.log(r.evaluations, r.wallS, "tok s", (Date.now() - t0) / 1000);
+const after = await evaluate(r.model, tok, test.slice(0, 200), { maxNewTokens: 48 });
+console.log("after", after.accuracy, after.formatAccuracy, after.details[0]!.completions[0]!.text);
+process.exit(0);

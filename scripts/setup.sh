@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# chromium: the tests open the headless runner's HTML report in a real browser.
-debs=(python3-torch python3-numpy python3-jsonschema python3-pytest jupyter-server python3-ipykernel gcc libc6-dev chromium)
+# chromium: the tests open the headless runner's HTML report in a real browser; python3-onnx:
+# torch.onnx export of merged models.
+debs=(python3-torch python3-numpy python3-jsonschema python3-pytest jupyter-server python3-ipykernel gcc libc6-dev chromium python3-onnx)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -46,7 +46,8 @@ export class TrainingCheckpoints {
     const staging = await mkdtemp(path.join(os.tmpdir(), "thinkcells-ckpt-"));
     try {
       await saveState(model, path.join(staging, "state"));
-      const { saved } = await this.manager.save(state.step, staging, { metrics, loop: state.loop });
+      // The base model's directory lets `thinkcells export` rebuild the model from a checkpoint.
+      const { saved } = await this.manager.save(state.step, staging, { metrics, loop: state.loop, base_model: model.info.path });
       return saved.name;
     } finally {
       await rm(staging, { recursive: true, force: true });

@@ -37,3 +37,5 @@ export * from "./rewards/index.ts";
 export * from "./sft/index.ts";
 export * from "./eval/index.ts";
 export * from "./checkpoints/index.ts";
+export * from "./grpo/index.ts";
+export * from "./export/index.ts";

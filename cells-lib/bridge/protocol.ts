@@ -178,6 +178,55 @@ export const ops = {
       .strict(),
     response: z.object({ files: z.array(z.string()) }),
   },
+  /** A standalone Hugging Face directory from the live model: LoRA merged into copies of the
+   * base weights (the live model is untouched), value head dropped, a quantized base
+   * dequantized; config.json, safetensors, generation_config.json and optionally
+   * onnx/model.onnx, written under a temporary name and renamed into place. */
+  export_model: {
+    request: z
+      .object({
+        model: name,
+        /** Created or replaced (only an empty or model directory is replaced). */
+        dir: z.string().min(1),
+        /** Weights above this many bytes go to model-0000i-of-0000N.safetensors shards plus
+         * model.safetensors.index.json; null: always one model.safetensors. */
+        shard_bytes: int.positive().nullable(),
+        /** "auto": the dtype the model is held in. */
+        dtype: z.enum(["auto", "float32", "bfloat16", "float16"]),
+        /** Extra strings for the safetensors header's __metadata__ (format: pt is always set). */
+        metadata: z.record(z.string(), z.string()),
+        /** Also write onnx/model.onnx (fp32; input_ids → logits, no KV cache); null: no ONNX. */
+        onnx: z.object({ opset: int.min(14).max(17) }).strict().nullable(),
+      })
+      .strict(),
+    response: z.object({
+      dir: z.string(),
+      /** Relative paths, sorted. */
+      files: z.array(z.string()),
+      dtype: z.string(),
+      /** Parameters in the exported weights (adapters merged, no value head). */
+      parameters: int,
+      weight_bytes: int,
+      /** The merged adapters' settings (rank, alpha, targets, ...) and how many modules were
+       * merged; null when the model had none. */
+      lora: z.record(z.string(), z.unknown()).nullable(),
+      onnx: z
+        .object({
+          path: z.string(),
+          opset: int,
+          bytes: int,
+          /** Traced module vs the bridge's forward on the example input (logits). */
+          max_abs_diff: z.number(),
+        })
+        .nullable(),
+    }),
+  },
+  /** The merged model's forward alone as an ONNX file (fp32): input_ids [batch, sequence]
+   * int64 → logits [batch, sequence, vocab], dynamic batch and sequence, no KV cache. */
+  export_onnx: {
+    request: z.object({ model: name, path: z.string().min(1), opset: int.min(14).max(17) }).strict(),
+    response: z.object({ path: z.string(), opset: int, bytes: int, max_abs_diff: z.number() }),
+  },
   convert_llama2c: {
     request: z.object({ bin_path: z.string().min(1), out_dir: z.string().min(1) }).strict(),
     response: z.object({ config: z.record(z.string(), z.unknown()), files: z.array(z.string()) }),

@@ -5,6 +5,7 @@ import { convertLlama2c } from "../cells/convert.ts";
 import { loadModel, status } from "../cells/model.ts";
 import { sample } from "../cells/sample.ts";
 import { bridge, disconnect } from "../cells/session.ts";
+import { exportCheckpoint } from "../export/checkpoint.ts";
 import { loadTokenizer } from "../tokenizer/tokenizer.ts";
 import { checkNotebook } from "../../kernel/check.ts";
 import { installKernel, uninstallKernel } from "../../kernel/kernelspec.ts";
@@ -15,6 +16,8 @@ const usage = `usage:
   thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
   thinkcells sample MODEL_DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T] [--seed S]
                               [--top-p P] [--top-k K] [--n N]
+  thinkcells export CHECKPOINT OUT_DIR [--onnx] [--base MODEL_DIR] [--dtype auto|float32|bfloat16|float16]
+                                      [--shard-bytes N] [--algorithm NAME] [--data NAME]
   thinkcells check NOTEBOOK.ipynb
   thinkcells run NOTEBOOK.ipynb [-p NAME=VALUE ...] [--out EXECUTED.ipynb] [--html REPORT.html]
                                 [--timeout SECONDS] [--kernel NAME] [--server URL]
@@ -74,6 +77,36 @@ async function run(argv: string[]): Promise<void> {
         n: number("n", values.n, true) ?? 1,
       });
       process.stdout.write(completions.map((c) => c.text).join("\n\n") + "\n");
+      return;
+    }
+    case "export": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          onnx: { type: "boolean" },
+          base: { type: "string" },
+          dtype: { type: "string" },
+          "shard-bytes": { type: "string" },
+          algorithm: { type: "string" },
+          data: { type: "string" },
+        },
+      });
+      if (positionals.length !== 2) throw new UsageError("export expects CHECKPOINT OUT_DIR");
+      const dtypes = ["auto", "float32", "bfloat16", "float16"] as const;
+      const dtype = values.dtype ?? "auto";
+      if (!(dtypes as readonly string[]).includes(dtype)) throw new UsageError(`--dtype expects one of ${dtypes.join(", ")}, got "${dtype}"`);
+      const shardBytes = number("shard-bytes", values["shard-bytes"], true);
+      if (shardBytes !== undefined && shardBytes < 1) throw new UsageError(`--shard-bytes expects a positive integer, got "${values["shard-bytes"]}"`);
+      const result = await exportCheckpoint(positionals[0]!, positionals[1]!, {
+        base: values.base,
+        onnx: values.onnx ?? false,
+        dtype: dtype as (typeof dtypes)[number],
+        ...(shardBytes !== undefined ? { shardBytes } : {}),
+        card: { ...(values.algorithm ? { algorithm: values.algorithm } : {}), ...(values.data ? { data: values.data } : {}) },
+      });
+      const lora = result.lora ? `, LoRA rank ${String(result.lora.rank)} merged into ${String(result.lora.merged_modules)} modules` : "";
+      console.log(`exported step ${result.step} of ${result.baseModel}${lora} to ${result.dir} (${result.dtype}): ${result.files.join(", ")}`);
       return;
     }
     case "check": {

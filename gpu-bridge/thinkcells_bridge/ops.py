@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 import torch
 
 from .convert_llama2c import write_llama2c_as_hf
+from .export import ONNX_FILE, export_config, export_dtype, generation_config, lora_summary, merged_state_dict, write_export
 from .hf_checkpoint import read_config, save_checkpoint
 from .loading import count_parameters, load_model, pick_dtype
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .model import CausalLM
 from .native_kernels import native_library
+from .onnx_export import export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
 from .quant import memory_bytes, quantization, quantize_base
-from .sampling import SampleParams, sample, sequence_logprobs
+from .sampling import Cancelled, SampleParams, sample, sequence_logprobs
 from .state import load_state, read_state_meta, save_state
 from .training import forward_backward, pack, token_logprobs
 
@@ -178,6 +180,49 @@ class Worker:
             weights = {k: v for k, v in loaded.model.state_dict().items() if "lora_" not in k and not k.startswith("value_head.")}
             save_checkpoint(body["out_dir"], loaded.hf_config, weights, max_shard_bytes=body["max_shard_bytes"])
         return {"files": sorted(os.listdir(body["out_dir"]))}
+
+    def export_model(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            # Only the snapshot needs the model: files are written from copies, so a training
+            # loop can go on (and the live model keeps its adapters and optimizer state).
+            dtype = export_dtype(body["dtype"], loaded.model)
+            weights, merged = merged_state_dict(loaded.model, dtype)
+            config = export_config(loaded.hf_config, loaded.model, dtype)
+            model_config, lora = loaded.model.config, loaded.lora
+        if ctx.cancelled():
+            raise Cancelled("export_model was cancelled")
+        onnx_report: dict = {}
+
+        def write_onnx(path: str) -> None:
+            fp32 = weights if dtype == torch.float32 else {k: v.float() for k, v in weights.items()}
+            onnx_report.update(export_onnx(plain_fp32_model(model_config, fp32), path, body["onnx"]["opset"]))
+
+        files = write_export(body["dir"], config, weights, generation_config(loaded.path, loaded.hf_config),
+                             shard_bytes=body["shard_bytes"], metadata=body["metadata"],
+                             onnx=write_onnx if body["onnx"] is not None else None)
+        directory = os.path.abspath(body["dir"])
+        onnx = None
+        if onnx_report:
+            onnx = {"path": os.path.join(directory, ONNX_FILE), "opset": onnx_report["opset"], "bytes": onnx_report["bytes"],
+                    "max_abs_diff": onnx_report["max_abs_diff"]}
+        return {
+            "dir": directory,
+            "files": files,
+            "dtype": str(dtype).removeprefix("torch."),
+            "parameters": sum(t.numel() for t in weights.values()),
+            "weight_bytes": sum(t.numel() * t.element_size() for t in weights.values()),
+            "lora": lora_summary(lora, merged),
+            "onnx": onnx,
+        }
+
+    def export_onnx(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            weights, _ = merged_state_dict(loaded.model, torch.float32)
+            model_config = loaded.model.config
+        report = export_onnx(plain_fp32_model(model_config, weights), body["path"], body["opset"])
+        return {"path": report["path"], "opset": report["opset"], "bytes": report["bytes"], "max_abs_diff": report["max_abs_diff"]}
 
     def convert_llama2c(self, body, ctx):
         config = write_llama2c_as_hf(body["bin_path"], body["out_dir"])

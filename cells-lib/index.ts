@@ -39,3 +39,4 @@ export * from "./eval/index.ts";
 export * from "./checkpoints/index.ts";
 export * from "./grpo/index.ts";
 export * from "./export/index.ts";
+export * from "./hub/index.ts";

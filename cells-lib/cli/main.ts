@@ -11,6 +11,7 @@ import { checkNotebook } from "../../kernel/check.ts";
 import { installKernel, uninstallKernel } from "../../kernel/kernelspec.ts";
 import { parseAssignments } from "../../kernel/parameters.ts";
 import { describeFailure, runNotebook } from "../../kernel/run.ts";
+import { pushCommand, pushUsage } from "../hub/command.ts";
 
 const usage = `usage:
   thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
@@ -18,6 +19,7 @@ const usage = `usage:
                               [--top-p P] [--top-k K] [--n N]
   thinkcells export CHECKPOINT OUT_DIR [--onnx] [--base MODEL_DIR] [--dtype auto|float32|bfloat16|float16]
                                       [--shard-bytes N] [--algorithm NAME] [--data NAME]
+  ${pushUsage}
   thinkcells check NOTEBOOK.ipynb
   thinkcells run NOTEBOOK.ipynb [-p NAME=VALUE ...] [--out EXECUTED.ipynb] [--html REPORT.html]
                                 [--timeout SECONDS] [--kernel NAME] [--server URL]
@@ -167,6 +169,9 @@ async function run(argv: string[]): Promise<void> {
       }
       return;
     }
+    case "push":
+      await pushCommand(rest);
+      return;
     case "status":
       console.log(JSON.stringify(await status(), null, 2));
       return;

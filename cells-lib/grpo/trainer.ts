@@ -1,0 +1,408 @@
+/** GRPO and its variants (Dr.GRPO, DAPO, GSPO, GRPO-LEAD) and PPO as one readable loop, run on
+ * the client: sample G completions per prompt, score them with TypeScript reward functions,
+ * turn rewards into advantages, then μ clipped policy updates on the bridge. */
+import { z } from "zod";
+import type { Model } from "../cells/model.ts";
+import { sample, type Completion } from "../cells/sample.ts";
+import { addValueHead, forwardBackward, optimStep, values as valueHead, type TrainingExample, type TrainingLoss } from "../cells/train.ts";
+import type { JsonObject } from "../checkpoints/store.ts";
+import { table } from "../display/table.ts";
+import { seededShuffle } from "../data/random.ts";
+import { gae, whiten } from "../rl/gae.ts";
+import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
+import { combineRewards, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
+import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
+import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
+import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
+import { dataOrder } from "../training/data-order.ts";
+import { trainingMonitor, type Monitor } from "../training/monitor.ts";
+import { lrSchedule } from "../training/schedule.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
+import { OptionsError, parseOptions } from "../util/options.ts";
+import { ALGORITHM_SETTINGS, ALGORITHMS, type AlgorithmSettings } from "./algorithms.ts";
+import { stepAdvantages, type ScoredGroup } from "./advantages.ts";
+import { policyExample, ppoExample, type Rollout } from "./examples.ts";
+
+/** A prompt (or conversation) to train on; `reference` is what correctness rewards check. */
+export type GrpoRow = PromptRow & { reference?: string };
+
+const Settings = z
+  .object({
+    scale: z.enum(["group", "batch", "none"]),
+    aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
+    epsLow: z.number().min(0),
+    epsHigh: z.number().min(0),
+    ratioLevel: z.enum(["token", "sequence"]),
+    dynamicSampling: z.boolean(),
+    overlong: z.enum(["none", "penalty", "mask"]),
+    lead: z.boolean(),
+    ppo: z.boolean(),
+  })
+  .partial()
+  .strict();
+
+const GrpoOptions = z
+  .object({
+    algo: z.enum(ALGORITHMS).default("grpo"),
+    /** Overrides of the algorithm's settings (see ALGORITHM_SETTINGS). */
+    settings: Settings.default({}),
+    /** The reward functions and weights (or a getter): read again every step. */
+    rewards: z.custom<RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>)>((v) => typeof v === "function" || (typeof v === "object" && v !== null), "rewards must be { name: { fn, weight } } or a function returning that"),
+    /** What a failing reward does: skip the sample (advantage 0) or stop the step. */
+    onRewardError: z.enum(["skip-sample", "stop"]).default("stop"),
+    /** Completions per prompt (G). */
+    groupSize: z.number().int().min(1).default(8),
+    promptsPerStep: z.number().int().min(1).default(16),
+    maxNewTokens: z.number().int().min(1).default(256),
+    temperature: z.number().gt(0).default(1),
+    topP: z.number().gt(0).max(1).default(1),
+    stopStrings: z.array(z.string().min(1)).default([]),
+    template: z.union([z.string(), ChatTemplateSchema]).default("plain"),
+    lr: z.number().positive().default(1e-5),
+    schedule: z.enum(["constant", "linear", "cosine"]).default("constant"),
+    warmupSteps: z.number().int().min(0).default(0),
+    weightDecay: z.number().min(0).default(0),
+    maxGradNorm: z.number().positive().nullable().default(1),
+    /** μ: passes over each sampled batch (>1 makes later passes off-policy). */
+    updateEpochs: z.number().int().min(1).default(1),
+    /** Optimizer steps per pass (the batch is split into this many mini-batches). */
+    miniBatches: z.number().int().min(1).default(1),
+    /** Sequences per forward/backward (gradient accumulation within a mini-batch). */
+    microBatchSize: z.number().int().min(1).default(64),
+    /** KL penalty to the adapter-disabled model (needs LoRA); 0 skips the reference pass. */
+    beta: z.number().min(0).default(0),
+    entropyCoef: z.number().min(0).default(0),
+    /** DAPO: L_cache of the soft overlong penalty (default maxNewTokens / 4). */
+    overlongCache: z.number().int().min(1).optional(),
+    /** DAPO: at most this many sampling rounds per step while filling the batch. */
+    maxDraws: z.number().int().min(1).default(4),
+    /** PPO's GAE. */
+    gamma: z.number().min(0).max(1).default(1),
+    lambda: z.number().min(0).max(1).default(0.95),
+    valueCoef: z.number().min(0).default(0.5),
+    valueClip: z.number().positive().default(0.2),
+    checkpoint: CheckpointOptions.optional(),
+    /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
+    resume: z.string().optional(),
+    /** Prompt order and sampling. */
+    seed: z.number().int().nonnegative().default(0),
+    display: z.boolean().default(true),
+    /** Show a table of sampled completions every N steps (0: never). */
+    showSamplesEvery: z.number().int().min(0).default(10),
+    /** Total steps, for the schedule and the progress bar. */
+    steps: z.number().int().min(1).default(100),
+  })
+  .strict();
+export type GrpoOptions = Omit<z.input<typeof GrpoOptions>, "template"> & { template?: TemplateName | ChatTemplate };
+
+export interface GrpoStepMetrics {
+  step: number;
+  /** Mean total reward over the step's completions (all sampled, before overlong/LEAD adjustments). */
+  reward: number | null;
+  rewardStd: number | null;
+  /** Mean and std of each reward function. */
+  rewards: Record<string, { mean: number | null; std: number | null }>;
+  /** Mean of the "correctness" reward, when there is one. */
+  accuracy: number | null;
+  loss: number | null;
+  kl: number | null;
+  clipFraction: number | null;
+  entropy: number | null;
+  gradNorm: number | null;
+  completionLength: number;
+  /** Completions cut off by maxNewTokens. */
+  truncatedFraction: number;
+  /** Sampled groups whose rewards all tie (no learning signal). */
+  zeroStdFraction: number;
+  /** Sampled completion tokens per second of the whole step. */
+  tokensPerS: number;
+  sampleS: number;
+  trainS: number;
+  lr: number;
+  /** DAPO's dynamic sampling: groups drawn and kept this step. */
+  groupsDrawn: number;
+  groupsKept: number;
+  /** Reward failures skipped this step (onRewardError: "skip-sample"). */
+  rewardProblems: number;
+}
+
+interface Group {
+  row: GrpoRow;
+  promptIds: number[];
+  completions: Completion[];
+  scores: RewardScores;
+}
+
+export interface GrpoTrainer {
+  readonly model: Model;
+  readonly history: GrpoStepMetrics[];
+  /** Replace the reward functions: the next step uses them. */
+  rewards: RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>);
+  /** One step: sample, score, update. */
+  step(): Promise<GrpoStepMetrics>;
+  /** `count` steps with the live chart and progress bar; stops at `options.steps` in total. */
+  run(count?: number): Promise<GrpoStepMetrics[]>;
+}
+
+export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {
+  const o = parseOptions(GrpoOptions, options, "grpo");
+  const settings: AlgorithmSettings = { ...ALGORITHM_SETTINGS[o.algo], ...o.settings };
+  if (prompts.length === 0) throw new OptionsError("grpo: no prompts");
+  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError('grpo: option "resume" needs option "checkpoint" (where to resume from)');
+  if (o.beta > 0 && model.info.trainable_parameters === model.info.parameters) {
+    throw new OptionsError('grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0');
+  }
+  if (settings.ppo && !model.info.value_head) model = await addValueHead(model);
+  const template = o.template as TemplateName | ChatTemplate;
+  const encoded = prompts.map((row) => promptTokens(row, { tokenizer, template }));
+  const order = dataOrder(prompts.length, o.seed);
+  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(o.warmupSteps, o.steps - 1), totalSteps: o.schedule === "constant" ? undefined : o.steps });
+  const checkpoints = o.checkpoint ? new TrainingCheckpoints(o.checkpoint, "reward", "max") : undefined;
+  let history: GrpoStepMetrics[] = [];
+  // Prompts consumed so far: the data-order cursor (dynamic sampling draws a varying number).
+  let cursor = 0;
+  if (o.resume && checkpoints) {
+    const state = await checkpoints.resume(model, o.resume);
+    history = state.loop.history as unknown as GrpoStepMetrics[];
+    cursor = state.loop.cursor as number;
+  }
+
+  let monitor: Monitor | undefined;
+  const trainer: GrpoTrainer = {
+    model,
+    get history() {
+      return history;
+    },
+    rewards: o.rewards,
+    step: () => step(),
+    async run(count = o.steps - history.length) {
+      const target = Math.min(o.steps, history.length + count);
+      monitor = trainingMonitor({
+        title: o.algo.toUpperCase(),
+        metrics: ["reward", "accuracy", "kl", "entropy", "clipFraction", "completionLength", "zeroStdFraction", "tokensPerS"],
+        totalSteps: target - history.length,
+        display: o.display,
+        barInfo: ["reward", "accuracy"],
+      });
+      const out: GrpoStepMetrics[] = [];
+      try {
+        while (history.length < target) out.push(await step());
+      } finally {
+        monitor.close();
+        monitor = undefined;
+      }
+      return out;
+    },
+  };
+
+  /** Samples G completions for each of `n` prompts from the cursor, and scores them. */
+  async function draw(n: number): Promise<Group[]> {
+    const indices = order.take(cursor, n);
+    const seed = (o.seed * 1_000_003 + cursor) >>> 0;
+    cursor += n;
+    const completions = await sample(model, tokenizer, indices.map((i) => encoded[i]!), {
+      n: o.groupSize, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, stopStrings: o.stopStrings, seed,
+    });
+    // Reward functions are read now: a redefinition in another cell applies from this step on.
+    const scorer = combineRewards(trainer.rewards);
+    const stepNumber = history.length + 1;
+    return Promise.all(
+      indices.map(async (index, k) => {
+        const row = prompts[index]!;
+        const mine = completions.slice(k * o.groupSize, (k + 1) * o.groupSize);
+        const contexts: RewardContext<GrpoRow>[] = mine.map((c) => ({
+          prompt: "prompt" in row ? row.prompt : row.messages.map((m) => m.content).join("\n"),
+          completion: c.text,
+          completionIds: c.tokenIds,
+          ...(row.reference !== undefined ? { reference: row.reference } : {}),
+          row,
+          step: stepNumber,
+        }));
+        const scores = await scorer.score(contexts, { onError: o.onRewardError });
+        return { row, promptIds: encoded[index]!, completions: mine, scores };
+      }),
+    );
+  }
+
+  async function step(): Promise<GrpoStepMetrics> {
+    const stepIndex = history.length;
+    const started = Date.now();
+    // Every group sampled this step (for the metrics); `groups` are those trained on.
+    const drawn: Group[] = [];
+    const drawAndKeep = async (n: number) => {
+      const batch = await draw(n);
+      drawn.push(...batch);
+      return batch;
+    };
+    const groups = settings.dynamicSampling
+      ? (await dynamicSample({ draw: drawAndKeep, outcomes: (g: Group) => g.scores.totals, batchGroups: o.promptsPerStep, maxDraws: o.maxDraws })).groups
+      : await drawAndKeep(o.promptsPerStep);
+    const sampleS = (Date.now() - started) / 1000;
+    const trainStart = Date.now();
+    const rollouts: Rollout[] = groups.flatMap((g) => g.completions.map((c) => ({ promptIds: g.promptIds, tokenIds: c.tokenIds, logprobs: c.logprobs })));
+    const scored: ScoredGroup[] = groups.map((g) => ({
+      totals: g.scores.totals,
+      ...(g.scores.values.correctness ? { correct: g.scores.values.correctness.map((v) => (v === null ? null : v > 0.5)) } : {}),
+      lengths: g.completions.map((c) => c.tokenIds.length),
+      truncated: g.completions.map((c) => c.stopReason === "length"),
+    }));
+    const correctnessWeight = correctnessWeightOf(trainer.rewards);
+    const adv = stepAdvantages(scored, { settings, maxNewTokens: o.maxNewTokens, overlongCache: o.overlongCache ?? Math.max(1, Math.floor(o.maxNewTokens / 4)), correctnessWeight });
+
+    let examples: TrainingExample[];
+    if (settings.ppo) {
+      examples = await ppoExamples(rollouts, adv.rewards.flat());
+    } else {
+      const flatAdv = adv.advantages.flat();
+      const flatKeep = adv.keep.flat();
+      examples = rollouts.map((r, i) => policyExample(r, flatAdv[i]!, flatKeep[i]!));
+    }
+    // DAPO can end a step with no informative group (maxDraws reached): nothing to train on.
+    const train = examples.length ? await update(examples, stepIndex) : { loss: null, kl: null, clipFraction: null, entropy: null, gradNorm: null };
+    const trainS = (Date.now() - trainStart) / 1000;
+
+    const all = drawn.flatMap((g) => g.completions);
+    const totals = drawn.flatMap((g) => g.scores.totals).filter((t): t is number => t !== null);
+    const rewardNames = new Set(drawn.flatMap((g) => Object.keys(g.scores.values)));
+    const perFunction = Object.fromEntries(
+      [...rewardNames].map((name) => {
+        const vs = drawn.flatMap((g) => g.scores.values[name] ?? []).filter((v): v is number => v !== null);
+        return [name, { mean: vs.length ? mean(vs) : null, std: vs.length ? std(vs) : null }];
+      }),
+    );
+    const tokens = all.reduce((s, c) => s + c.tokenIds.length, 0);
+    const metrics: GrpoStepMetrics = {
+      step: stepIndex + 1,
+      reward: totals.length ? mean(totals) : null,
+      rewardStd: totals.length ? std(totals) : null,
+      rewards: perFunction,
+      accuracy: perFunction.correctness?.mean ?? null,
+      ...train,
+      completionLength: all.length ? tokens / all.length : 0,
+      truncatedFraction: all.length ? all.filter((c) => c.stopReason === "length").length / all.length : 0,
+      zeroStdFraction: drawn.length ? drawn.filter((g) => !isInformative(g.scores.totals)).length / drawn.length : 0,
+      tokensPerS: tokens / Math.max(1e-3, (Date.now() - started) / 1000),
+      sampleS,
+      trainS,
+      lr: lr(stepIndex),
+      groupsDrawn: drawn.length,
+      groupsKept: groups.length,
+      rewardProblems: drawn.reduce((s, g) => s + g.scores.problems.length, 0),
+    };
+    history.push(metrics);
+    monitor?.record(metrics.step, metrics, true);
+    if (o.display && o.showSamplesEvery > 0 && metrics.step % o.showSamplesEvery === 0) showSamples(drawn, metrics.step);
+    if (checkpoints && (metrics.step % o.checkpoint!.every === 0 || metrics.step === o.steps)) {
+      await checkpoints.save(model, { step: metrics.step, loop: { history, cursor } as unknown as JsonObject }, { reward: metrics.reward, accuracy: metrics.accuracy });
+    }
+    return metrics;
+  }
+
+  /** PPO: V before each completion token, GAE on the final reward, whitened advantages. */
+  async function ppoExamples(rollouts: Rollout[], rewards: (number | null)[]): Promise<TrainingExample[]> {
+    const vs = await valueHead(model, rollouts.map((r) => [...r.promptIds, ...r.tokenIds]));
+    const perRollout = rollouts.map((r, i) => {
+      const p = r.promptIds.length;
+      const v = vs[i]!.slice(p - 1, p - 1 + r.tokenIds.length);
+      const tokenRewards = r.tokenIds.map((_, t) => (t === r.tokenIds.length - 1 ? (rewards[i] ?? 0) : 0));
+      return { v, ...gae(tokenRewards, v, { gamma: o.gamma, lambda: o.lambda }) };
+    });
+    const white = whiten(perRollout.flatMap((x) => x.advantages));
+    let offset = 0;
+    return rollouts.map((r, i) => {
+      const n = r.tokenIds.length;
+      const a = white.slice(offset, (offset += n));
+      return ppoExample(r, a, perRollout[i]!.v, perRollout[i]!.returns);
+    });
+  }
+
+  /** μ passes over the batch, each split into mini-batches (one optimizer step each). */
+  async function update(examples: TrainingExample[], stepIndex: number) {
+    const sums = { loss: 0, kl: 0, clipFraction: 0, entropy: 0, n: 0, klN: 0 };
+    let gradNorm: number | null = null;
+    let lossValid = true;
+    for (let epoch = 0; epoch < o.updateEpochs; epoch++) {
+      const shuffled = epoch === 0 ? examples : seededShuffle(examples, (o.seed + stepIndex * 31 + epoch) >>> 0);
+      const size = Math.ceil(shuffled.length / o.miniBatches);
+      for (let start = 0; start < shuffled.length; start += size) {
+        const mini = shuffled.slice(start, start + size);
+        const numTokens = mini.reduce((s, e) => s + e.mask!.reduce((a, m) => a + m, 0), 0);
+        const loss: TrainingLoss = {
+          kind: settings.ppo ? "ppo" : "policy_gradient",
+          epsLow: settings.epsLow,
+          epsHigh: settings.epsHigh,
+          ratioLevel: settings.ratioLevel,
+          aggregation: settings.aggregation,
+          numTokens: Math.max(1, numTokens),
+          numSequences: mini.length,
+          constant: mini.length * o.maxNewTokens,
+          beta: o.beta,
+          entropyCoef: o.entropyCoef,
+          ...(settings.ppo ? { valueCoef: o.valueCoef, valueClip: o.valueClip } : {}),
+        } as TrainingLoss;
+        for (let m = 0; m < mini.length; m += o.microBatchSize) {
+          const micro = mini.slice(m, m + o.microBatchSize);
+          const r = await forwardBackward(model, micro, loss);
+          if (r.loss === null) lossValid = false;
+          else sums.loss += r.loss;
+          const w = micro.length;
+          sums.n += w;
+          sums.clipFraction += (r.metrics.clip_fraction ?? 0) * w;
+          sums.entropy += (r.metrics.entropy ?? 0) * w;
+          if (typeof r.metrics.kl === "number") {
+            sums.kl += r.metrics.kl * w;
+            sums.klN += w;
+          }
+        }
+        gradNorm = (await optimStep(model, { lr: lr(stepIndex), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm })).gradNorm;
+      }
+    }
+    const passes = o.updateEpochs * Math.ceil(examples.length / Math.ceil(examples.length / o.miniBatches));
+    return {
+      loss: lossValid ? sums.loss / passes : null,
+      kl: sums.klN ? sums.kl / sums.klN : null,
+      clipFraction: sums.n ? sums.clipFraction / sums.n : null,
+      entropy: sums.n ? sums.entropy / sums.n : null,
+      gradNorm,
+    };
+  }
+
+  return trainer;
+}
+
+function correctnessWeightOf(rewards: RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>)): number {
+  const specs = typeof rewards === "function" ? rewards() : rewards;
+  const list = Array.isArray(specs) ? specs : Object.entries(specs).map(([name, s]) => ({ name, ...s }));
+  return list.find((s) => s.name === "correctness")?.weight ?? 1;
+}
+
+function showSamples(groups: readonly Group[], step: number): void {
+  const rows = groups.slice(0, 4).flatMap((g) =>
+    g.completions.slice(0, 2).map((c, i) => ({
+      prompt: "prompt" in g.row ? g.row.prompt : g.row.messages.at(-1)?.content ?? "",
+      reference: g.row.reference ?? "",
+      completion: c.text,
+      reward: g.scores.totals[i] === null ? "—" : Number(g.scores.totals[i]!.toFixed(3)),
+    })),
+  );
+  table(rows, { title: `Samples at step ${step}` });
+}
+
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const std = (xs: readonly number[]) => {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1));
+};
+
+/** Runs `options.steps` steps (or the rest of them after a resume) and returns the trainer. */
+export async function trainGrpo(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {
+  const trainer = await grpoTrainer(model, tokenizer, prompts, options);
+  await trainer.run();
+  return trainer;
+}
+
+/** One step of a trainer (for loops written in cells). */
+export function grpoStep(trainer: GrpoTrainer): Promise<GrpoStepMetrics> {
+  return trainer.step();
+}

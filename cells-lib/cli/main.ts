@@ -12,6 +12,10 @@ import { installKernel, uninstallKernel } from "../../kernel/kernelspec.ts";
 import { parseAssignments } from "../../kernel/parameters.ts";
 import { describeFailure, runNotebook } from "../../kernel/run.ts";
 import { pushCommand, pushUsage } from "../hub/command.ts";
+import { evaluate } from "../eval/evaluate.ts";
+import { loadEvalRows } from "../eval/eval-rows.ts";
+import type { ReasoningStyle } from "../reasoning/index.ts";
+import type { TemplateName } from "../sft/templates.ts";
 
 const usage = `usage:
   thinkcells convert llama2c MODEL.bin TOKENIZER.bin OUT_DIR
@@ -20,6 +24,8 @@ const usage = `usage:
   thinkcells export CHECKPOINT OUT_DIR [--onnx] [--base MODEL_DIR] [--dtype auto|float32|bfloat16|float16]
                                       [--shard-bytes N] [--algorithm NAME] [--data NAME]
   ${pushUsage}
+  thinkcells eval MODEL_DIR --data FILE.jsonl [--samples K] [--max-new-tokens N] [--temperature T]
+                           [--template NAME] [--style think|thinking|reasoning_answer|boxed] [--limit N]
   thinkcells check NOTEBOOK.ipynb
   thinkcells run NOTEBOOK.ipynb [-p NAME=VALUE ...] [--out EXECUTED.ipynb] [--html REPORT.html]
                                 [--timeout SECONDS] [--kernel NAME] [--server URL]
@@ -167,6 +173,37 @@ async function run(argv: string[]): Promise<void> {
       } else {
         throw new UsageError("kernel expects: install or uninstall");
       }
+      return;
+    }
+    case "eval": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          data: { type: "string" },
+          samples: { type: "string" },
+          "max-new-tokens": { type: "string" },
+          temperature: { type: "string" },
+          template: { type: "string" },
+          style: { type: "string" },
+          limit: { type: "string" },
+        },
+      });
+      if (positionals.length !== 1 || !values.data) throw new UsageError("eval expects MODEL_DIR --data FILE.jsonl");
+      const dir = positionals[0]!;
+      const rows = await loadEvalRows(values.data);
+      const limit = number("limit", values.limit, true);
+      const tokenizer = await loadTokenizer(dir);
+      const model = await loadModel(dir, { name: "cli" });
+      const result = await evaluate(model, tokenizer, limit ? rows.slice(0, limit) : rows, {
+        samples: number("samples", values.samples, true) ?? 1,
+        maxNewTokens: number("max-new-tokens", values["max-new-tokens"], true) ?? 256,
+        temperature: number("temperature", values.temperature),
+        ...(values.template ? { template: values.template as TemplateName } : {}),
+        ...(values.style ? { style: values.style as ReasoningStyle } : {}),
+      });
+      const { details, ...metrics } = result;
+      console.log(JSON.stringify(metrics, null, 2));
       return;
     }
     case "push":

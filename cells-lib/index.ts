@@ -40,3 +40,4 @@ export * from "./checkpoints/index.ts";
 export * from "./grpo/index.ts";
 export * from "./export/index.ts";
 export * from "./hub/index.ts";
+export * from "./dpo/index.ts";

@@ -4,23 +4,22 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { BridgeError } from "../cells-lib/bridge/errors.ts";
 import { Tensor } from "../cells-lib/bridge/frames.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, type Model } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
-import { stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, tempDir, testBridge } from "./helpers.ts";
 
 const bridge = testBridge("badinput");
 const root = tempDir("badinput");
-const modelDir = path.join(root, "model");
 let client: BridgeClient;
+let modelDir: string;
 let model: Model;
 let tokenizer: Tokenizer;
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   model = await loadModel(modelDir, { client });
   tokenizer = await loadTokenizer(modelDir);
 });

@@ -5,19 +5,18 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { BridgeError } from "../cells-lib/bridge/errors.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, repoRoot, tempDir, testBridge } from "./helpers.ts";
 
 const run = promisify(execFile);
 const bridge = testBridge("lifecycle");
-const modelDir = path.join(tempDir("lifecycle"), "model");
+let modelDir: string;
 
 beforeAll(async () => {
   const client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(tempDir("lifecycle"), client);
 });
 afterAll(() => bridge.stop());
 

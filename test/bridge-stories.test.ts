@@ -3,22 +3,21 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, status } from "../cells-lib/cells/model.ts";
 import { logprobs, sample } from "../cells-lib/cells/sample.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
 
 const run = promisify(execFile);
 const expected = readFileSync(path.join(stories, "expected_greedy_200.txt"), "utf8");
 const bridge = testBridge("stories");
-const modelDir = path.join(tempDir("stories"), "stories260K");
 let client: BridgeClient;
+let modelDir: string;
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(tempDir("stories"), client);
 });
 afterAll(() => bridge.stop());
 

@@ -4,20 +4,19 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel } from "../cells-lib/cells/model.ts";
 import { PLOTLY_MIME } from "../cells-lib/display/chart.ts";
 import { RecordingRenderer } from "../cells-lib/display/recording.ts";
 import { setRenderer } from "../cells-lib/display/renderer.ts";
 import { arithmeticPreferences, trainDpo } from "../cells-lib/dpo/index.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, tempDir, testBridge } from "./helpers.ts";
 
 const LOG2 = Math.log(2);
 const root = tempDir("dpo");
-const modelDir = path.join(root, "stories260K");
 const bridge = testBridge("dpo");
 let client: BridgeClient;
+let modelDir: string;
 let tokenizer: Tokenizer;
 
 const rows = arithmeticPreferences({ count: 300, seed: 1 });
@@ -26,7 +25,7 @@ const validation = rows.slice(200);
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   tokenizer = await loadTokenizer(modelDir);
 });
 afterAll(() => bridge.stop());

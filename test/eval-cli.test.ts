@@ -2,8 +2,7 @@ import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
-import { repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, repoRoot, tempDir, testBridge } from "./helpers.ts";
 
 const bridge = testBridge("eval-cli");
 afterAll(() => bridge.stop());
@@ -19,8 +18,7 @@ function thinkcells(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: num
 describe("thinkcells eval", () => {
   it("prints the metrics as JSON for RL and GSM8K rows, and names files it cannot use", async () => {
     const dir = tempDir("eval-cli");
-    const model = path.join(dir, "model");
-    await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), model, await bridge.connect());
+    const model = await convertStories(dir, await bridge.connect());
     const rl = path.join(dir, "rl.jsonl");
     writeFileSync(rl, ['{"prompt":"2+3?","answer":"5"}', '{"prompt":"4+4?","answer":"8"}', '{"prompt":"1+1?","answer":"2"}'].join("\n"));
     const gsm = path.join(dir, "gsm.jsonl");

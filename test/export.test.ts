@@ -5,37 +5,27 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { localStore } from "../cells-lib/checkpoints/local-store.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
 import { sample, type Completion } from "../cells-lib/cells/sample.ts";
-import { applyLora, forwardBackward, optimStep, saveState, type TrainingExample } from "../cells-lib/cells/train.ts";
+import { applyLora, forwardBackward, optimStep, saveState } from "../cells-lib/cells/train.ts";
 import { cardFromMeta, exportModel, onnxGenerate, onnxSession, renderModelCard, type ExportResult } from "../cells-lib/export/index.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { TrainingCheckpoints } from "../cells-lib/training/checkpointing.ts";
-import { repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+import { additionExamples, convertStories, repoRoot, tempDir, testBridge } from "./helpers.ts";
 
 const run = promisify(execFile);
 const root = tempDir("export");
-const modelDir = path.join(root, "stories260K");
 const bridge = testBridge("export");
 const cli = path.join(repoRoot, "bin/thinkcells.mjs");
 const env = () => ({ ...process.env, THINKCELLS_BRIDGE_DIR: bridge.dir, THINKCELLS_SESSION: bridge.session });
 let client: BridgeClient;
+let modelDir: string;
 let tokenizer: Tokenizer;
 
 const PROMPT = "12+30?";
 const GREEDY = { temperature: 0, maxNewTokens: 40, stopTokenIds: [] as number[] };
 
-/** A tiny SFT set: "a+b?" → " <think> a+b=c </think> c", loss on the completion only. */
-function examples(step: number): TrainingExample[] {
-  return [0, 1, 2, 3].map((i) => {
-    const a = (step * 7 + i * 3) % 50;
-    const b = (step * 5 + i * 11) % 50;
-    const prompt = tokenizer.encode(`${a}+${b}?`, { addSpecialTokens: true });
-    const completion = tokenizer.encode(` <think> ${a}+${b}=${a + b} </think> ${a + b}`).concat(tokenizer.eosTokenId!);
-    return { tokens: [...prompt, ...completion], weights: [...prompt.map(() => 0), ...completion.map(() => 1)] };
-  });
-}
+const examples = (step: number) => additionExamples(tokenizer, step);
 
 async function train(model: Model, steps: number): Promise<number[]> {
   const losses: number[] = [];
@@ -55,7 +45,7 @@ const outDir = path.join(root, "exported");
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   tokenizer = await loadTokenizer(modelDir);
   policy = await applyLora(await loadModel(modelDir, { client, name: "policy" }), { rank: 8, dropout: 0 });
   [before] = (await sample(policy, tokenizer, PROMPT, GREEDY)) as [Completion];

@@ -4,7 +4,6 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel } from "../cells-lib/cells/model.ts";
 import { applyLora } from "../cells-lib/cells/train.ts";
 import { ALGORITHM_SETTINGS, ALGORITHMS } from "../cells-lib/grpo/algorithms.ts";
@@ -14,12 +13,12 @@ import { formatExample, generateArithmetic } from "../cells-lib/reasoning/index.
 import { correctnessReward, formatReward } from "../cells-lib/rewards/index.ts";
 import type { RewardFn } from "../cells-lib/rl/rewards.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, tempDir, testBridge } from "./helpers.ts";
 
 const root = tempDir("grpo");
-const modelDir = path.join(root, "stories260K");
 const bridge = testBridge("grpo");
 let client: BridgeClient;
+let modelDir: string;
 let tokenizer: Tokenizer;
 
 const prompts: GrpoRow[] = generateArithmetic({ count: 64, seed: 9 }).map((r) => ({ prompt: formatExample(r).prompt, reference: r.answer }));
@@ -29,7 +28,7 @@ const small = { groupSize: 4, promptsPerStep: 4, maxNewTokens: 12, display: fals
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   tokenizer = await loadTokenizer(modelDir);
 });
 afterAll(() => bridge.stop());

@@ -4,6 +4,9 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BridgeClient } from "../cells-lib/bridge/client.ts";
+import { convertLlama2c } from "../cells-lib/cells/convert.ts";
+import type { TrainingExample } from "../cells-lib/cells/train.ts";
+import type { Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 
 export const shared = path.resolve(import.meta.dirname, "../../shared");
 export const stories = path.join(shared, "fixtures/stories260K");
@@ -31,4 +34,22 @@ export function testBridge(session: string) {
       for (const c of clients) c.close();
     },
   };
+}
+
+/** Converts the stories260K fixture into `dir`/stories260K through `client`'s bridge; returns that model directory. */
+export async function convertStories(dir: string, client: BridgeClient): Promise<string> {
+  const modelDir = path.join(dir, "stories260K");
+  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  return modelDir;
+}
+
+/** A tiny SFT set for `step`: prompt "a+b?" → completion " <think> a+b=c </think> c", loss on the completion only. */
+export function additionExamples(tokenizer: Tokenizer, step: number): TrainingExample[] {
+  return [0, 1, 2, 3].map((i) => {
+    const a = (step * 7 + i * 3) % 50;
+    const b = (step * 5 + i * 11) % 50;
+    const prompt = tokenizer.encode(`${a}+${b}?`, { addSpecialTokens: true });
+    const completion = tokenizer.encode(` <think> ${a}+${b}=${a + b} </think> ${a + b}`).concat(tokenizer.eosTokenId!);
+    return { tokens: [...prompt, ...completion], weights: [...prompt.map(() => 0), ...completion.map(() => 1)] };
+  });
 }

@@ -4,7 +4,6 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel } from "../cells-lib/cells/model.ts";
 import { splitDataset } from "../cells-lib/data/split.ts";
 import { PLOTLY_MIME } from "../cells-lib/display/chart.ts";
@@ -14,12 +13,12 @@ import { evaluate } from "../cells-lib/eval/evaluate.ts";
 import { formatExample, generateArithmetic } from "../cells-lib/reasoning/index.ts";
 import { trainSft } from "../cells-lib/sft/train-sft.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, tempDir, testBridge } from "./helpers.ts";
 
 const root = tempDir("sft");
-const modelDir = path.join(root, "stories260K");
 const bridge = testBridge("sft");
 let client: BridgeClient;
+let modelDir: string;
 let tokenizer: Tokenizer;
 
 const rows = generateArithmetic({ count: 700, seed: 3 }).map((r) => ({ ...formatExample(r), reference: r.answer }));
@@ -27,7 +26,7 @@ const { train, validation, test } = splitDataset(rows, { seed: 0 });
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   tokenizer = await loadTokenizer(modelDir);
 });
 afterAll(() => bridge.stop());

@@ -1,38 +1,28 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
-import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, values, type TrainingExample } from "../cells-lib/cells/train.ts";
+import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, values } from "../cells-lib/cells/train.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { lrSchedule } from "../cells-lib/training/schedule.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
-import { stories, tempDir, testBridge } from "./helpers.ts";
+import { additionExamples, convertStories, tempDir, testBridge } from "./helpers.ts";
 
 const root = tempDir("training");
-const modelDir = path.join(root, "stories260K");
 const bridge = testBridge("training");
 let client: BridgeClient;
+let modelDir: string;
 let tokenizer: Tokenizer;
 
 beforeAll(async () => {
   client = await bridge.connect();
-  await convertLlama2c(path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir, client);
+  modelDir = await convertStories(root, client);
   tokenizer = await loadTokenizer(modelDir);
 });
 afterAll(() => bridge.stop());
 
-/** A tiny SFT set: prompt "a+b?" → completion "<think>…</think> c", loss on the completion only. */
-function examples(step: number): TrainingExample[] {
-  return [0, 1, 2, 3].map((i) => {
-    const a = (step * 7 + i * 3) % 50;
-    const b = (step * 5 + i * 11) % 50;
-    const prompt = tokenizer.encode(`${a}+${b}?`, { addSpecialTokens: true });
-    const completion = tokenizer.encode(` <think> ${a}+${b}=${a + b} </think> ${a + b}`).concat(tokenizer.eosTokenId!);
-    return { tokens: [...prompt, ...completion], weights: [...prompt.map(() => 0), ...completion.map(() => 1)] };
-  });
-}
+const examples = (step: number) => additionExamples(tokenizer, step);
 
 async function steps(model: Model, from: number, count: number): Promise<number[]> {
   const lr = lrSchedule({ kind: "cosine", lr: 5e-3, warmupSteps: 2, totalSteps: 6 });

@@ -1,8 +1,12 @@
-/** Seeded randomness: the same seed gives the same sequence on every runtime, so splits and
- * samples can be reproduced from a notebook's seed alone. */
+/** Seeded randomness: the same seed gives the same sequence on every runtime, so splits,
+ * samples and synthetic data can be reproduced from a notebook's seed alone (Math.random
+ * cannot be seeded). */
+
+/** A source of uniform floats in [0, 1). */
+export type Random = () => number;
 
 /** mulberry32: a tiny 32-bit PRNG returning floats in [0, 1); plenty for shuffling data. */
-export function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): Random {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -22,4 +26,21 @@ export function seededShuffle<T>(items: readonly T[], seed: number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+/** An integer in [min, max], both inclusive. */
+export function randomInt(random: Random, min: number, max: number): number {
+  return min + Math.floor(random() * (max - min + 1));
+}
+
+/** One of the items, with probability proportional to its (non-negative, not all zero) weight. */
+export function pickWeighted<T>(random: Random, items: readonly (readonly [T, number])[]): T {
+  const total = items.reduce((sum, [, w]) => sum + w, 0);
+  let r = random() * total;
+  for (const [item, weight] of items) {
+    r -= weight;
+    if (r < 0) return item;
+  }
+  // Floating-point rounding can leave r at exactly 0 after the last subtraction.
+  return items.filter(([, w]) => w > 0).at(-1)![0];
 }

@@ -11,9 +11,9 @@
  *
  * Deterministic for a seed; the problems are `generateArithmetic`'s for the same options. */
 import { z } from "zod";
+import { mulberry32, pickWeighted, randomInt, type Random } from "../data/random.ts";
 import { checkFormat, formatReasoning, REASONING_STYLES, type ReasoningStyle } from "../reasoning/markers.ts";
-import { pickWeighted, randomInt, seededRandom, type Random } from "../reasoning/prng.ts";
-import { formatExample, generateArithmetic, type ArithmeticRow } from "../reasoning/synthetic.ts";
+import { ArithmeticProblemShape, formatExample, generateArithmetic, Weight, type ArithmeticRow } from "../reasoning/synthetic.ts";
 import { parseOptions } from "../util/options.ts";
 
 export const CORRUPTIONS = ["step", "answer", "format"] as const;
@@ -33,21 +33,10 @@ export interface ArithmeticPreference {
   operation: ArithmeticRow["operation"];
 }
 
-const Level = z.number().int().min(1).max(5);
-const Weight = z.number().min(0).default(0);
-
 const ArithmeticPreferenceOptions = z
   .object({
-    count: z.number().int().min(0),
-    seed: z.number().int().default(0),
-    /** As in generateArithmetic: a level or a list to draw from. */
-    difficulty: z.union([Level, z.array(Level).min(1)]).default([2, 3]),
-    /** As in generateArithmetic; default: addition only. */
-    operations: z
-      .object({ add: Weight, sub: Weight, mul: Weight })
-      .strict()
-      .refine((w) => w.add + w.sub + w.mul > 0, "at least one operation needs a positive weight")
-      .default({ add: 1, sub: 0, mul: 0 }),
+    /** count, seed, difficulty and operations: as in generateArithmetic. */
+    ...ArithmeticProblemShape,
     /** Relative weights of the ways to make `rejected` wrong; a missing one has weight 0. */
     corruptions: z
       .object({ step: Weight, answer: Weight, format: Weight })
@@ -63,7 +52,7 @@ export function arithmeticPreferences(options: ArithmeticPreferenceOptions): Ari
   const o = parseOptions(ArithmeticPreferenceOptions, options, "arithmeticPreferences");
   const problems = generateArithmetic({ count: o.count, seed: o.seed, difficulty: o.difficulty, operations: o.operations });
   // A stream of its own, so the problems are generateArithmetic's for the same seed.
-  const random = seededRandom((o.seed ^ 0x5bd1e995) >>> 0);
+  const random = mulberry32((o.seed ^ 0x5bd1e995) >>> 0);
   const kinds = CORRUPTIONS.map((c) => [c, o.corruptions[c]] as const);
   return problems.map((row) => {
     const corruption = pickWeighted(random, kinds);

@@ -17,16 +17,16 @@ import { z } from "zod";
 import { BridgeError } from "../bridge/errors.ts";
 import type { Model } from "../cells/model.ts";
 import { logprobs } from "../cells/sample.ts";
-import { applyLora, forwardBackward, optimStep, removeLora, setAdapters, type TrainingExample } from "../cells/train.ts";
+import { forwardBackward, optimStep, setAdapters, type TrainingExample } from "../cells/train.ts";
 import type { JsonObject } from "../checkpoints/store.ts";
 import { PreferenceRow } from "../data/shapes.ts";
 import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
 import { tokenizeDataset, type TruncationReport } from "../sft/tokenize.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
+import { applyLoraChoice, batchLoopShape, batchRunShape, batchSchedule, checkLoopOptions, LoraChoice } from "../training/cell-options.ts";
+import { TrainingCheckpoints } from "../training/checkpointing.ts";
 import { dataOrder } from "../training/data-order.ts";
 import { trainingMonitor } from "../training/monitor.ts";
-import { lrSchedule } from "../training/schedule.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
 import { dpoGradientWeight, dpoMetrics, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
 
@@ -40,33 +40,12 @@ const EVAL_METRICS = ["valLoss", "valRewardAccuracy", "valMargin"] as const;
 type EvalMetric = (typeof EVAL_METRICS)[number];
 const MODE: Record<EvalMetric, "min" | "max"> = { valLoss: "min", valRewardAccuracy: "max", valMargin: "max" };
 
-const LoraChoice = z.union([
-  z.literal(false),
-  z
-    .object({
-      rank: z.number().int().min(1).optional(),
-      alpha: z.number().positive().optional(),
-      dropout: z.number().min(0).lt(1).optional(),
-      targets: z.union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))]).optional(),
-      seed: z.number().int().nonnegative().optional(),
-    })
-    .strict(),
-]);
-
 const TrainDpoOptions = z
   .object({
-    /** Optimizer steps; or give `epochs` (default: 1 epoch). */
-    steps: z.number().int().min(1).optional(),
-    epochs: z.number().positive().optional(),
-    /** Pairs per micro-batch (each pair is two sequences). */
-    batchSize: z.number().int().min(1).default(8),
-    gradientAccumulation: z.number().int().min(1).default(1),
-    lr: z.number().positive().default(1e-5),
-    schedule: z.enum(["constant", "linear", "cosine"]).default("cosine"),
-    /** Default: 10% of the steps. */
-    warmupSteps: z.number().int().min(0).optional(),
-    weightDecay: z.number().min(0).default(0),
-    maxGradNorm: z.number().positive().nullable().default(1),
+    /** steps or epochs, batchSize (pairs per micro-batch; each pair is two sequences),
+     * gradientAccumulation, lr (default 1e-5), schedule, warmupSteps (default: 10% of the steps),
+     * weightDecay, maxGradNorm. */
+    ...batchLoopShape({ lr: 1e-5 }),
     /** DPO's β: the strength of the implicit KL to the reference (rewards are β·log-ratios). */
     beta: z.number().positive().default(0.1),
     /** LoRA options to add adapters, false for full fine-tuning; default: train the model as it is. */
@@ -84,14 +63,8 @@ const TrainDpoOptions = z
     scoreBatchSize: z.number().int().min(2).default(64),
     /** Which evaluation metric ranks checkpoints ("best"). */
     metric: z.enum(EVAL_METRICS).default("valLoss"),
-    checkpoint: CheckpointOptions.optional(),
-    /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
-    resume: z.string().optional(),
-    /** Data order (a new shuffle each epoch). */
-    seed: z.number().int().nonnegative().default(0),
-    /** Live chart and progress bar. */
-    display: z.boolean().default(true),
-    signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, "must be an AbortSignal").optional(),
+    /** checkpoint, resume, seed, display, signal. */
+    ...batchRunShape,
   })
   .strict();
 export type TrainDpoOptions = Omit<z.input<typeof TrainDpoOptions>, "template"> & { template?: TemplateName | ChatTemplate };
@@ -156,8 +129,7 @@ export async function trainDpo(
   options: TrainDpoOptions = {},
 ): Promise<DpoResult> {
   const o = parseOptions(TrainDpoOptions, options, "trainDpo");
-  if (o.steps !== undefined && o.epochs !== undefined) throw new OptionsError('trainDpo: give option "steps" or option "epochs", not both');
-  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError('trainDpo: option "resume" needs option "checkpoint" (where to resume from)');
+  checkLoopOptions(o, "trainDpo");
   if (o.lora === false && o.reference === "adapters") {
     throw new OptionsError('trainDpo: option "reference": "adapters" (the model with its LoRA adapters off) needs adapters, but option "lora" is false (full fine-tuning); use reference "initial" or LoRA');
   }
@@ -176,13 +148,9 @@ export async function trainDpo(
   const train = trainSet.pairs;
   const validation = valSet.pairs;
 
-  if (o.lora === false) model = await removeLora(model);
-  else if (o.lora) model = await applyLora(model, o.lora);
+  model = await applyLoraChoice(model, o.lora);
 
-  const perStep = o.batchSize * o.gradientAccumulation;
-  const totalSteps = o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * train.length) / perStep));
-  const warmupSteps = o.warmupSteps ?? Math.floor(0.1 * totalSteps);
-  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(warmupSteps, totalSteps - 1), totalSteps: o.schedule === "constant" ? undefined : totalSteps });
+  const { perStep, totalSteps, lr } = batchSchedule(o, train.length, 0.1);
   const evalEvery = o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10));
   const order = dataOrder(train.length, o.seed);
   const checkpoints = o.checkpoint ? new TrainingCheckpoints(o.checkpoint, o.metric, MODE[o.metric]) : undefined;

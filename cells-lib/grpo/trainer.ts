@@ -13,6 +13,7 @@ import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
 import { combineRewards, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
 import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
 import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
+import { optimizerShape, WarmupSteps } from "../training/cell-options.ts";
 import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
 import { dataOrder } from "../training/data-order.ts";
 import { trainingMonitor, type Monitor } from "../training/monitor.ts";
@@ -58,11 +59,8 @@ const GrpoOptions = z
     topP: z.number().gt(0).max(1).default(1),
     stopStrings: z.array(z.string().min(1)).default([]),
     template: z.union([z.string(), ChatTemplateSchema]).default("plain"),
-    lr: z.number().positive().default(1e-5),
-    schedule: z.enum(["constant", "linear", "cosine"]).default("constant"),
-    warmupSteps: z.number().int().min(0).default(0),
-    weightDecay: z.number().min(0).default(0),
-    maxGradNorm: z.number().positive().nullable().default(1),
+    /** lr, schedule, warmupSteps, weightDecay, maxGradNorm. */
+    ...optimizerShape({ lr: 1e-5, schedule: "constant", warmupSteps: WarmupSteps.default(0) }),
     /** μ: passes over each sampled batch (>1 makes later passes off-policy). */
     updateEpochs: z.number().int().min(1).default(1),
     /** Optimizer steps per pass (the batch is split into this many mini-batches). */

@@ -11,10 +11,10 @@
  *   5: four-digit operands for add/sub, two-digit × two-digit for mul
  * Subtraction never goes below zero. */
 import { z } from "zod";
+import { mulberry32, pickWeighted, randomInt, type Random } from "../data/random.ts";
 import { parseOptions } from "../util/options.ts";
 import { addColumns, multiplyColumns, subtractColumns, type Worked } from "./columns.ts";
 import { formatReasoning, type ReasoningParts, type ReasoningStyle } from "./markers.ts";
-import { pickWeighted, randomInt, seededRandom, type Random } from "./prng.ts";
 
 export const OPERATIONS = ["add", "sub", "mul"] as const;
 export type Operation = (typeof OPERATIONS)[number];
@@ -26,28 +26,31 @@ export interface ArithmeticRow extends ReasoningParts {
 }
 
 const Level = z.number().int().min(1).max(5);
-const Weight = z.number().min(0).default(0);
+/** A relative weight in an option of weights by name; a missing name has weight 0. */
+export const Weight = z.number().min(0).default(0);
 
-const ArithmeticOptions = z
-  .object({
-    count: z.number().int().min(0),
-    seed: z.number().int().default(0),
-    /** A level, or a list to draw from uniformly (repeat a level to weight it). Default: two-digit
-     * problems with and without carries, the task the demo model learns first. */
-    difficulty: z.union([Level, z.array(Level).min(1)]).default([2, 3]),
-    /** Relative weights; a missing operation has weight 0. Default: addition only. */
-    operations: z
-      .object({ add: Weight, sub: Weight, mul: Weight })
-      .strict()
-      .refine((w) => w.add + w.sub + w.mul > 0, "at least one operation needs a positive weight")
-      .default({ add: 1, sub: 0, mul: 0 }),
-  })
-  .strict();
+/** The options that choose the problems: `generateArithmetic`'s, and the start of the options of
+ * sets built on it (`arithmeticPreferences`). */
+export const ArithmeticProblemShape = {
+  count: z.number().int().min(0),
+  seed: z.number().int().default(0),
+  /** A level, or a list to draw from uniformly (repeat a level to weight it). Default: two-digit
+   * problems with and without carries, the task the demo model learns first. */
+  difficulty: z.union([Level, z.array(Level).min(1)]).default([2, 3]),
+  /** Relative weights; a missing operation has weight 0. Default: addition only. */
+  operations: z
+    .object({ add: Weight, sub: Weight, mul: Weight })
+    .strict()
+    .refine((w) => w.add + w.sub + w.mul > 0, "at least one operation needs a positive weight")
+    .default({ add: 1, sub: 0, mul: 0 }),
+};
+
+const ArithmeticOptions = z.object(ArithmeticProblemShape).strict();
 export type ArithmeticOptions = z.input<typeof ArithmeticOptions>;
 
 export function generateArithmetic(options: ArithmeticOptions): ArithmeticRow[] {
   const o = parseOptions(ArithmeticOptions, options, "generateArithmetic");
-  const random = seededRandom(o.seed);
+  const random = mulberry32(o.seed);
   const levels = typeof o.difficulty === "number" ? [o.difficulty] : o.difficulty;
   const weights = OPERATIONS.map((op) => [op, o.operations[op]] as const);
   return Array.from({ length: o.count }, () => {

@@ -4,15 +4,15 @@
  * early stopping, checkpoints (best K) and exact resume, a live chart and a progress bar. */
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
-import { applyLora, forwardBackward, optimStep, removeLora, type TrainingExample } from "../cells/train.ts";
+import { forwardBackward, optimStep, type TrainingExample } from "../cells/train.ts";
 import type { JsonObject } from "../checkpoints/store.ts";
 import { evaluate, type EvalRow } from "../eval/evaluate.ts";
 import { REASONING_STYLES } from "../reasoning/index.ts";
-import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
+import { applyLoraChoice, batchLoopShape, batchRunShape, batchSchedule, checkLoopOptions, LoraChoice } from "../training/cell-options.ts";
+import { TrainingCheckpoints } from "../training/checkpointing.ts";
 import { dataOrder } from "../training/data-order.ts";
 import { earlyStopping } from "../training/early-stopping.ts";
 import { trainingMonitor } from "../training/monitor.ts";
-import { lrSchedule } from "../training/schedule.ts";
 import { validationLoss } from "../training/validation-loss.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
@@ -27,32 +27,11 @@ const EVAL_METRICS = ["valLoss", "accuracy", "formatAccuracy"] as const;
 type EvalMetric = (typeof EVAL_METRICS)[number];
 const MODE: Record<EvalMetric, "min" | "max"> = { valLoss: "min", accuracy: "max", formatAccuracy: "max" };
 
-const LoraChoice = z.union([
-  z.literal(false),
-  z
-    .object({
-      rank: z.number().int().min(1).optional(),
-      alpha: z.number().positive().optional(),
-      dropout: z.number().min(0).lt(1).optional(),
-      targets: z.union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))]).optional(),
-      seed: z.number().int().nonnegative().optional(),
-    })
-    .strict(),
-]);
-
 const TrainSftOptions = z
   .object({
-    /** Optimizer steps; or give `epochs` (default: 1 epoch). */
-    steps: z.number().int().min(1).optional(),
-    epochs: z.number().positive().optional(),
-    batchSize: z.number().int().min(1).default(8),
-    gradientAccumulation: z.number().int().min(1).default(1),
-    lr: z.number().positive().default(1e-4),
-    schedule: z.enum(["constant", "linear", "cosine"]).default("cosine"),
-    /** Default: 5% of the steps. */
-    warmupSteps: z.number().int().min(0).optional(),
-    weightDecay: z.number().min(0).default(0),
-    maxGradNorm: z.number().positive().nullable().default(1),
+    /** steps or epochs, batchSize, gradientAccumulation, lr (default 1e-4), schedule,
+     * warmupSteps (default: 5% of the steps), weightDecay, maxGradNorm. */
+    ...batchLoopShape({ lr: 1e-4 }),
     /** LoRA options to add adapters, false for full fine-tuning; default: train the model as it is. */
     lora: LoraChoice.optional(),
     template: z.union([z.string(), ChatTemplateSchema]).default("plain"),
@@ -76,14 +55,8 @@ const TrainSftOptions = z
       .optional(),
     /** Which metric ranks checkpoints ("best") and early stopping's default. */
     metric: z.enum(EVAL_METRICS).default("valLoss"),
-    checkpoint: CheckpointOptions.optional(),
-    /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
-    resume: z.string().optional(),
-    /** Data order (a new shuffle each epoch). */
-    seed: z.number().int().nonnegative().default(0),
-    /** Live chart and progress bar. */
-    display: z.boolean().default(true),
-    signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, "must be an AbortSignal").optional(),
+    /** checkpoint, resume, seed, display, signal. */
+    ...batchRunShape,
   })
   .strict();
 export type TrainSftOptions = Omit<z.input<typeof TrainSftOptions>, "template"> & { template?: TemplateName | ChatTemplate };
@@ -125,15 +98,13 @@ export async function trainSft(
   options: TrainSftOptions = {},
 ): Promise<SftResult> {
   const o = parseOptions(TrainSftOptions, options, "trainSft");
-  if (o.steps !== undefined && o.epochs !== undefined) throw new OptionsError('trainSft: give option "steps" or option "epochs", not both');
-  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError('trainSft: option "resume" needs option "checkpoint" (where to resume from)');
+  checkLoopOptions(o, "trainSft");
   if (!data.train?.length) throw new OptionsError("trainSft: data.train is empty");
   const started = Date.now();
   const template = o.template as TemplateName | ChatTemplate;
   const cutoffLength = o.cutoffLength ?? Math.min(512, model.info.max_position_embeddings);
 
-  if (o.lora === false) model = await removeLora(model);
-  else if (o.lora) model = await applyLora(model, o.lora);
+  model = await applyLoraChoice(model, o.lora);
 
   const { examples: tokenized, report } = tokenizeDataset(data.train, { tokenizer, template, cutoffLength });
   if (tokenized.length === 0) throw new Error(`trainSft: no training row has a token to learn from. ${report.dropped.length} rows were dropped`);
@@ -145,10 +116,7 @@ export async function trainSft(
     .slice(0, o.evalRows)
     .map((r) => ("messages" in r ? { messages: r.messages, reference: r.reference } : { prompt: r.prompt, reference: r.reference }));
 
-  const perStep = o.batchSize * o.gradientAccumulation;
-  const totalSteps = o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * train.length) / perStep));
-  const warmupSteps = o.warmupSteps ?? Math.floor(0.05 * totalSteps);
-  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(warmupSteps, totalSteps - 1), totalSteps: o.schedule === "constant" ? undefined : totalSteps });
+  const { perStep, totalSteps, lr } = batchSchedule(o, train.length, 0.05);
   const evalEvery = o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10));
   const order = dataOrder(train.length, o.seed);
   const stopMetric = o.earlyStopping?.metric ?? o.metric;

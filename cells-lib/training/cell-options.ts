@@ -1,0 +1,105 @@
+/** Options the training cells share (trainSft, trainDpo, the RL trainer): zod shape pieces that
+ * each cell spreads into its own schema with its own defaults, and the few steps every
+ * step-or-epoch cell takes with them (checks, LoRA on or off, the step count and the schedule). */
+import { z } from "zod";
+import type { Model } from "../cells/model.ts";
+import { applyLora, removeLora } from "../cells/train.ts";
+import { OptionsError } from "../util/options.ts";
+import { CheckpointOptions } from "./checkpointing.ts";
+import { lrSchedule } from "./schedule.ts";
+
+/** `lora`: LoRA options to add adapters, or false for full fine-tuning (the adapters are removed). */
+export const LoraChoice = z.union([
+  z.literal(false),
+  z
+    .object({
+      rank: z.number().int().min(1).optional(),
+      alpha: z.number().positive().optional(),
+      dropout: z.number().min(0).lt(1).optional(),
+      targets: z.union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))]).optional(),
+      seed: z.number().int().nonnegative().optional(),
+    })
+    .strict(),
+]);
+export type LoraChoice = z.output<typeof LoraChoice>;
+
+export const SCHEDULES = ["constant", "linear", "cosine"] as const;
+export type ScheduleKind = (typeof SCHEDULES)[number];
+
+/** `warmupSteps`, for a cell to make optional (a share of the steps) or give a default. */
+export const WarmupSteps = z.number().int().min(0);
+
+/** `signal`: stops the run between steps. */
+export const AbortSignalOption = z.custom<AbortSignal>((v) => v instanceof AbortSignal, "must be an AbortSignal");
+
+/** The optimizer's options with a cell's defaults: lr, schedule, warmupSteps, weightDecay, maxGradNorm. */
+export function optimizerShape<W extends z.ZodType>(defaults: { lr: number; schedule: ScheduleKind; warmupSteps: W }) {
+  return {
+    lr: z.number().positive().default(defaults.lr),
+    schedule: z.enum(SCHEDULES).default(defaults.schedule),
+    warmupSteps: defaults.warmupSteps,
+    weightDecay: z.number().min(0).default(0),
+    maxGradNorm: z.number().positive().nullable().default(1),
+  };
+}
+
+/** The options of a cell that trains on batches for steps or epochs: `steps` (optimizer steps) or
+ * `epochs` (default: 1 epoch), `batchSize`, `gradientAccumulation`, then the optimizer's with a
+ * cosine schedule; `warmupSteps` defaults to the cell's share of the steps (see `batchSchedule`). */
+export function batchLoopShape(defaults: { lr: number }) {
+  return {
+    steps: z.number().int().min(1).optional(),
+    epochs: z.number().positive().optional(),
+    batchSize: z.number().int().min(1).default(8),
+    gradientAccumulation: z.number().int().min(1).default(1),
+    ...optimizerShape({ lr: defaults.lr, schedule: "cosine", warmupSteps: WarmupSteps.optional() }),
+  };
+}
+
+/** The options that run a step-or-epoch cell, last in its schema: where to save checkpoints and
+ * resume from, the data order, the live display and a signal to stop between steps. */
+export const batchRunShape = {
+  checkpoint: CheckpointOptions.optional(),
+  /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
+  resume: z.string().optional(),
+  /** Data order (a new shuffle each epoch). */
+  seed: z.number().int().nonnegative().default(0),
+  /** Live chart and progress bar. */
+  display: z.boolean().default(true),
+  signal: AbortSignalOption.optional(),
+};
+
+/** The parsed options `batchSchedule` reads. */
+export interface BatchLoopOptions {
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  gradientAccumulation: number;
+  lr: number;
+  schedule: ScheduleKind;
+  warmupSteps?: number;
+}
+
+/** Rejects `steps` with `epochs`, and `resume` without `checkpoint`; `cell` names the cell in the message. */
+export function checkLoopOptions(o: { steps?: number; epochs?: number; resume?: string; checkpoint?: unknown }, cell: string): void {
+  if (o.steps !== undefined && o.epochs !== undefined) throw new OptionsError(`${cell}: give option "steps" or option "epochs", not both`);
+  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError(`${cell}: option "resume" needs option "checkpoint" (where to resume from)`);
+}
+
+/** The model after the `lora` option: adapters removed (false), added (options), or as it is. */
+export async function applyLoraChoice(model: Model, lora: LoraChoice | undefined): Promise<Model> {
+  if (lora === false) return removeLora(model);
+  if (lora) return applyLora(model, lora);
+  return model;
+}
+
+/** A run over `examples` training examples: examples per optimizer step, the steps (`steps`, or
+ * `epochs` rounded up, at least 1) and the learning rate by step, with `warmupShare` of the steps
+ * as warmup unless `warmupSteps` is given. */
+export function batchSchedule(o: BatchLoopOptions, examples: number, warmupShare: number): { perStep: number; totalSteps: number; lr: (step: number) => number } {
+  const perStep = o.batchSize * o.gradientAccumulation;
+  const totalSteps = o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * examples) / perStep));
+  const warmupSteps = o.warmupSteps ?? Math.floor(warmupShare * totalSteps);
+  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(warmupSteps, totalSteps - 1), totalSteps: o.schedule === "constant" ? undefined : totalSteps });
+  return { perStep, totalSteps, lr };
+}

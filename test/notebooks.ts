@@ -1,0 +1,28 @@
+/** Runs walkthrough notebooks headless with small parameters, each against its own bridge, and
+ * fails on any cell error (issue: CI executes every notebook). */
+import path from "node:path";
+import process from "node:process";
+import { expect } from "vitest";
+import { BridgeClient } from "../cells-lib/bridge/client.ts";
+import { describeFailure, runNotebook } from "../kernel/run.ts";
+import { repoRoot, tempDir } from "./helpers.ts";
+
+export async function runWalkthrough(name: string, parameters: Record<string, string | number>): Promise<Record<string, unknown>[]> {
+  const dir = tempDir(`nb-${name}`);
+  // The kernel (a child of jupyter-server) inherits these: its bridge is this test's own.
+  process.env.THINKCELLS_BRIDGE_DIR = path.join(dir, "bridge");
+  process.env.THINKCELLS_SESSION = `nb-${name}`;
+  const file = path.join(repoRoot, "notebooks", `${name}.ipynb`);
+  try {
+    const result = await runNotebook(file, {
+      parameters: new Map(Object.entries({ modelDir: path.join(dir, "stories260K"), ...parameters }).map(([k, v]) => [k, String(v)])),
+      out: path.join(dir, "executed.ipynb"),
+      timeoutS: 600,
+    });
+    expect(result.failure ? describeFailure(file, result.failure) : "ok").toBe("ok");
+    return result.notebook.cells.flatMap((c) => (c.outputs ?? []) as unknown as Record<string, unknown>[]);
+  } finally {
+    const client = await BridgeClient.connect({ session: `nb-${name}`, dir: path.join(dir, "bridge") }).catch(() => undefined);
+    await client?.shutdown().catch(() => {});
+  }
+}

@@ -13,7 +13,7 @@ import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
 import { combineRewards, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
 import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
 import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
-import { optimizerShape, WarmupSteps } from "../training/cell-options.ts";
+import { checkLoopOptions, optimizerShape, WarmupSteps } from "../training/cell-options.ts";
 import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
 import { dataOrder } from "../training/data-order.ts";
 import { trainingMonitor, type Monitor } from "../training/monitor.ts";
@@ -146,7 +146,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
   const o = parseOptions(GrpoOptions, options, "grpo");
   const settings: AlgorithmSettings = { ...ALGORITHM_SETTINGS[o.algo], ...o.settings };
   if (prompts.length === 0) throw new OptionsError("grpo: no prompts");
-  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError('grpo: option "resume" needs option "checkpoint" (where to resume from)');
+  checkLoopOptions(o, "grpo");
   if (o.beta > 0 && model.info.trainable_parameters === model.info.parameters) {
     throw new OptionsError('grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0');
   }

@@ -15,6 +15,7 @@ export {
   loadState,
   optimStep,
   removeLora,
+  resetOptimizer,
   saveState,
   setAdapters,
   type ForwardBackwardResult,

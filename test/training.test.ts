@@ -2,8 +2,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
-import { sample } from "../cells-lib/cells/sample.ts";
-import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, saveState, setAdapters, values } from "../cells-lib/cells/train.ts";
+import { logprobs, sample } from "../cells-lib/cells/sample.ts";
+import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, resetOptimizer, saveState, setAdapters, values } from "../cells-lib/cells/train.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { lrSchedule } from "../cells-lib/training/schedule.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
@@ -57,6 +57,17 @@ describe("training through the bridge", () => {
     resumed.push(...(await steps(fresh, 3, 3)));
     expect(resumed).toEqual(expected); // exact, not approximately
     expect(expected[5]!).toBeLessThan(expected[0]!);
+  });
+
+  it("resets the optimizer for a new phase, keeping the weights", async () => {
+    const model = await removeLora(await loadModel(modelDir, { client, name: "reset" }));
+    await steps(model, 0, 2);
+    const [before] = await logprobs(model, [examples(0)[0]!.tokens]);
+    await resetOptimizer(model);
+    const [after] = await logprobs(model, [examples(0)[0]!.tokens]);
+    expect(after).toEqual(before);
+    // The step count starts again, as for a new optimizer.
+    await steps(model, 0, 1);
   });
 
   it("reports trainable vs total parameters, and full fine-tuning stays available", async () => {

@@ -311,6 +311,9 @@ export const ops = {
       .strict(),
     response: z.object({ loss: z.number().nullable(), metrics: z.record(z.string(), z.number().nullable()), tokens: int }),
   },
+  /** Forgets the optimizer's moments and step count (a new training phase, e.g. RL after SFT);
+   * the weights and the model's random stream stay. */
+  reset_optimizer: { request: z.object({ model: name }).strict(), response: z.object({ step: int }) },
   optim_step: {
     request: z
       .object({

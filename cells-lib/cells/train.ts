@@ -236,6 +236,12 @@ export async function optimStep(model: Model, options: OptimOptions): Promise<Op
   return { gradNorm: r.grad_norm, skipped: r.skipped, reason: r.reason, step: r.step };
 }
 
+/** Starts the optimizer afresh (moments and step count), keeping the weights: for a new
+ * training phase, e.g. RL after SFT, whose gradients differ in scale from the previous ones. */
+export async function resetOptimizer(model: Model): Promise<void> {
+  await model.client.call("reset_optimizer", { model: model.name });
+}
+
 /** Writes trainable weights, optimizer moments, RNG states and the step, atomically. */
 export async function saveState(model: Model, dir: string): Promise<{ files: string[]; step: number }> {
   return model.client.call("save_state", { model: model.name, dir: path.resolve(dir) });

@@ -317,6 +317,14 @@ class Worker:
         with loaded.lock:
             return forward_backward(loaded.model, loaded.trainer, body)
 
+    def reset_optimizer(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            old = loaded.trainer
+            loaded.model.zero_grad(set_to_none=True)
+            loaded.trainer = Trainer(loaded.model, rng=old.rng, cuda_rng=old.cuda_rng)
+        return {"step": loaded.trainer.step}
+
     def optim_step(self, body, ctx):
         loaded = self.get(body["model"])
         config = AdamWConfig(lr=body["lr"], betas=(body["beta1"], body["beta2"]), eps=body["eps"],

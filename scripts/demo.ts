@@ -16,6 +16,9 @@ const out = path.resolve(values.out ?? path.join(root, "runs/demo"));
 const notebook = path.join(root, "notebooks/03-grpo-arithmetic.ipynb");
 await mkdir(out, { recursive: true });
 
+// Its own bridge session (the kernel inherits it), so the demo never replaces the models of a
+// notebook using the default session.
+process.env.THINKCELLS_SESSION ??= "demo";
 // @jupyterlab/services logs each WebSocket connection with console.debug.
 console.debug = () => {};
 const result = await runNotebook(notebook, {

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const dtypes = ["int32", "int64", "float32"] as const;
 export type WireDtype = (typeof dtypes)[number];

@@ -16,6 +16,7 @@ import torch
 from bridge_wire import Client, Tensor, llama_config, random_model
 from thinkcells_bridge.hf_checkpoint import save_checkpoint
 from thinkcells_bridge.loading import load_model
+from thinkcells_bridge.protocol import PROTOCOL_VERSION
 from thinkcells_bridge.sampling import SampleParams, sample, sequence_logprobs
 
 GPU_BRIDGE = Path(__file__).resolve().parents[2] / "gpu-bridge"
@@ -47,7 +48,7 @@ class Bridge:
     def connect(self, timeout=30.0, authenticate=True):
         client = Client(self.info["socket"], timeout=timeout)
         if authenticate:
-            response = client.call("hello", {"token": self.info["token"], "protocol_version": 1, "client": "pytest"})
+            response = client.call("hello", {"token": self.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
             assert response["ok"] is True, response
         return client
 
@@ -117,14 +118,14 @@ def test_files_and_modes(bridge):
     assert stat.S_IMODE(os.stat(bridge.json_path).st_mode) == 0o600
     assert bridge.info["pid"] == bridge.proc.pid
     assert bridge.info["socket"] == str(bridge.socket_path)
-    assert bridge.info["protocol_version"] == 1 and len(bridge.info["token"]) == 48
+    assert bridge.info["protocol_version"] == PROTOCOL_VERSION and len(bridge.info["token"]) == 48
     assert sorted(p.name for p in bridge.dir.iterdir()) == ["t.json", "t.lock", "t.sock"]
     assert stat.S_IMODE(os.stat(bridge.dir / "t.lock").st_mode) == 0o600
 
 
 def test_wrong_token_is_refused_and_disconnected(bridge):
     c = bridge.connect(timeout=10, authenticate=False)
-    response = c.call("hello", {"token": "0" * 48, "protocol_version": 1, "client": "pytest"})
+    response = c.call("hello", {"token": "0" * 48, "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
     assert response["ok"] is False and response["op"] == "hello"
     assert "handshake failed" in response["error"]["message"]
     assert "PermissionError: handshake failed" in response["error"]["traceback"]
@@ -146,10 +147,10 @@ def test_protocol_version_mismatch(bridge):
     assert response["ok"] is False and response["error"]["type"] == "invalid_request"
     assert "client speaks 99, bridge 1" in response["error"]["message"]
     # Still not authenticated, but a correct hello on the same connection works.
-    response = c.call("hello", {"token": bridge.info["token"], "protocol_version": 1, "client": "pytest"})
+    response = c.call("hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
     assert response["ok"] is True
     assert response["body"]["pid"] == bridge.proc.pid and response["body"]["session"] == SESSION
-    assert response["body"]["protocol_version"] == 1 and response["body"]["device"] == "cpu"
+    assert response["body"]["protocol_version"] == PROTOCOL_VERSION and response["body"]["device"] == "cpu"
     ping = c.call("ping", {})
     assert ping["ok"] is True and ping["body"] == {} and ping["buffers"] == []
     c.close()

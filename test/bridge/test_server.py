@@ -145,7 +145,7 @@ def test_protocol_version_mismatch(bridge):
     c = bridge.connect(timeout=10, authenticate=False)
     response = c.call("hello", {"token": bridge.info["token"], "protocol_version": 99, "client": "pytest"})
     assert response["ok"] is False and response["error"]["type"] == "invalid_request"
-    assert "client speaks 99, bridge 1" in response["error"]["message"]
+    assert f"client speaks 99, bridge {PROTOCOL_VERSION}" in response["error"]["message"]
     # Still not authenticated, but a correct hello on the same connection works.
     response = c.call("hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
     assert response["ok"] is True

@@ -316,7 +316,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
 
   /** μ passes over the batch, each split into mini-batches (one optimizer step each). */
   async function update(examples: TrainingExample[], stepIndex: number) {
-    const sums = { loss: 0, kl: 0, clipFraction: 0, entropy: 0, n: 0, klN: 0 };
+    const sums = { loss: 0, kl: 0, clipFraction: 0, entropy: 0, n: 0, klN: 0, optimizerSteps: 0 };
     let gradNorm: number | null = null;
     let lossValid = true;
     for (let epoch = 0; epoch < o.updateEpochs; epoch++) {
@@ -353,11 +353,12 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
           }
         }
         gradNorm = (await optimStep(model, { lr: lr(stepIndex), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm })).gradNorm;
+        sums.optimizerSteps++;
       }
     }
-    const passes = o.updateEpochs * Math.ceil(examples.length / Math.ceil(examples.length / o.miniBatches));
     return {
-      loss: lossValid ? sums.loss / passes : null,
+      // Micro-batch losses add up to their mini-batch's loss: the mean over optimizer steps.
+      loss: lossValid ? sums.loss / sums.optimizerSteps : null,
       kl: sums.klN ? sums.kl / sums.klN : null,
       clipFraction: sums.n ? sums.clipFraction / sums.n : null,
       entropy: sums.n ? sums.entropy / sums.n : null,

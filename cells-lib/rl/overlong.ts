@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 
-const OverlongOptions = z
+export const OverlongOptions = z
   .object({
     /** L_max: lengths above it get the full −1 penalty. */
     maxLength: z.number().int().positive(),

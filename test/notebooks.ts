@@ -17,7 +17,8 @@ export async function runWalkthrough(name: string, parameters: Record<string, st
     const result = await runNotebook(file, {
       parameters: new Map(Object.entries({ modelDir: path.join(dir, "stories260K"), ...parameters }).map(([k, v]) => [k, String(v)])),
       out: path.join(dir, "executed.ipynb"),
-      timeoutS: 600,
+      // Below the test's own limit, so a stuck cell is reported with its notebook and cell.
+      timeoutS: 240,
     });
     expect(result.failure ? describeFailure(file, result.failure) : "ok").toBe("ok");
     return result.notebook.cells.flatMap((c) => (c.outputs ?? []) as unknown as Record<string, unknown>[]);

@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { venvProgram } from "../cells-lib/util/project-python.ts";
 import { installKernel } from "./kernelspec.ts";
 
 export interface JupyterServer {
@@ -41,7 +42,7 @@ export async function startJupyterServer(rootDir: string, { startTimeoutS = 60 }
   const args = ["--ip=127.0.0.1", `--port=${port}`, "--port-retries=0", "--no-browser", `--ServerApp.root_dir=${rootDir}`];
   if (process.getuid?.() === 0) args.push("--allow-root");
   const log: string[] = [];
-  const child = spawn("jupyter-server", args, {
+  const child = spawn(venvProgram("jupyter-server"), args, {
     env: {
       ...process.env,
       JUPYTER_TOKEN: token,
@@ -77,7 +78,7 @@ export async function startJupyterServer(rootDir: string, { startTimeoutS = 60 }
   while (Date.now() < deadline) {
     if (spawnError) {
       await stop();
-      throw new Error(`cannot start jupyter-server (${spawnError.message}); install Debian's jupyter-server (npm run setup does)`);
+      throw new Error(`cannot start jupyter-server (${spawnError.message}); run npm run setup, which installs it into the project's .venv`);
     }
     if (child.exitCode !== null) {
       await stop();

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what thinkcells needs, idempotently: Debian packages for the Python bridge and the
-# notebook server, then the npm dependencies. Fast when everything is already there.
+# Installs what thinkcells needs, idempotently: a few Debian packages, the Python environment
+# (.venv: the bridge, the notebook server, the test oracles), then the npm dependencies. Fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# chromium: the tests open the headless runner's HTML report in a real browser; python3-onnx:
-# torch.onnx export of merged models.
-debs=(python3-torch python3-numpy python3-jsonschema python3-pytest jupyter-server python3-ipykernel gcc libc6-dev chromium python3-onnx)
+# Debian: a C compiler (the native decode step, compiled on first use), chromium (the tests open
+# the headless runner's HTML report in a real browser) and venv for the Python environment below.
+debs=(gcc libc6-dev chromium python3-venv)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -20,6 +20,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# Python: the project's virtual environment, from PyPI, pinned in gpu-bridge/requirements.txt.
+# Reinstalled only when that file changed since the last complete install (the stamp is written
+# last, so an interrupted install is retried).
+requirements=gpu-bridge/requirements.txt
+stamp=.venv/.requirements.txt
+if ! [ -x .venv/bin/python ] || ! cmp -s "$requirements" "$stamp"; then
+  # Python 3.11 where there is one: the pinned CPU torch is a cp311 wheel on these machines, and
+  # pip would fetch a multi-GB CUDA build for another Python.
+  base_python=$(command -v python3.11 || command -v python3)
+  echo "setup: installing the Python environment (.venv, $($base_python --version)) from $requirements" >&2
+  [ -x .venv/bin/python ] || "$base_python" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$stamp"
 fi
 
 # npm: install when node_modules is missing or older than the lock file.

@@ -79,7 +79,7 @@ describe("exportModel", () => {
     expect(exported.dtype).toBe("float32");
     expect(exported.lora).toMatchObject({ rank: 8, alpha: 16, targets: "all-linear", merged_modules: 35 });
     expect(exported.weightBytes).toBe(260032 * 4);
-    expect(exported.onnx).toMatchObject({ path: path.join(outDir, "onnx", "model.onnx"), opset: 17 });
+    expect(exported.onnx).toMatchObject({ path: path.join(outDir, "onnx", "model.onnx"), opset: 18 });
     expect(JSON.parse(readFileSync(path.join(outDir, "generation_config.json"), "utf8"))).toMatchObject({ bos_token_id: 1, eos_token_id: 2 });
     expect(readFileSync(path.join(outDir, "tokenizer.json"))).toEqual(readFileSync(path.join(modelDir, "tokenizer.json")));
   });
@@ -136,7 +136,7 @@ describe("exportModel", () => {
     expect(body).toContain("| Steps | 20 |");
     expect(body).toContain("| LoRA | rank 8, alpha 16, targets all-linear; merged into the weights (35 modules) |");
     expect(body).toContain(`| loss | ${Number(losses.at(-1)!.toPrecision(6))} |`);
-    expect(body).toContain("`onnx/model.onnx` (opset 17, float32)");
+    expect(body).toContain("`onnx/model.onnx` (opset 18, float32)");
   });
 
   it("leaves the live model training, and never replaces a directory that is not a model", async () => {

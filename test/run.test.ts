@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { venvProgram } from "../cells-lib/util/project-python.ts";
 import { startJupyterServer } from "../kernel/jupyter-server.ts";
 import { dumpDom } from "./chromium.ts";
 import { repoRoot, tempDir } from "./helpers.ts";
@@ -20,11 +21,11 @@ function thinkcells(args: string[]): Promise<{ code: number; stdout: string; std
 type Cell = { id: string; cell_type: string; source: string; metadata: Record<string, any>; outputs?: any[]; execution_count?: number | null };
 const read = (file: string) => JSON.parse(readFileSync(file, "utf8")) as { nbformat: number; nbformat_minor: number; metadata: Record<string, any>; cells: Cell[] };
 
-/** nbformat's own validator (Debian's python3-nbformat comes with jupyter-server). */
+/** nbformat's own validator (in the project's environment, with jupyter-server). */
 function validateNbformat(file: string): Promise<string> {
   const code = "import sys, nbformat; nb = nbformat.read(sys.argv[1], as_version=4); nbformat.validate(nb); print(nb.nbformat, nb.nbformat_minor)";
   return new Promise((resolve, reject) =>
-    execFile("/usr/bin/python3", ["-c", code, file], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout.trim()))),
+    execFile(venvProgram("python"), ["-c", code, file], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout.trim()))),
   );
 }
 
@@ -123,7 +124,7 @@ describe("thinkcells kernel install", () => {
     const spec = JSON.parse(readFileSync(path.join(prefix, "share/jupyter/kernels/thinkcells/kernel.json"), "utf8"));
     expect(spec).toMatchObject({ argv: [path.join(repoRoot, "kernel/launch.sh"), "{connection_file}"], language: "typescript" });
     const listed = await new Promise<string>((resolve, reject) =>
-      execFile("/usr/bin/python3", ["-m", "jupyter_client.kernelspecapp", "list", "--json"], { env: { ...process.env, JUPYTER_PATH: path.join(prefix, "share/jupyter") } }, (err, stdout, stderr) =>
+      execFile(venvProgram("python"), ["-m", "jupyter_client.kernelspecapp", "list", "--json"], { env: { ...process.env, JUPYTER_PATH: path.join(prefix, "share/jupyter") } }, (err, stdout, stderr) =>
         err ? reject(new Error(stderr)) : resolve(stdout),
       ),
     );

@@ -7,8 +7,8 @@
  * still loaded.
  */
 import { Buffer } from "node:buffer";
-import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, chmodSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, chmodSync, statSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -17,8 +17,9 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { BridgeError } from "./errors.ts";
 import { dehydrate, encodeFrame, hydrate, splitFrame, type Hydrated } from "./frames.ts";
-import { ops, PROTOCOL_VERSION, ResponseEnvelope, type OpName } from "./protocol.ts";
+import { EXIT_CODES, ops, PROTOCOL_VERSION, ResponseEnvelope, type OpName } from "./protocol.ts";
 import { parseOptions } from "../util/options.ts";
+import { venvProgram } from "../util/project-python.ts";
 
 export const bridgePackageDir = fileURLToPath(new URL("../../gpu-bridge/", import.meta.url));
 
@@ -26,7 +27,7 @@ export const BridgeOptions = z
   .object({
     /** Session name: clients with the same name share one bridge and its models. */
     session: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '.', '_' or '-' (at most 64)").default("default"),
-    /** Python interpreter with torch; default: $THINKCELLS_PYTHON, else the first python3 that has torch. */
+    /** Python interpreter with torch; default: $THINKCELLS_PYTHON, else the project's .venv. */
     python: z.string().optional(),
     /** Where sockets, tokens and logs live; default: $THINKCELLS_BRIDGE_DIR or a per-user temp dir. */
     dir: z.string().optional(),
@@ -65,30 +66,11 @@ export function bridgeDir(dir?: string): string {
   return path.join(os.tmpdir(), `thinkcells-${uid}`);
 }
 
-function hasTorch(python: string): boolean {
-  const probe = spawnSync(python, ["-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is None)"], {
-    stdio: "ignore",
-    timeout: 20_000,
-  });
-  return probe.status === 0;
-}
-
-/** The interpreter the bridge runs on. Debian's torch lives in /usr/bin/python3, which is not
- * always the python3 first on PATH. */
+/** The interpreter the bridge runs on: the python option, else $THINKCELLS_PYTHON, else the
+ * project's environment (.venv), else python3 on PATH. The bridge checks at start that it has
+ * what it needs, and names each missing package otherwise. */
 export function findPython(explicit?: string): string {
-  const chosen = explicit ?? process.env.THINKCELLS_PYTHON;
-  if (chosen) {
-    if (!hasTorch(chosen)) {
-      throw new BridgeError("start_failed", "connect", `${chosen} cannot import torch (set by ${explicit ? "the python option" : "THINKCELLS_PYTHON"})`);
-    }
-    return chosen;
-  }
-  const candidates = ["python3", "/usr/bin/python3", "python"];
-  const found = candidates.find(hasTorch);
-  if (!found) {
-    throw new BridgeError("start_failed", "connect", `no Python with torch found (tried ${candidates.join(", ")}); install python3-torch or set THINKCELLS_PYTHON`);
-  }
-  return found;
+  return explicit ?? process.env.THINKCELLS_PYTHON ?? venvProgram("python");
 }
 
 function pidAlive(pid: number): boolean {
@@ -124,9 +106,6 @@ function openSocket(socketPath: string): Promise<net.Socket> {
     s.once("error", reject);
   });
 }
-
-/** The bridge's exit code when another bridge already serves the session (server.py). */
-const ALREADY_RUNNING = 3;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -197,6 +176,7 @@ export class BridgeClient {
   ): Promise<SessionInfo> {
     const python = findPython(opts.python);
     const log = openSync(logFile, "a", 0o600);
+    const logStart = statSync(logFile).size;
     const args = ["-m", "thinkcells_bridge", "--session", opts.session, "--dir", dir,
       "--idle-timeout", String(opts.idleTimeoutS), "--device", opts.device, "--threads", String(opts.threads)];
     const child = spawn(python, args, {
@@ -208,14 +188,23 @@ export class BridgeClient {
     });
     closeSync(log);
     let exited: number | null | undefined;
+    let spawnError: Error | undefined;
     child.once("exit", (code) => (exited = code));
+    child.once("error", (err) => (spawnError = err));
     child.unref();
     const deadline = Date.now() + opts.startTimeoutMs;
     while (Date.now() < deadline) {
       const info = existsSync(infoFile) ? readSession(infoFile) : undefined;
       // Ours, or, when another client started one at the same moment, theirs.
-      if (info && (info.pid === child.pid || exited === ALREADY_RUNNING)) return info;
-      if (exited !== undefined && exited !== ALREADY_RUNNING) {
+      if (info && (info.pid === child.pid || exited === EXIT_CODES.already_running)) return info;
+      if (spawnError) {
+        const from = opts.python ? "the python option" : process.env.THINKCELLS_PYTHON ? "THINKCELLS_PYTHON" : "the default; run `npm run setup` to make .venv";
+        throw new BridgeError("start_failed", "connect", `cannot run ${python} (${from}): ${spawnError.message}`);
+      }
+      if (exited === EXIT_CODES.unfit_environment) {
+        throw new BridgeError("start_failed", "connect", readFileSync(logFile, "utf8").slice(logStart).trim());
+      }
+      if (exited !== undefined && exited !== EXIT_CODES.already_running) {
         throw new BridgeError("start_failed", "connect", `the bridge exited with code ${exited} while starting (${python}). Its log ${logFile}:\n${tail(logFile)}`);
       }
       await sleep(50);

@@ -14,7 +14,15 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+
+/** The bridge process's exit codes that the client acts on while starting one. */
+export const EXIT_CODES = {
+  /** Another bridge already serves the session: attach to it. */
+  already_running: 3,
+  /** This Python cannot run the bridge (torch too old, packages missing): the log says why. */
+  unfit_environment: 4,
+} as const;
 
 const dtypes = ["int32", "int64", "float32"] as const;
 export type WireDtype = (typeof dtypes)[number];
@@ -28,6 +36,10 @@ export const TensorRef = z
   .strict()
   .meta({ id: "TensorRef" });
 export type TensorRef = z.infer<typeof TensorRef>;
+
+/** ONNX opsets the export writes: torch.export's ONNX exporter builds opset 18 and converts up. */
+export const ONNX_OPSETS = { min: 18, max: 23, default: 18 } as const;
+const opset = z.number().int().min(ONNX_OPSETS.min).max(ONNX_OPSETS.max);
 
 const name = z.string().min(1).max(128);
 const int = z.number().int();
@@ -136,7 +148,11 @@ export const ops = {
       default_dtype: z.string(),
       torch_version: z.string(),
       threads: int,
-      native_kernels: z.boolean(),
+      /** torch's own BLAS, as its build reports it (e.g. "mkl", "open"). */
+      torch_blas: z.string(),
+      /** The BLAS the native CPU decode step calls; null: the step is unavailable (no C
+       * compiler, no optimised BLAS, or THINKCELLS_NATIVE=0), sampling runs plain torch. */
+      native_blas: z.string().nullable(),
       memory: z.object({
         rss_bytes: int,
         cuda_allocated_bytes: int.nullable(),
@@ -196,7 +212,7 @@ export const ops = {
         /** Extra strings for the safetensors header's __metadata__ (format: pt is always set). */
         metadata: z.record(z.string(), z.string()),
         /** Also write onnx/model.onnx (fp32; input_ids → logits, no KV cache); null: no ONNX. */
-        onnx: z.object({ opset: int.min(14).max(17) }).strict().nullable(),
+        onnx: z.object({ opset }).strict().nullable(),
       })
       .strict(),
     response: z.object({
@@ -224,7 +240,7 @@ export const ops = {
   /** The merged model's forward alone as an ONNX file (fp32): input_ids [batch, sequence]
    * int64 → logits [batch, sequence, vocab], dynamic batch and sequence, no KV cache. */
   export_onnx: {
-    request: z.object({ model: name, path: z.string().min(1), opset: int.min(14).max(17) }).strict(),
+    request: z.object({ model: name, path: z.string().min(1), opset }).strict(),
     response: z.object({ path: z.string(), opset: int, bytes: int, max_abs_diff: z.number() }),
   },
   convert_llama2c: {
@@ -385,6 +401,8 @@ export function protocolJsonSchema(): Record<string, unknown> {
   return {
     protocol_version: PROTOCOL_VERSION,
     generated_from: "cells-lib/bridge/protocol.ts",
+    exit_codes: EXIT_CODES,
+    onnx_opsets: ONNX_OPSETS,
     envelope: z.toJSONSchema(RequestEnvelope, { target: "draft-2020-12" }),
     requests,
   };

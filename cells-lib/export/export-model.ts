@@ -5,6 +5,7 @@ import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from "nod
 import path from "node:path";
 import process from "node:process";
 import { z } from "zod";
+import { ONNX_OPSETS } from "../bridge/protocol.ts";
 import type { Model } from "../cells/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { parseOptions } from "../util/options.ts";
@@ -32,7 +33,7 @@ const ExportOptions = z
     card: ModelCardInfo.default({ tags: [] }),
     /** Also write onnx/model.onnx (fp32, input_ids → logits; see onnxGenerate). */
     onnx: z.boolean().default(false),
-    opset: z.number().int().min(14).max(17).default(17),
+    opset: z.number().int().min(ONNX_OPSETS.min).max(ONNX_OPSETS.max).default(ONNX_OPSETS.default),
     /** Weights above this many bytes are split into shards; null: always one file. */
     shardBytes: z.number().int().positive().nullable().default(DEFAULT_SHARD_BYTES),
     /** "auto": the dtype the bridge holds the model in. */

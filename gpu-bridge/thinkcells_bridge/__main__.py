@@ -2,18 +2,20 @@
 
 import argparse
 import os
+import sys
+
+from .environment import exit_code, problems
 
 # Before torch loads OpenBLAS: its own threads spin between calls and, next to torch's and the
 # native kernels' threads, made decoding 2-3x slower on 2 cores (bench/README.md).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-
-from .loading import pick_device  # noqa: E402
-from .server import BridgeServer  # noqa: E402
-
 
 def main() -> None:
+    found = problems()
+    if found:
+        print(f"{sys.executable} cannot run the thinkcells bridge:\n" + "\n".join(f"- {p}" for p in found), file=sys.stderr)
+        raise SystemExit(exit_code("unfit_environment"))
     parser = argparse.ArgumentParser(prog="thinkcells_bridge")
     parser.add_argument("--session", required=True)
     parser.add_argument("--dir", required=True, help="directory for the socket, token and log")
@@ -21,6 +23,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
+    # Only now: on an unfit interpreter these imports are what would fail.
+    import torch
+
+    from .loading import pick_device
+    from .server import BridgeServer
+
     device = pick_device(args.device)
     # On CPU one thread is the measured default: the small models CPU runs are for are made of
     # many tiny ops, and waking a second thread for each costs more than it saves.

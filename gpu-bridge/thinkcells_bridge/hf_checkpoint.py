@@ -5,6 +5,8 @@ import json
 import os
 import re
 
+from huggingface_hub import split_torch_state_dict_into_shards
+
 from .safetensors import atomic_writer, read_safetensors, write_safetensors
 
 CONFIG = "config.json"
@@ -73,22 +75,6 @@ def load_state_dict(model_dir):
     return state_dict
 
 
-def _plan_shards(state_dict, max_shard_bytes):
-    """Greedily group tensors (in state_dict order, keeping layers together) into
-    shards of at most max_shard_bytes; a tensor larger than that gets its own."""
-    shards, current, size = [], {}, 0
-    for name, t in state_dict.items():
-        nbytes = t.numel() * t.element_size()
-        if current and size + nbytes > max_shard_bytes:
-            shards.append(current)
-            current, size = {}, 0
-        current[name] = t
-        size += nbytes
-    if current:
-        shards.append(current)
-    return shards
-
-
 def save_checkpoint(model_dir, config, state_dict, max_shard_bytes=None, metadata=None):
     """Write config.json and the weights of a model directory (created if needed).
 
@@ -98,21 +84,15 @@ def save_checkpoint(model_dir, config, state_dict, max_shard_bytes=None, metadat
     model_dir = os.fspath(model_dir)
     os.makedirs(model_dir, exist_ok=True)
     metadata = {"format": "pt"} if metadata is None else metadata
-    total = sum(t.numel() * t.element_size() for t in state_dict.values())
-
-    if max_shard_bytes is None or total <= max_shard_bytes:
-        write_safetensors(os.path.join(model_dir, SINGLE), state_dict, metadata)
-        written = {SINGLE}
-    else:
-        shards = _plan_shards(state_dict, max_shard_bytes)
-        weight_map = {}
-        written = {INDEX}
-        for i, shard in enumerate(shards, 1):
-            filename = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            write_safetensors(os.path.join(model_dir, filename), shard, metadata)
-            weight_map.update((name, filename) for name in shard)
-            written.add(filename)
-        _write_json(os.path.join(model_dir, INDEX), {"metadata": {"total_size": total}, "weight_map": weight_map})
+    # Hugging Face's own split (the layout and index transformers write); an unlimited size
+    # keeps one model.safetensors.
+    split = split_torch_state_dict_into_shards(state_dict, max_shard_size=max_shard_bytes or float("inf"))
+    for filename, names in split.filename_to_tensors.items():
+        write_safetensors(os.path.join(model_dir, filename), {name: state_dict[name] for name in names}, metadata)
+    written = set(split.filename_to_tensors)
+    if split.is_sharded:
+        _write_json(os.path.join(model_dir, INDEX), {"metadata": split.metadata, "weight_map": split.tensor_to_filename})
+        written.add(INDEX)
 
     # Weights left over from an earlier save would shadow or mix with these
     # (model.safetensors wins over an index when loading), so remove them.

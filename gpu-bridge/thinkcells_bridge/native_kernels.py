@@ -2,26 +2,35 @@
 compiler and loaded with ctypes.
 
 Used only where it applies: CPU, fp32, no autograd, inside `inference_weights` (sampling).
-Without a compiler, without a BLAS exposing cblas_sgemm, or with THINKCELLS_NATIVE=0, the
-model runs its plain torch code instead; tests hold the two to the same numbers.
+Without a compiler, without an optimised BLAS (see blas_sgemm), or with THINKCELLS_NATIVE=0,
+the model runs its plain torch code instead; tests hold the two to the same numbers.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 _SOURCE = Path(__file__).parent / "native" / "decode.c"
 _LAYER_POINTERS = 9  # norm1, qkv, qkv_bias, o, norm2, gate_up, down, kt, vt (decode.c)
-_native: tuple[ctypes.CDLL, int] | None | bool = False  # False: not tried yet
+_native: tuple[ctypes.CDLL, Sgemm] | None | bool = False  # False: not tried yet
+
+
+class Sgemm(NamedTuple):
+    address: int
+    fortran: bool  # the Fortran interface (sgemm_), not CBLAS's
+    source: str  # which library and symbol, for status and the benchmarks
 
 
 def _cache_dir() -> Path:
@@ -56,29 +65,63 @@ def _compile() -> ctypes.CDLL | None:
     lib = ctypes.CDLL(str(target))
     P, I = ctypes.c_void_p, ctypes.c_int64
     lib.decode_step_f32.restype = ctypes.c_int
-    lib.decode_step_f32.argtypes = [P, I, P, P, P, P, I, I, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
+    lib.decode_step_f32.argtypes = [P, ctypes.c_int, I, P, P, P, P, I, I, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
     return lib
 
 
-def _sgemm_address() -> int | None:
-    """cblas_sgemm of the BLAS torch uses (Debian: OpenBLAS behind libblas.so.3)."""
-    for name in ("libblas.so.3", ctypes.util.find_library("blas"), ctypes.util.find_library("openblas")):
-        if not name:
-            continue
+def _symbol(library: str, names: tuple[str, ...]) -> tuple[int, str] | None:
+    try:
+        lib = ctypes.CDLL(library)
+    except OSError:
+        return None
+    for name in names:
         try:
-            return ctypes.cast(ctypes.CDLL(name).cblas_sgemm, ctypes.c_void_p).value
-        except (OSError, AttributeError):
+            return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value, name
+        except AttributeError:
             continue
     return None
 
 
-def native_library() -> tuple[ctypes.CDLL, int] | None:
-    """(library, cblas_sgemm address), or None when the native step is unavailable."""
+def _candidates():
+    """(library, symbols, label) in order of preference."""
+    # torch's own BLAS: PyPI's x86 wheels carry MKL, which exports only the Fortran sgemm_.
+    yield str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"), ("cblas_sgemm", "sgemm_"), "torch's BLAS"
+    # Otherwise OpenBLAS from PyPI (requirements.txt, [optional]): optimised wherever pip runs.
+    try:
+        import scipy_openblas32
+        for library in sorted(glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "lib*.so*"))):
+            yield library, ("scipy_cblas_sgemm",), "scipy-openblas32"
+    except ImportError:
+        pass
+    for name in ("libopenblas.so.0", ctypes.util.find_library("openblas"), "libblas.so.3"):
+        if name:
+            yield name, ("cblas_sgemm",), "system BLAS"
+
+
+def torch_blas() -> str:
+    """The BLAS torch was built with, as its build configuration names it ("mkl", "open", ...)."""
+    found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    return found.group(1) if found else "unknown"
+
+
+def blas_sgemm() -> Sgemm | None:
+    """An optimised sgemm for the native step: torch's own BLAS where it exports one, else
+    OpenBLAS from PyPI, else the system's."""
+    for library, names, label in _candidates():
+        found = _symbol(library, names)
+        if found:
+            address, name = found
+            return Sgemm(address, name.endswith("_"), f"{label} ({os.path.basename(library)}: {name})")
+    return None
+
+
+def native_library() -> tuple[ctypes.CDLL, Sgemm] | None:
+    """(library, its sgemm), or None when the native step is unavailable."""
     global _native
     if _native is False:
         _native = None
         if os.environ.get("THINKCELLS_NATIVE", "1") != "0":
-            sgemm = _sgemm_address()
+            sgemm = blas_sgemm()
             lib = _compile() if sgemm else None
             _native = (lib, sgemm) if lib is not None else None
     return _native  # type: ignore[return-value]
@@ -117,7 +160,7 @@ def decode_step(model, x: torch.Tensor, rope: torch.Tensor, cache) -> bool:
     length = cache.length + 1
     rope = rope.contiguous()  # held in a name: C reads it after this line
     status = lib.decode_step_f32(
-        sgemm, len(layers), cache.native_pointers, x.data_ptr(), rope.data_ptr(), cache.start.data_ptr(),
+        sgemm.address, sgemm.fortran, len(layers), cache.native_pointers, x.data_ptr(), rope.data_ptr(), cache.start.data_ptr(),
         b, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size,
         cache.capacity, length, c.rms_norm_eps, _threads(b * c.num_attention_heads * length * c.head_dim))
     if status != 0:

@@ -16,18 +16,22 @@ or one at a time. Positions run 0..sequence-1 and must stay within max_position_
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from pathlib import Path
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .environment import require
 from .model import CausalLM, rope_tables
 
-DEFAULT_OPSET = 17
-OPSETS = range(14, 18)  # what torch 1.13's exporter and onnx 1.12's checker both know
+_OPSETS = json.loads((Path(__file__).parent / "protocol.schema.json").read_text())["onnx_opsets"]  # protocol.ts
+DEFAULT_OPSET = _OPSETS["default"]
+OPSETS = range(_OPSETS["min"], _OPSETS["max"] + 1)
 
 
 class OnnxExportError(ValueError):
@@ -102,18 +106,18 @@ def export_onnx(model: CausalLM, path: str, opset: int = DEFAULT_OPSET) -> dict:
     forward on the example input."""
     if opset not in OPSETS:
         raise OnnxExportError(f"opset {opset} is not supported; use {OPSETS.start}..{OPSETS.stop - 1}")
-    try:
-        import onnx
-    except ImportError:
-        raise OnnxExportError("ONNX export needs the onnx package (Debian: apt install python3-onnx; pip install onnx)") from None
+    require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
+    import onnx
     config = model.config
     wrapper = TraceableForward(model).eval()
     # Batch 2 and several positions: a size-1 example axis can get specialised away.
     length = min(5, config.max_position_embeddings)
     example = (torch.arange(2 * length, dtype=torch.long).view(2, length) * 7 + 3) % config.vocab_size
     with torch.no_grad():
-        diff = float((wrapper(example) - reference_logits(model, example)).abs().max())
-    scale = 1e-4 * max(1.0, float(reference_logits(model, example).abs().max()))
+        reference = reference_logits(model, example)
+        diff = float((wrapper(example) - reference).abs().max())
+    scale = 1e-4 * max(1.0, float(reference.abs().max()))
     if not diff <= scale:
         raise OnnxExportError(f"the traceable forward differs from the model's by {diff:g} (limit {scale:g}); not exporting")
 
@@ -123,16 +127,20 @@ def export_onnx(model: CausalLM, path: str, opset: int = DEFAULT_OPSET) -> dict:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about shapes: every shape here is traced
-            torch.onnx.export(
+            # torch.export-based exporter (the TorchScript one is deprecated in torch 2.x).
+            dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence", max=config.max_position_embeddings)}
+            program = torch.onnx.export(
                 wrapper,
                 (example,),
-                tmp,
+                dynamo=True,
                 input_names=["input_ids"],
                 output_names=["logits"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}},
+                dynamic_shapes=(dims,),
                 opset_version=opset,
-                do_constant_folding=True,
+                optimize=True,
+                verbose=False,
             )
+            program.save(tmp)
         onnx.checker.check_model(tmp)  # by path: works past protobuf's 2 GB as well
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

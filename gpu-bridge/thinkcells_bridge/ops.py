@@ -21,7 +21,7 @@ from .hf_checkpoint import read_config, save_checkpoint
 from .loading import count_parameters, load_model, pick_dtype
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .model import CausalLM
-from .native_kernels import native_library
+from .native_kernels import native_library, torch_blas
 from .onnx_export import export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
 from .quant import memory_bytes, quantization, quantize_base
@@ -143,7 +143,8 @@ class Worker:
             "default_dtype": str(pick_dtype("auto", self.device)).removeprefix("torch."),
             "torch_version": torch.__version__,
             "threads": torch.get_num_threads(),
-            "native_kernels": native_library() is not None,
+            "torch_blas": torch_blas(),
+            "native_blas": native[1].source if (native := native_library()) else None,
             "memory": {
                 # ru_maxrss is in KiB on Linux: the peak, which is what limits a machine.
                 "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

@@ -1,36 +1,23 @@
-"""The safetensors file format, read and written without the `safetensors` package.
+"""safetensors files through the `safetensors` library: memory-mapped reads, atomic writes, and
+errors that name the file and, where one is to blame, the tensor.
 
-Layout: an 8-byte little-endian u64 N, then N bytes of UTF-8 JSON mapping tensor
-names to {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the
-data section that starts at 8 + N), plus an optional "__metadata__" str->str map.
+Layout (for reading the errors): an 8-byte little-endian u64 N, then N bytes of UTF-8 JSON
+mapping tensor names to {"dtype", "shape", "data_offsets": [begin, end]} (relative to the data
+section after the header), plus an optional "__metadata__" str->str map.
 """
+
+from __future__ import annotations
 
 import contextlib
 import json
 import math
 import os
+import re
 import struct
-import sys
 
 import torch
-
-_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-
-# The format is little-endian; raw bytes are handed to torch as-is, which is only
-# right on a little-endian host (every platform torch ships wheels for).
-_LITTLE_ENDIAN = sys.byteorder == "little"
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 
 class SafetensorsError(ValueError):
@@ -38,14 +25,13 @@ class SafetensorsError(ValueError):
 
 
 @contextlib.contextmanager
-def atomic_writer(path):
-    """Open `path + ".tmp-<pid>"` for binary writing; on success fsync it and
-    rename over `path`, so readers never see a half-written file."""
+def atomic_path(path):
+    """Yield `path + ".tmp-<pid>"` to write; on success fsync it and rename it over `path`,
+    so readers never see a half-written file."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -54,146 +40,94 @@ def atomic_writer(path):
         raise
 
 
-def _itemsize(dtype):
-    return torch.empty((), dtype=dtype).element_size()
+@contextlib.contextmanager
+def atomic_writer(path):
+    """A binary file object over atomic_path(path)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
-def _parse_header(path, raw, data_size):
-    """Validate the JSON header; return (metadata, [(name, dtype, shape, begin, end)])."""
+def _bits(dtype: str) -> int:
+    # BOOL is a byte; every other safetensors dtype names its width (F32, BF16, F8_E4M3, F4, ...).
+    return 8 if dtype == "BOOL" else int(re.search(r"\d+", dtype).group(0))
+
+
+def _culprit(path: str) -> str:
+    """Which tensor a header the library refused is wrong about, when one is: the library's
+    message for a truncated file or a size that disagrees with the shape names none."""
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SafetensorsError(f"{path}: header is not valid UTF-8 JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise SafetensorsError(f"{path}: header is not a JSON object")
-
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise SafetensorsError(f"{path}: __metadata__ must map strings to strings")
-
-    entries = []
-    for name, info in header.items():
-        where = f"{path}: tensor {name!r}"
-        if not isinstance(info, dict):
-            raise SafetensorsError(f"{where}: header entry is not an object")
-        dtype = _DTYPES.get(info["dtype"]) if isinstance(info.get("dtype"), str) else None
-        if dtype is None:
-            raise SafetensorsError(f"{where}: unknown dtype {info.get('dtype')!r}")
-        shape, offsets = info.get("shape"), info.get("data_offsets")
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-            raise SafetensorsError(f"{where}: invalid shape {shape!r}")
-        if not (
-            isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(type(o) is int for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]
-        ):
-            raise SafetensorsError(f"{where}: invalid data_offsets {offsets!r}")
-        begin, end = offsets
-        expected = math.prod(shape) * _itemsize(dtype)
-        if end - begin != expected:
-            raise SafetensorsError(
-                f"{where}: {info['dtype']} shape {shape} needs {expected} bytes "
-                f"but data_offsets [{begin}, {end}] span {end - begin}"
-            )
-        if end > data_size:
-            raise SafetensorsError(
-                f"{where}: data_offsets [{begin}, {end}] lie outside the "
-                f"{data_size}-byte data section (truncated file?)"
-            )
-        entries.append((name, dtype, shape, begin, end))
-
-    by_offset = sorted(entries, key=lambda e: (e[3], e[4]))
-    for prev, cur in zip(by_offset, by_offset[1:]):
-        if cur[3] < prev[4]:
-            raise SafetensorsError(
-                f"{path}: tensors {prev[0]!r} and {cur[0]!r} have overlapping data_offsets"
-            )
-    return metadata, entries
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+            data_size = os.fstat(f.fileno()).st_size - 8 - length
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            needed = math.ceil(math.prod(info["shape"]) * _bits(info["dtype"]) / 8)
+            if end - begin != needed:
+                return (f"; tensor {name!r}: {info['dtype']} shape {info['shape']} needs {needed} bytes but "
+                        f"data_offsets [{begin}, {end}] span {end - begin}")
+            if end > data_size:
+                return (f"; tensor {name!r}: data_offsets [{begin}, {end}] lie outside the {data_size}-byte "
+                        "data section (truncated file?)")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
+        pass  # the library's own message is all there is to say
+    return ""
 
 
 def read_safetensors(path):
-    """Read every tensor of a safetensors file into memory.
-
-    Returns (tensors, metadata). Tensors own their memory, so the file may be
-    deleted or overwritten afterwards.
-    """
+    """Every tensor of a safetensors file, memory-mapped (pages load as they are used), and its
+    metadata: (tensors, metadata). Files are only ever replaced by renaming (atomic_path), so
+    a mapping stays valid after the file is rewritten or deleted."""
     path = os.fspath(path)
-    if not _LITTLE_ENDIAN:
-        raise SafetensorsError(f"{path}: reading safetensors needs a little-endian host")
-    with open(path, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        if file_size < 8:
-            raise SafetensorsError(f"{path}: file is {file_size} bytes, shorter than the 8-byte header length")
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > file_size - 8:
-            raise SafetensorsError(
-                f"{path}: header length {header_len} is larger than the {file_size - 8} bytes after it"
-            )
-        data_start = 8 + header_len
-        metadata, entries = _parse_header(path, f.read(header_len), file_size - data_start)
-
-        tensors = {}
-        for name, dtype, shape, begin, end in entries:
-            if begin == end:
-                # torch.frombuffer rejects empty buffers.
-                tensors[name] = torch.empty(shape, dtype=dtype)
-                continue
-            # Read straight into a fresh bytearray: one copy, owned by the tensor
-            # (torch.frombuffer keeps the buffer alive), nothing tied to the file.
-            buf = bytearray(end - begin)
-            f.seek(data_start + begin)
-            if f.readinto(buf) != len(buf):
-                raise SafetensorsError(f"{path}: tensor {name!r}: file ended while reading its data")
-            tensors[name] = torch.frombuffer(buf, dtype=dtype).reshape(shape)
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except SafetensorError as e:
+        raise SafetensorsError(f"{path}: {e}{_culprit(path)}") from None
     return tensors, metadata
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """Write `tensors` (name -> torch.Tensor) to `path` atomically.
+def _storable(tensors: dict) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each with its own memory: the library refuses views and tensors
+    sharing storage (tied embeddings), which must be written as separate copies."""
+    seen: set[int] = set()
+    out = {}
+    for name, t in tensors.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise SafetensorsError(f"invalid tensor name {name!r}")
+        if not isinstance(t, torch.Tensor):
+            raise SafetensorsError(f"tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
+        t = t.detach().to("cpu").contiguous()
+        pointer = t.untyped_storage().data_ptr()
+        if t.numel() and pointer in seen:
+            t = t.clone()
+        seen.add(pointer)
+        out[name] = t
+    return out
 
-    Tensors are moved to CPU and made contiguous; names are stored sorted with
-    contiguous data_offsets, and the header is space-padded to 8-byte alignment.
-    """
+
+def write_safetensors(path, tensors, metadata=None):
+    """Write `tensors` (name -> torch.Tensor) to `path` atomically; an existing file stays as it
+    was when anything fails."""
     path = os.fspath(path)
-    if not _LITTLE_ENDIAN:
-        raise SafetensorsError(f"{path}: writing safetensors needs a little-endian host")
     metadata = dict(metadata or {})
     for k, v in metadata.items():
         if not (isinstance(k, str) and isinstance(v, str)):
             raise SafetensorsError(f"{path}: metadata must map strings to strings, got {k!r}: {v!r}")
-
-    for name in tensors:
-        if not isinstance(name, str) or name == "__metadata__":
-            raise SafetensorsError(f"{path}: invalid tensor name {name!r}")
-
-    header = {"__metadata__": metadata} if metadata else {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        if not isinstance(t, torch.Tensor):
-            raise SafetensorsError(f"{path}: tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
-        if t.dtype not in _NAMES:
-            raise SafetensorsError(f"{path}: tensor {name!r} has unsupported dtype {t.dtype}")
-        t = t.detach().to("cpu").contiguous()
-        # Reinterpret as bytes (no copy) so bf16/fp16 bit patterns, NaN payloads
-        # included, are written exactly.
-        raw = t.reshape(-1).view(torch.uint8).numpy()
-        header[name] = {
-            "dtype": _NAMES[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + raw.nbytes],
-        }
-        offset += raw.nbytes
-        blobs.append(raw)
-
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)
-    with atomic_writer(path) as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for raw in blobs:
-            f.write(memoryview(raw))
+    try:
+        storable = _storable(tensors)
+    except SafetensorsError as e:
+        raise SafetensorsError(f"{path}: {e}") from None
+    try:
+        with atomic_path(path) as tmp:
+            save_file(storable, tmp, metadata=metadata or None)
+    except KeyError as e:  # the library's dtype table has no entry for this one
+        names = [name for name, t in storable.items() if t.dtype == e.args[0]]
+        if not names:
+            raise
+        raise SafetensorsError(f"{path}: tensor {names[0]!r} has dtype {e.args[0]}, which safetensors cannot store") from None
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise SafetensorsError(f"{path}: {e}") from None

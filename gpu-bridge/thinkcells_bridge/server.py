@@ -28,11 +28,12 @@ import traceback
 import torch
 
 from . import __version__
+from .environment import MissingPackage, exit_code
 from .ops import OpError, RequestContext, Worker
 from .protocol import MAX_FRAME, PROTOCOL_VERSION, ProtocolError, decode_frame, encode_frame
 from .sampling import Cancelled
 
-ALREADY_RUNNING = 3  # exit code: another bridge holds this session
+ALREADY_RUNNING = exit_code("already_running")  # another bridge holds this session
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -51,8 +52,8 @@ def error_type(exc: BaseException) -> str:
         return "cancelled"
     if isinstance(exc, ProtocolError):
         return "invalid_request"
-    if isinstance(exc, (OpError, ValueError, OSError)):
-        return "bad_input"  # includes missing or unreadable files the request named
+    if isinstance(exc, (OpError, ValueError, OSError, MissingPackage)):
+        return "bad_input"  # includes missing or unreadable files the request named, and packages a feature lacks
     return "internal"
 
 

@@ -88,7 +88,7 @@ def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
         with trainer.random_state():
             with autocast:
                 loss, metrics = _loss(model, ids, lengths, spec, device, body["gradient_checkpointing"])
-            value = float(loss)
+            value = float(loss.detach())
             if math.isfinite(value):
                 (loss * body["loss_scale"]).backward()
             else:

@@ -229,10 +229,10 @@ def test_the_traceable_forward_is_the_model_forward(config):
 def test_onnx_export_is_checked_and_has_dynamic_batch_and_sequence(tmp_path):
     onnx = pytest.importorskip("onnx")
     worker, _ = trained_worker(tmp_path, qwen2_config())
-    result = call(worker, "export_model", export_body("m", tmp_path / "out", onnx={"opset": 17}))
+    result = call(worker, "export_model", export_body("m", tmp_path / "out", onnx={"opset": 18}))
     path = tmp_path / "out" / "onnx" / "model.onnx"
     assert "onnx/model.onnx" in result["files"] and result["onnx"]["path"] == str(path)
-    assert result["onnx"]["opset"] == 17 and result["onnx"]["max_abs_diff"] < 1e-5
+    assert result["onnx"]["opset"] == 18 and result["onnx"]["max_abs_diff"] < 1e-5
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == ["input_ids"] and [o.name for o in model.graph.output] == ["logits"]
@@ -241,8 +241,8 @@ def test_onnx_export_is_checked_and_has_dynamic_batch_and_sequence(tmp_path):
     out_dims = [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     assert out_dims == ["batch", "sequence", 97]
 
-    standalone = call(worker, "export_onnx", {"model": "m", "path": str(tmp_path / "alone.onnx"), "opset": 14})
-    assert standalone["opset"] == 14 and os.path.getsize(tmp_path / "alone.onnx") == standalone["bytes"]
+    standalone = call(worker, "export_onnx", {"model": "m", "path": str(tmp_path / "alone.onnx"), "opset": 20})
+    assert standalone["opset"] == 20 and os.path.getsize(tmp_path / "alone.onnx") == standalone["bytes"]
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
 
 

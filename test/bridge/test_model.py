@@ -146,6 +146,21 @@ def test_native_step_matches_torch(head_dim, heads, kv):
     assert torch.allclose(native, fallback, atol=1e-4), (native - fallback).abs().max()
 
 
+@pytest.mark.parametrize("label", ["torch's BLAS", "scipy-openblas32"])
+def test_native_step_matches_torch_with_each_blas(monkeypatch, label):
+    """torch's MKL (Fortran sgemm_) and PyPI's OpenBLAS (CBLAS): both interfaces give torch's numbers."""
+    candidates = [c for c in native_kernels._candidates() if c[2] == label]
+    assert candidates, f"{label} should be reachable in the project's environment"
+    monkeypatch.setattr(native_kernels, "_candidates", lambda: iter(candidates))
+    monkeypatch.setattr(native_kernels, "_native", False)  # not tried yet
+    library = native_kernels.native_library()
+    assert library is not None and library[1].source.startswith(label), library
+    m = random_model(qwen2_config(), seed=5)
+    native, fallback = native_vs_torch(m, random_ids((3, 9), seed=6), torch.tensor([0, 2, 1]), prefill=3)
+    assert torch.allclose(native, fallback, atol=1e-5), (native - fallback).abs().max()
+    monkeypatch.setattr(native_kernels, "_native", False)  # the next test picks again
+
+
 def test_native_step_with_qkv_bias_matches_torch():
     m = random_model(qwen2_config(), seed=3)
     native, fallback = native_vs_torch(m, random_ids((2, 9), seed=4), torch.tensor([2, 0]), prefill=3)

@@ -3,9 +3,9 @@
  * the spirit of llama2.c's forward, for a batch.
  *
  * Why C: a step of a small model is ~150 tiny torch ops, and on CPU their per-op overhead, not
- * arithmetic, sets the speed; torch 1.x also runs a decode step's attention (thousands of tiny
- * per-head matrices) as a slow per-matrix loop. Here the matmuls go to the BLAS torch itself
- * uses (its cblas_sgemm is passed in), everything else is plain loops, and the attention
+ * arithmetic, sets the speed. Here the matmuls go to an optimised BLAS's sgemm, passed in by
+ * address (torch's own where it exports one: its MKL has only the Fortran interface, hence
+ * both), everything else is plain loops, and the attention
  * makes three passes over each head's cached slots (scores and their max, softmax weights,
  * weighted sum of values), vectorized over slots: the cache stores slots last.
  *
@@ -24,9 +24,25 @@
 #include <stdlib.h>
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111 }; /* CBLAS constants */
-typedef void (*sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                         const float *a, int lda, const float *b, int ldb, float beta, float *c,
-                         int ldc);
+typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
+                               float alpha, const float *a, int lda, const float *b, int ldb,
+                               float beta, float *c, int ldc);
+typedef void (*fortran_sgemm_fn)(const char *trans_a, const char *trans_b, const int *m,
+                                 const int *n, const int *k, const float *alpha, const float *a,
+                                 const int *lda, const float *b, const int *ldb,
+                                 const float *beta, float *c, const int *ldc);
+
+/* Row-major c[m, n] = a[m, k] b[k, n] + beta c. Through the Fortran (column-major) interface
+ * that is c^T = b^T a^T: the same memory, operands swapped. */
+static void matmul(void *sgemm, int fortran, int m, int n, int k, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc) {
+    const float one = 1.0f;
+    if (fortran)
+        ((fortran_sgemm_fn)sgemm)("N", "N", &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc);
+    else
+        ((cblas_sgemm_fn)sgemm)(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, one, a, lda, b, ldb, beta,
+                                c, ldc);
+}
 
 /* Per-layer pointers, in this order, as the caller passes them. */
 enum { NORM1, QKV, QKV_BIAS, O, NORM2, GATE_UP, DOWN, KT, VT, LAYER_POINTERS };
@@ -120,10 +136,10 @@ ATTEND(attend_128, 128)
 ATTEND(attend_any, D)
 
 /* Returns 0, or -1 when scratch memory could not be allocated (nothing written then). */
-int decode_step_f32(sgemm_fn sgemm, int64_t layers, void *const *weights, float *x,
-                    const float *rope_table, const int64_t *start, int64_t B, int64_t hidden,
-                    int64_t H, int64_t KV, int64_t D, int64_t I, int64_t CAP, int64_t length,
-                    float eps, int threads) {
+int decode_step_f32(void *sgemm, int fortran, int64_t layers, void *const *weights, float *x,
+                    const float *rope_table, const int64_t *start, int64_t B,
+                    int64_t hidden, int64_t H, int64_t KV, int64_t D, int64_t I, int64_t CAP,
+                    int64_t length, float eps, int threads) {
     const int64_t row = (H + 2 * KV) * D;
     float *h = malloc(sizeof(float) * B * hidden), *qkv = malloc(sizeof(float) * B * row),
           *att = malloc(sizeof(float) * B * H * D), *gu = malloc(sizeof(float) * B * 2 * I),
@@ -139,8 +155,7 @@ int decode_step_f32(sgemm_fn sgemm, int64_t layers, void *const *weights, float 
     for (int64_t l = 0; l < layers; l++) {
         void *const *w = weights + l * LAYER_POINTERS;
         rms_norm(x, w[NORM1], h, B, hidden, eps);
-        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, B, row, hidden, 1.0f, h, hidden, w[QKV], row, 0.0f,
-              qkv, row);
+        matmul(sgemm, fortran, B, row, hidden, h, hidden, w[QKV], row, 0.0f, qkv, row);
         if (w[QKV_BIAS]) {
             const float *bias = w[QKV_BIAS];
             for (int64_t r = 0; r < B; r++)
@@ -150,18 +165,15 @@ int decode_step_f32(sgemm_fn sgemm, int64_t layers, void *const *weights, float 
         attend(qkv, row, B, H, KV, w[KT], w[VT], att, scratch, start, CAP, D, length, scale,
                threads);
         /* Residual adds ride on the matmuls: beta = 1 accumulates into x. */
-        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, B, hidden, H * D, 1.0f, att, H * D, w[O], hidden,
-              1.0f, x, hidden);
+        matmul(sgemm, fortran, B, hidden, H * D, att, H * D, w[O], hidden, 1.0f, x, hidden);
         rms_norm(x, w[NORM2], h, B, hidden, eps);
-        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, B, 2 * I, hidden, 1.0f, h, hidden, w[GATE_UP],
-              2 * I, 0.0f, gu, 2 * I);
+        matmul(sgemm, fortran, B, 2 * I, hidden, h, hidden, w[GATE_UP], 2 * I, 0.0f, gu, 2 * I);
         for (int64_t r = 0; r < B; r++)
             for (int64_t i = 0; i < I; i++) {
                 const float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
                 act[r * I + i] = g / (1.0f + expf(-g)) * u;
             }
-        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, B, hidden, I, 1.0f, act, I, w[DOWN], hidden, 1.0f, x,
-              hidden);
+        matmul(sgemm, fortran, B, hidden, I, act, I, w[DOWN], hidden, 1.0f, x, hidden);
     }
     status = 0;
 done:

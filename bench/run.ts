@@ -145,11 +145,12 @@ try {
 
   const status = await client.call("status", {});
   const table = results.map((r) => ({ name: r.name, value: Number(r.value.toFixed(r.unit === "ms" || r.unit === "ratio" ? 3 : 0)), unit: r.unit, target: r.target ?? "", met: r.met === undefined ? "" : r.met ? "yes" : "NO" }));
+  console.log(`torch ${status.torch_version} (BLAS: ${status.torch_blas}); native decode step: ${status.native_blas ?? "unavailable (plain torch)"}; ${status.threads} torch thread(s), ${os.cpus().length} cores (${os.cpus()[0]?.model})`);
   console.table(table);
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    bridge: { device: status.device, torch: status.torch_version, threads: status.threads, native_kernels: status.native_kernels },
+    bridge: { device: status.device, torch: status.torch_version, torch_blas: status.torch_blas, native_blas: status.native_blas, threads: status.threads },
     results: Object.fromEntries(results.map((r) => [r.name, r])),
   };
   writeFileSync(path.join(root, "bench/results.json"), JSON.stringify(report, null, 2) + "\n");

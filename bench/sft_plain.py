@@ -19,7 +19,6 @@ from thinkcells_bridge.losses import cross_entropy  # noqa: E402
 from thinkcells_bridge.training import token_logprobs  # noqa: E402
 
 model_dir, batch, seq_len, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-torch.set_num_threads(1)  # the bridge's CPU default
 model = load_model(model_dir, torch.device("cpu"), torch.float32)
 if len(sys.argv) > 6 and sys.argv[5] == "lora":
     apply_lora(model, rank=int(sys.argv[6]), alpha=2 * int(sys.argv[6]), dropout=0.0, targets="all-linear")

@@ -9,7 +9,6 @@ arithmetic, limits a small model's decode speed in eager PyTorch.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -185,29 +184,11 @@ class Attention(nn.Module):
         return self.o_proj(out) if fast is None else torch.matmul(out, fast.o_t)
 
 
-_sdpa = getattr(F, "scaled_dot_product_attention", None)
-
-
 def attention(q, k, v, mask):
-    """Grouped-query attention. q: [B, H, T, D]; k, v: [B, KV, S, D]; mask: additive [B, 1, T, S]."""
-    b, h, t, d = q.shape
-    kv, s = k.shape[1], k.shape[2]
-    g = h // kv
-    if _sdpa is not None:  # torch 2.x: fused kernels on CPU and GPU
-        return _sdpa(q, k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1), attn_mask=mask)
-    # Query heads grouped under their KV head, so K and V are never copied. Rows go in chunks
-    # whose scores (~4 MB) stay in cache: one pass over [B, H, T, S] scores at once would
-    # stream hundreds of megabytes through memory several times.
-    qg = (q * (1.0 / math.sqrt(d))).reshape(b, kv, g * t, d)
-    rows = max(1, (1 << 20) // (h * t * s))
-    outs = []
-    for i in range(0, b, rows):
-        j = min(b, i + rows)
-        scores = torch.matmul(qg[i:j], k[i:j].transpose(-1, -2)).view(j - i, kv, g, t, s)
-        scores = scores + mask[i:j].unsqueeze(1)
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        outs.append(torch.matmul(probs.view(j - i, kv, g * t, s), v[i:j]))
-    return (outs[0] if len(outs) == 1 else torch.cat(outs)).view(b, h, t, d)
+    """Grouped-query attention through torch's fused SDPA kernels. q: [B, H, T, D]; k, v:
+    [B, KV, S, D]; mask: additive [B, 1, T, S]."""
+    g = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1), attn_mask=mask)
 
 
 class MLP(nn.Module):
@@ -314,15 +295,10 @@ class CausalLM(nn.Module):
             return mask[0]
 
         checkpoint_layers = checkpoint_layers and torch.is_grad_enabled()
-        if checkpoint_layers and not x.requires_grad:
-            # Reentrant checkpointing only backpropagates through segments whose input needs a
-            # gradient; with a frozen embedding (LoRA) it otherwise would not reach the adapters.
-            x.requires_grad_(True)
         for i, layer in enumerate(self.model.layers):
             if checkpoint_layers:
-                # Reentrant (torch 1.13's non-reentrant variant cannot re-read saved tensors);
-                # it restores the random state, so dropout draws the same masks when recomputing.
-                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask_fn, cache, i, use_reentrant=True)
+                # It restores the random state, so dropout draws the same masks when recomputing.
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask_fn, cache, i, use_reentrant=False)
             else:
                 x = layer(x, cos, sin, mask_fn, cache, i)
         if cache is not None:

@@ -162,7 +162,7 @@ def test_ping_and_status(client):
     status = client.call("status", {})
     assert status["ok"] is True
     body = status["body"]
-    assert body["device"] == "cpu" and body["default_dtype"] == "float32" and body["threads"] == 1
+    assert body["device"] == "cpu" and body["default_dtype"] == "float32" and body["threads"] == torch.get_num_threads()
     assert body["native_blas"].startswith("torch's BLAS") and body["torch_version"] == torch.__version__
     assert body["torch_blas"] == ("mkl" if platform.machine() == "x86_64" else body["torch_blas"])  # PyPI's x86 wheels
     assert body["memory"]["rss_bytes"] > 10_000_000 and body["memory"]["cuda_total_bytes"] is None

@@ -99,6 +99,13 @@ try {
   const uncached = median(await timeIt(1, () => work64(false)));
   results.push({ name: "sample_nocache_tokens_per_s", value: (64 * 256) / (uncached / 1000), unit: "tokens/s", note: "same work, prefix recomputed every step" });
 
+  // The native step's BLAS (torch's own, PyPI's OpenBLAS) and the plain torch path, in one process.
+  const blas = JSON.parse(execFileSync(python, [path.join(root, "bench/native_blas.py"), modelDir], { env: pyEnv, encoding: "utf8" })) as Record<string, number>;
+  for (const [label, tps] of Object.entries(blas)) {
+    const key = label === "plain torch" ? "plain_torch" : `native_${label.toLowerCase().replace("'s", "").replace(/\W+/g, "_")}`;
+    results.push({ name: `sample_tokens_per_s.${key}`, value: tps, unit: "tokens/s", note: `the same sampling in one plain Python process, decode step: ${label === "plain torch" ? "plain torch" : `native, matmuls in ${label}`}` });
+  }
+
   const noop = median(await timeIt(500, () => client.call("ping", {})));
   results.push({ name: "rpc_noop_ms", value: noop, unit: "ms", target: "< 1", met: noop < 1, note: "median round trip of a no-op call" });
 

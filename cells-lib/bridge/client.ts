@@ -70,7 +70,7 @@ export function bridgeDir(dir?: string): string {
  * project's environment (.venv), else python3 on PATH. The bridge checks at start that it has
  * what it needs, and names each missing package otherwise. */
 export function findPython(explicit?: string): string {
-  return explicit ?? process.env.THINKCELLS_PYTHON ?? venvProgram("python");
+  return explicit ?? process.env.THINKCELLS_PYTHON ?? venvProgram("python", "python3");
 }
 
 function pidAlive(pid: number): boolean {

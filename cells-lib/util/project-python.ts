@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 export const projectVenv = fileURLToPath(new URL("../../.venv/", import.meta.url));
 
 /** A program of the project's environment (`python`, `jupyter-server`) when set-up made it,
- * else the bare name, looked up on PATH. */
-export function venvProgram(name: string): string {
+ * else `elsewhere` (default: the same name), looked up on PATH. */
+export function venvProgram(name: string, elsewhere = name): string {
   const program = path.join(projectVenv, "bin", name);
-  return existsSync(program) ? program : name;
+  return existsSync(program) ? program : elsewhere;
 }

@@ -53,6 +53,7 @@ class LoadedModel:
 class RequestContext:
     request_id: int
     cancel_event: threading.Event
+    client: str  # who sent it: the hello's client name and the connection's number
 
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
@@ -65,6 +66,9 @@ class Worker:
         self.models: dict[str, LoadedModel] = {}
         self.models_lock = threading.Lock()
         self.started = time.time()
+
+    def client_gone(self, client: str) -> None:
+        """The connection `client` names has closed: what it held is free for others."""
 
     # -- helpers -----------------------------------------------------------------------------
 

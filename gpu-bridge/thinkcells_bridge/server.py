@@ -65,6 +65,7 @@ class Connection:
         self.pending: queue.Queue = queue.Queue()
         self.running: dict[int, threading.Event] = {}
         self.authenticated = False
+        self.client = ""  # set by hello: the client's name and this connection's number
 
     def send(self, envelope: dict) -> None:
         frame = encode_frame(envelope)
@@ -106,6 +107,8 @@ class Connection:
                 event.set()  # nobody is waiting for these results any more
             self.pending.put(None)
             self.sock.close()
+            if self.authenticated:
+                self.server.worker.client_gone(self.client)
             self.server.disconnected()
 
     def _dispatch(self, payload: bytes) -> None:
@@ -133,6 +136,7 @@ class Connection:
                     f"protocol version mismatch: client speaks {body['protocol_version']}, bridge {PROTOCOL_VERSION}"))
                 return
             self.authenticated = True
+            self.client = f"{body['client']} (connection {self.server.next_connection()})"
             self.send({"id": request_id, "ok": True, "body": self.server.hello()})
             return
         if op == "cancel":
@@ -161,7 +165,7 @@ class Connection:
                     self.server.stop()
                     reply = {}
                 else:
-                    reply = getattr(self.server.worker, op)(body, RequestContext(request_id, event))
+                    reply = getattr(self.server.worker, op)(body, RequestContext(request_id, event, self.client))
             except BaseException as exc:  # every failure reaches the client, with its traceback
                 failure = exc
             finally:
@@ -186,6 +190,7 @@ class BridgeServer:
         self.worker = Worker(session, device)
         self.lock = threading.Lock()
         self.connections = 0
+        self.connection_count = 0  # authenticated connections so far: numbers clients apart
         self.active = 0
         self.last_activity = time.monotonic()
         self.stopping = threading.Event()
@@ -204,6 +209,11 @@ class BridgeServer:
         with self.lock:
             self.active += delta
             self.last_activity = time.monotonic()
+
+    def next_connection(self) -> int:
+        with self.lock:
+            self.connection_count += 1
+            return self.connection_count
 
     def disconnected(self) -> None:
         with self.lock:

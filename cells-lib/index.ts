@@ -16,6 +16,7 @@ export {
   optimStep,
   removeLora,
   resetOptimizer,
+  discardGradients,
   saveState,
   setAdapters,
   type ForwardBackwardResult,

@@ -2,11 +2,12 @@
  * runs them (one module, in order), with the project's deno.json so `thinkcells` resolves.
  * Errors name the cell and the line within it. */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { stagingDir } from "../cells-lib/util/atomic.ts";
 import { cellSource, readNotebook } from "./notebook.ts";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -65,7 +66,7 @@ function locateProblems(output: string, file: string, starts: { cell: number; li
 export async function checkNotebook(notebookFile: string): Promise<CheckResult> {
   const notebook = await readNotebook(notebookFile);
   const { code, starts } = joinCells(notebook.cells);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "thinkcells-check-"));
+  const dir = await stagingDir(os.tmpdir(), "thinkcells-check");
   const file = path.join(dir, "notebook.ts");
   try {
     await writeFile(file, code);

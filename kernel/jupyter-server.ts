@@ -1,16 +1,22 @@
 /** A private jupyter-server for one headless run: 127.0.0.1, a random free port, a random token
  * passed through the environment (not argv, which other users can read), and its own data
- * directory holding the thinkcells kernelspec, so a run never depends on what is installed. */
+ * directory holding the thinkcells kernelspec, so a run never depends on what is installed.
+ * The kernel launcher's warnings (kernel/launch.sh, on the server's stderr) reach the caller. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
+import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
+import { stagingDir } from "../cells-lib/util/atomic.ts";
 import { venvProgram } from "../cells-lib/util/project-python.ts";
 import { installKernel } from "./kernelspec.ts";
+
+/** How kernel/launch.sh starts its warnings (a notebook's deno.json it ignores). */
+const LAUNCHER_WARNING = "thinkcells kernel: ";
 
 export interface JupyterServer {
   baseUrl: string;
@@ -33,9 +39,11 @@ function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", () => r()));
 }
 
-/** Starts jupyter-server with `rootDir` as its root (kernels start in the notebook's directory). */
-export async function startJupyterServer(rootDir: string, { startTimeoutS = 60 } = {}): Promise<JupyterServer> {
-  const home = await mkdtemp(path.join(os.tmpdir(), "thinkcells-jupyter-"));
+/** Starts jupyter-server with `rootDir` as its root (kernels start in the notebook's directory);
+ * `log` gets the kernel launcher's warnings. */
+export async function startJupyterServer(rootDir: string, { startTimeoutS = 60, log: warn = (_line: string) => {} } = {}): Promise<JupyterServer> {
+  // Named with our pid: the next run removes what a killed one left.
+  const home = await stagingDir(os.tmpdir(), "thinkcells-jupyter");
   await installKernel({ dataDir: path.join(home, "data") });
   const token = randomBytes(24).toString("hex");
   const port = await freePort();
@@ -60,6 +68,7 @@ export async function startJupyterServer(rootDir: string, { startTimeoutS = 60 }
   const keep = (chunk: Buffer) => log.push(chunk.toString()) > 200 && log.shift();
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
+  createInterface({ input: child.stderr! }).on("line", (line) => line.startsWith(LAUNCHER_WARNING) && warn(line));
   let spawnError: Error | undefined;
   child.once("error", (err) => (spawnError = err));
 

@@ -156,7 +156,7 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
   let kernels: KernelManager | undefined;
   try {
     log(`${name}: starting ${options.server ? "a kernel on " + new URL(options.server).host : "jupyter-server"} (kernel ${kernelName})`);
-    server = options.server ? undefined : await startJupyterServer(path.dirname(path.resolve(notebookFile)));
+    server = options.server ? undefined : await startJupyterServer(path.dirname(path.resolve(notebookFile)), { log });
     const settings = serverSettings(options.server ?? `${server!.baseUrl}?token=${server!.token}`);
     kernels = new KernelManager({ serverSettings: settings });
     sessions = new SessionManager({ kernelManager: kernels, serverSettings: settings });

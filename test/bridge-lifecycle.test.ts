@@ -57,7 +57,8 @@ describe("bridge lifecycle", () => {
 
   it("gives a typed error within seconds when the bridge is killed mid-request, then starts anew", async () => {
     const client = await bridge.connect();
-    const model = await loadModel(modelDir, { client });
+    // Its own name: "default" is held by the previous test's client, still connected.
+    const model = await loadModel(modelDir, { client, name: "killed" });
     const tokenizer = await loadTokenizer(modelDir);
     const pending = sample(model, tokenizer, "", { n: 64, maxNewTokens: 500, stopTokenIds: [] });
     await new Promise((r) => setTimeout(r, 300));

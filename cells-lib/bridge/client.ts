@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, chmodSync, statSync } from "node:fs";
+import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, type Stats } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -29,7 +29,7 @@ export const BridgeOptions = z
     session: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '.', '_' or '-' (at most 64)").default("default"),
     /** Python interpreter with torch; default: $THINKCELLS_PYTHON, else the project's .venv. */
     python: z.string().optional(),
-    /** Where sockets, tokens and logs live; default: $THINKCELLS_BRIDGE_DIR or a per-user temp dir. */
+    /** Where sockets, tokens and logs live (see `bridgeDir`); relative: to the current directory. */
     dir: z.string().optional(),
     /** Seconds with no client connected before the bridge exits (0: never). */
     idleTimeoutS: z.number().nonnegative().default(900),
@@ -59,11 +59,73 @@ interface SessionInfo {
   protocol_version: number;
 }
 
-export function bridgeDir(dir?: string): string {
-  if (dir) return dir;
-  if (process.env.THINKCELLS_BRIDGE_DIR) return process.env.THINKCELLS_BRIDGE_DIR;
-  const uid = typeof process.getuid === "function" ? process.getuid() : "user";
-  return path.join(os.tmpdir(), `thinkcells-${uid}`);
+/** The runtime directory, absolute: the dir option, else $THINKCELLS_BRIDGE_DIR, else
+ * $XDG_RUNTIME_DIR/thinkcells (the spec ignores a relative one), else $TMPDIR/thinkcells-<uid>.
+ * Resolved here, once: the worker runs in gpu-bridge/ and takes only an absolute --dir. */
+export function bridgeDir(dir?: string, env: NodeJS.ProcessEnv = process.env): string {
+  const chosen = dir || env.THINKCELLS_BRIDGE_DIR ||
+    (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? path.join(env.XDG_RUNTIME_DIR, "thinkcells") : path.join(os.tmpdir(), `thinkcells-${euid()}`));
+  return path.resolve(chosen);
+}
+
+const euid = () => process.geteuid!(); // POSIX, as the bridge's Unix socket is
+
+/** Why `st` (from lstat or fstat) is not a private directory or regular file of this user: a
+ * directory others can write to may hold their files (a socket answering as the bridge, a session
+ * file naming it); a file with another name (symlink, hard link) would be written or shown there. */
+function unsafeReason(st: Stats, kind: "directory" | "regular file"): string | undefined {
+  if (st.isSymbolicLink()) return "it is a symbolic link";
+  if (!(kind === "directory" ? st.isDirectory() : st.isFile())) return `it is not a ${kind}`;
+  if (st.uid !== euid()) return `it belongs to uid ${st.uid}, not to this user (uid ${euid()})`;
+  if (kind === "directory" && st.mode & 0o022) return `others can write to it (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
+  if (kind === "regular file" && st.nlink !== 1) return `it has ${st.nlink} hard links`;
+  return undefined;
+}
+
+const refusal = (what: string) => new BridgeError("start_failed", "connect", `refusing ${what}`);
+
+/** Makes the runtime directory 0700 in one step, or accepts an existing one only if it is this
+ * user's and nobody else can write to it, as OpenSSH treats ~/.ssh: in a shared /tmp, another
+ * user could make it first and answer this client's requests. One only readable by others
+ * (nothing can have been put in it) is tightened to 0700. The worker checks it again. */
+function ensurePrivateDir(dir: string): void {
+  mkdirSync(path.dirname(dir), { recursive: true });
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  const st = lstatSync(dir);
+  const reason = unsafeReason(st, "directory");
+  if (reason) throw refusal(`the bridge directory ${dir}: ${reason}; remove it, or point THINKCELLS_BRIDGE_DIR at a directory of your own`);
+  if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
+/** openSync for a file of the runtime directory: never through a symlink, and only a regular file
+ * of this user with no other names (created 0600). */
+function openPrivate(file: string, flags: number): number {
+  let fd: number;
+  try {
+    fd = openSync(file, flags | constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ELOOP") throw refusal(`${file}: it is a symbolic link`);
+    throw err;
+  }
+  const reason = unsafeReason(fstatSync(fd), "regular file");
+  if (reason) {
+    closeSync(fd);
+    throw refusal(`${file}: ${reason}`);
+  }
+  return fd;
+}
+
+function readPrivate(file: string): string {
+  const fd = openPrivate(file, constants.O_RDONLY);
+  try {
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The interpreter the bridge runs on: the python option, else $THINKCELLS_PYTHON, else the
@@ -82,9 +144,17 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** The session file's bridge, if its process lives; a file that is not private is refused. */
 function readSession(file: string): SessionInfo | undefined {
+  let text: string;
   try {
-    const info = JSON.parse(readFileSync(file, "utf8")) as SessionInfo;
+    text = readPrivate(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const info = JSON.parse(text) as SessionInfo;
     return pidAlive(info.pid) ? info : undefined;
   } catch {
     return undefined;
@@ -93,7 +163,7 @@ function readSession(file: string): SessionInfo | undefined {
 
 function tail(file: string, lines = 30): string {
   try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+    return readPrivate(file).trimEnd().split("\n").slice(-lines).join("\n");
   } catch {
     return "";
   }
@@ -133,25 +203,38 @@ export class BridgeClient {
   static async connect(options: BridgeOptions = {}): Promise<BridgeClient> {
     const opts = parseOptions(BridgeOptions, options, "connect");
     const dir = bridgeDir(opts.dir);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
+    ensurePrivateDir(dir);
     const infoFile = path.join(dir, `${opts.session}.json`);
     const logFile = path.join(dir, `${opts.session}.log`);
+    const deadline = Date.now() + opts.startTimeoutMs;
     let info = readSession(infoFile);
     if (info && info.protocol_version !== PROTOCOL_VERSION) {
       throw new BridgeError("handshake", "connect", `the bridge running for session "${opts.session}" (pid ${info.pid}) speaks protocol ${info.protocol_version}, this library ${PROTOCOL_VERSION}: stop it (kill ${info.pid}) or use another session`);
     }
-    // A session file can outlive its bridge (killed, or a zombie not yet reaped): when its
-    // socket refuses us, start a new bridge.
-    let socket = info ? await openSocket(info.socket).catch(() => undefined) : undefined;
-    if (!info || !socket) {
-      info = await BridgeClient.start(opts, dir, infoFile, logFile);
-      const socketPath = info.socket;
-      socket = await openSocket(socketPath).catch((err: Error) => {
-        throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${socketPath}: ${err.message}`);
-      });
+    let ours = false;
+    for (;;) {
+      if (info) {
+        const attached = await BridgeClient.attach(info, opts.session, logFile, infoFile);
+        if (attached instanceof BridgeClient) return attached;
+        if (ours) throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${info.socket}: ${attached.unreachable}`);
+      }
+      // None runs, or the one named is dead or dying: a session file outlives a killed bridge
+      // (or a zombie not yet reaped), and one killed a moment ago can still take a connection
+      // and then reset it. Start a new bridge; should the dying one still hold the session's
+      // lock, the new one exits ALREADY_RUNNING and names it, and we go round again.
+      ({ info, ours } = await BridgeClient.start(opts, dir, infoFile, logFile, deadline));
     }
-    const client = new BridgeClient(socket, opts.session, logFile, infoFile);
+  }
+
+  /** A client that has said hello to the bridge `info` names, or why nobody answered there. */
+  private static async attach(info: SessionInfo, session: string, logFile: string, infoFile: string): Promise<BridgeClient | { unreachable: string }> {
+    let socket: net.Socket;
+    try {
+      socket = await openSocket(info.socket);
+    } catch (err) {
+      return { unreachable: (err as Error).message };
+    }
+    const client = new BridgeClient(socket, session, logFile, infoFile);
     try {
       client.hello = await client.call("hello", {
         token: info.token,
@@ -160,23 +243,25 @@ export class BridgeClient {
       });
     } catch (err) {
       client.close();
-      if (err instanceof BridgeError && err.kind !== "crashed") {
-        throw new BridgeError("handshake", "connect", err.message, err.remoteTraceback);
-      }
+      if (err instanceof BridgeError && err.kind === "crashed") return { unreachable: err.message };
+      if (err instanceof BridgeError) throw new BridgeError("handshake", "connect", err.message, err.remoteTraceback);
       throw err;
     }
     return client;
   }
 
+  /** Starts a bridge for the session; `ours` is false when another one already held it (one a
+   * client started at the same moment, or one still dying). */
   private static async start(
     opts: z.output<typeof BridgeOptions>,
     dir: string,
     infoFile: string,
     logFile: string,
-  ): Promise<SessionInfo> {
+    deadline: number,
+  ): Promise<{ info: SessionInfo | undefined; ours: boolean }> {
     const python = findPython(opts.python);
-    const log = openSync(logFile, "a", 0o600);
-    const logStart = statSync(logFile).size;
+    const log = openPrivate(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
+    const logStart = fstatSync(log).size;
     const args = ["-m", "thinkcells_bridge", "--session", opts.session, "--dir", dir,
       "--idle-timeout", String(opts.idleTimeoutS), "--device", opts.device, "--threads", String(opts.threads)];
     const child = spawn(python, args, {
@@ -192,19 +277,20 @@ export class BridgeClient {
     child.once("exit", (code) => (exited = code));
     child.once("error", (err) => (spawnError = err));
     child.unref();
-    const deadline = Date.now() + opts.startTimeoutMs;
     while (Date.now() < deadline) {
-      const info = existsSync(infoFile) ? readSession(infoFile) : undefined;
-      // Ours, or, when another client started one at the same moment, theirs.
-      if (info && (info.pid === child.pid || exited === EXIT_CODES.already_running)) return info;
+      const info = readSession(infoFile);
+      if (info && info.pid === child.pid) return { info, ours: true };
+      // Another bridge holds the session's lock: the one it names, if live; else (the holder was
+      // dying) the caller tries again.
+      if (exited === EXIT_CODES.already_running) return { info, ours: false };
       if (spawnError) {
         const from = opts.python ? "the python option" : process.env.THINKCELLS_PYTHON ? "THINKCELLS_PYTHON" : "the default; run `npm run setup` to make .venv";
         throw new BridgeError("start_failed", "connect", `cannot run ${python} (${from}): ${spawnError.message}`);
       }
       if (exited === EXIT_CODES.unfit_environment) {
-        throw new BridgeError("start_failed", "connect", readFileSync(logFile, "utf8").slice(logStart).trim());
+        throw new BridgeError("start_failed", "connect", readPrivate(logFile).slice(logStart).trim());
       }
-      if (exited !== undefined && exited !== EXIT_CODES.already_running) {
+      if (exited !== undefined) {
         throw new BridgeError("start_failed", "connect", `the bridge exited with code ${exited} while starting (${python}). Its log ${logFile}:\n${tail(logFile)}`);
       }
       await sleep(50);

@@ -180,6 +180,11 @@ export const ops = {
           .nullable(),
         /** Store the decoder's linear weights quantized (QLoRA-style: train LoRA on top). */
         quantize: z.enum(["int8", "nf4"]).nullable(),
+        /** Load weights holding NaN or Inf; otherwise refused, naming the file and tensor. */
+        allow_non_finite: z.boolean(),
+        /** Load over a model another connected client loaded under this name; otherwise refused,
+         * naming that client. A client may always reload its own, or a gone client's. */
+        replace: z.boolean(),
       })
       .strict(),
     response: ModelInfo,
@@ -312,6 +317,9 @@ export const ops = {
     request: z.object({ model: name, enabled: z.boolean() }).strict(),
     response: z.object({ enabled: z.boolean() }),
   },
+  /** Accumulates gradients. From a client's first forward_backward until its optim_step (or
+   * reset_optimizer, or its disconnection) the model is mid-cycle for that client: another
+   * client's forward_backward, optim_step or reset_optimizer is refused (bad_input, naming it). */
   forward_backward: {
     request: z
       .object({
@@ -330,6 +338,13 @@ export const ops = {
   /** Forgets the optimizer's moments and step count (a new training phase, e.g. RL after SFT);
    * the weights and the model's random stream stay. */
   reset_optimizer: { request: z.object({ model: name }).strict(), response: z.object({ step: int }) },
+  /** Forgets the gradients accumulated since the last optim_step, ending this client's cycle
+   * (a loop stopped between micro-batches); weights and optimizer state stay. */
+  discard_gradients: { request: z.object({ model: name }).strict(), response: z.object({ discarded: z.boolean() }) },
+  /** Applies and clears the accumulated gradients. Skipped (`skipped`, `reason`; weights and
+   * optimizer state as before) when a micro-batch's loss or the gradient norm was not finite, or
+   * when the update would leave a weight non-finite; `grad_norm` is null when no micro-batch had
+   * a finite loss. */
   optim_step: {
     request: z
       .object({

@@ -15,7 +15,8 @@ export interface Model {
 
 const LoadModelOptions = z
   .object({
-    /** The name the bridge keeps it under; loading another model under it replaces it. */
+    /** The name the bridge keeps it under. Loading again under a name this client holds replaces
+     * that model; under one another connected client holds, only with `replace`. */
     name: z.string().min(1).max(128).default("default"),
     dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
     /** Extends the context with RoPE scaling (linear, dynamic NTK, YaRN or Llama 3's rule) to
@@ -31,6 +32,10 @@ const LoadModelOptions = z
       .optional(),
     /** Keep the decoder's linear weights quantized (int8, or 4-bit NF4): frozen, for LoRA on top. */
     quantize: z.enum(["int8", "nf4"]).optional(),
+    /** Load weights holding NaN or Inf (refused by default: every output would be NaN). */
+    allowNonFinite: z.boolean().default(false),
+    /** Replace the model another connected client holds under `name`. */
+    replace: z.boolean().default(false),
     client: z.custom<BridgeClient>((v) => typeof v === "object" && v !== null, "a BridgeClient").optional(),
   })
   .strict();
@@ -46,6 +51,8 @@ export async function loadModel(modelDir: string, options: z.input<typeof LoadMo
     dtype: opts.dtype,
     rope_scaling: scaling ? { type: scaling.type, factor: scaling.factor ?? null, target_length: scaling.targetLength ?? null } : null,
     quantize: opts.quantize ?? null,
+    allow_non_finite: opts.allowNonFinite,
+    replace: opts.replace,
   });
   return { name: opts.name, info, client };
 }

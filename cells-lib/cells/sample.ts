@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { Tensor } from "../bridge/frames.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { parseOptions } from "../util/options.ts";
+import { AbortSignalOption, parseOptions } from "../util/options.ts";
 import type { Model } from "./model.ts";
 
 const SampleOptions = z
@@ -23,7 +23,7 @@ const SampleOptions = z
     seed: z.number().int().nonnegative().optional(),
     /** Add the tokenizer's special tokens (e.g. BOS) to text prompts. */
     addSpecialTokens: z.boolean().default(true),
-    signal: z.instanceof(AbortSignal).optional(),
+    signal: AbortSignalOption.optional(),
     /** Reuse keys/values across steps (false recomputes the prefix; only for comparisons). */
     useCache: z.boolean().default(true),
   })

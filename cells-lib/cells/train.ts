@@ -137,7 +137,8 @@ const ForwardBackwardOptions = z
 export type ForwardBackwardOptions = z.input<typeof ForwardBackwardOptions>;
 
 /** Forward and backward on one (micro-)batch: gradients accumulate on the trainable
- * parameters until `optimStep`. */
+ * parameters until `optimStep`. Until then the model is this client's: another client's
+ * forwardBackward / optimStep / resetOptimizer on it fails (a BridgeError naming this client). */
 export async function forwardBackward(
   model: Model,
   examples: readonly TrainingExample[],
@@ -219,9 +220,10 @@ const OptimOptions = z
 export type OptimOptions = z.input<typeof OptimOptions>;
 
 export interface OptimStepResult {
-  /** Before clipping; null when not finite. */
+  /** Before clipping; null when not finite, or when no micro-batch had a finite loss. */
   gradNorm: number | null;
-  /** True when the update was refused (non-finite loss or gradient): weights unchanged. */
+  /** True when the update was refused (a non-finite loss or gradient, or an update that would
+   * leave a weight non-finite, e.g. too large an lr): weights and optimizer state unchanged. */
   skipped: boolean;
   reason: string | null;
   step: number;
@@ -240,6 +242,12 @@ export async function optimStep(model: Model, options: OptimOptions): Promise<Op
  * training phase, e.g. RL after SFT, whose gradients differ in scale from the previous ones. */
 export async function resetOptimizer(model: Model): Promise<void> {
   await model.client.call("reset_optimizer", { model: model.name });
+}
+
+/** Forgets the gradients accumulated since the last optimStep (a loop stopped between
+ * micro-batches), so the next step starts clean; true when there were some. */
+export async function discardGradients(model: Model): Promise<boolean> {
+  return (await model.client.call("discard_gradients", { model: model.name })).discarded;
 }
 
 /** Writes trainable weights, optimizer moments, RNG states and the step, atomically. */

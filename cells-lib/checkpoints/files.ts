@@ -1,10 +1,10 @@
 /** Local file plumbing shared by the stores: listing a directory tree, durable hashed writes, and
  * filling a destination directory all-or-nothing. */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
-import process from "node:process";
+import { escapeRegExp, removeStaleStaging, stagingSuffix, withPath } from "../util/atomic.ts";
 import { CheckpointError } from "./store.ts";
 import type { FileDigest } from "./record.ts";
 
@@ -47,6 +47,8 @@ export async function writeHashed(chunks: AsyncIterable<Uint8Array> | Iterable<U
       for (let offset = 0; offset < chunk.byteLength; ) offset += (await fh.write(chunk, offset)).bytesWritten;
     }
     await fh.sync();
+  } catch (err) {
+    throw withPath(err, file);
   } finally {
     await fh.close();
   }
@@ -72,13 +74,9 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** A suffix unique to this process and call, for temporary sibling names. */
-export function uniqueSuffix(): string {
-  return `${process.pid}-${randomBytes(4).toString("hex")}`;
-}
-
 /** Fills `target` all-or-nothing: `fill` writes into a temporary sibling that is renamed to
- * `target` only if it succeeds. `target` must be missing or empty, so nothing is overwritten. */
+ * `target` only if it succeeds. `target` must be missing or empty, so nothing is overwritten.
+ * Siblings that killed processes left for the same target are removed first. */
 export async function intoFreshDir(target: string, where: string, fill: (dir: string) => Promise<void>): Promise<void> {
   const existing = await readdir(target).catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT") return undefined;
@@ -87,7 +85,9 @@ export async function intoFreshDir(target: string, where: string, fill: (dir: st
   if (existing && existing.length > 0) throw new CheckpointError(`${where}: ${target} is not empty; restore into a new or empty directory`);
   const parent = path.dirname(path.resolve(target));
   await mkdir(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(target)}.tmp-${uniqueSuffix()}`);
+  const base = path.basename(target);
+  await removeStaleStaging(parent, [new RegExp(`^\\.${escapeRegExp(base)}\\.tmp-(\\d+)-[0-9a-f]+$`)]);
+  const tmp = path.join(parent, `.${base}.tmp-${stagingSuffix()}`);
   await mkdir(tmp);
   try {
     await fill(tmp);

@@ -3,7 +3,8 @@
  *
  * A put copies into `<root>/.tmp-<name>-<pid>-<rand>`, fsyncs every file, writes the record last,
  * then renames the directory to `<root>/<name>`: the rename is the commit. A crash leaves only a
- * dot-directory, which list() ignores and the next put removes (one writer per root).
+ * dot-directory, which list() ignores and the next put removes once its writer (the pid in its
+ * name) has exited: another process's put still running is left alone.
  *
  * Renames only ever target fresh names. Replacing an existing checkpoint first moves it aside to
  * `<root>/.old-<name>-…`, commits, then deletes it; Linux cannot rename over a non-empty
@@ -14,12 +15,14 @@ import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
-import { fsyncDir, intoFreshDir, listFiles, readChunks, uniqueSuffix, writeHashed } from "./files.ts";
+import { removeStaleStaging, stagingSuffix } from "../util/atomic.ts";
+import { fsyncDir, intoFreshDir, listFiles, readChunks, writeHashed } from "./files.ts";
 import { entryOf, makeRecord, parseRecord, serializeRecord, sortEntries, toJsonObject, type CommitRecord, type FileDigest } from "./record.ts";
 import { CheckpointError, checkName, type CheckpointEntry, type CheckpointStore } from "./store.ts";
 
 const RECORD = ".checkpoint.json";
-const LEFTOVER = /^\.(tmp|old)-/;
+/** `.tmp-<name>-<pid>-<rand>` and `.old-<name>-<pid>-<rand>`; the group is the writer's pid. */
+const STAGING = /^\.(?:tmp|old)-.+-(\d+)-[0-9a-f]+$/;
 
 const Root = z.string().min(1, "expected the checkpoint folder's path");
 
@@ -45,8 +48,6 @@ function notMounted(root: string): string {
 
 function fileStore(root: string, drive: boolean): CheckpointStore {
   const label = drive ? `Google Drive folder ${root}` : `local directory ${root}`;
-  /** Temporary dot-directories of this process's puts still running, which cleanup must spare. */
-  const inFlight = new Set<string>();
 
   async function ensureRoot(where: string): Promise<void> {
     if (!drive) return void (await mkdir(root, { recursive: true }));
@@ -65,15 +66,9 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
     return text === undefined ? undefined : parseRecord(text, file);
   }
 
-  async function removeLeftovers(): Promise<void> {
-    for (const entry of await readdir(root)) {
-      if (LEFTOVER.test(entry) && !inFlight.has(entry)) await rm(path.join(root, entry), { recursive: true, force: true });
-    }
-  }
-
   /** Moves `name` aside under a fresh dot-name (so it stops being listed); returns that path. */
   async function moveAside(name: string): Promise<string | undefined> {
-    const aside = `.old-${name}-${uniqueSuffix()}`;
+    const aside = `.old-${name}-${stagingSuffix()}`;
     try {
       await rename(path.join(root, name), path.join(root, aside));
       return path.join(root, aside);
@@ -112,10 +107,8 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
       const files = await listFiles(localDir, where);
       if (files.includes(RECORD)) throw new CheckpointError(`${where}: ${RECORD} is reserved for the store's commit record`);
       await ensureRoot(where);
-      await removeLeftovers();
-      const tmpName = `.tmp-${name}-${uniqueSuffix()}`;
-      const tmp = path.join(root, tmpName);
-      inFlight.add(tmpName);
+      await removeStaleStaging(root, [STAGING]);
+      const tmp = path.join(root, `.tmp-${name}-${stagingSuffix()}`);
       try {
         await mkdir(tmp);
         const record = makeRecord(json, await copyIn(localDir, files, tmp));
@@ -127,8 +120,6 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
       } catch (err) {
         await rm(tmp, { recursive: true, force: true });
         throw err;
-      } finally {
-        inFlight.delete(tmpName);
       }
     },
 

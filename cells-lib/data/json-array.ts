@@ -1,5 +1,6 @@
 /** A JSON file holding one array of rows; each row keeps the line its element starts on. */
 import { DatasetError } from "./errors.ts";
+import { lineAt } from "./lines.ts";
 import type { DatasetRow } from "./types.ts";
 
 export function parseJsonArray(text: string, file: string): DatasetRow<unknown>[] {
@@ -23,12 +24,6 @@ function errorLine(text: string, message: string): number {
   const position = /at position (\d+)/.exec(message);
   const end = position ? Number(position[1]) : text.length;
   return lineAt(text, end);
-}
-
-function lineAt(text: string, offset: number): number {
-  let line = 1;
-  for (let i = 0; i < offset && i < text.length; i++) if (text[i] === "\n") line++;
-  return line;
 }
 
 /** The line on which each element of the top-level array starts, for text JSON.parse accepted. */

@@ -21,23 +21,50 @@ export async function readRows(file: string): Promise<DatasetRow<unknown>[]> {
   if (!parse) {
     throw new DatasetError(`${file}: cannot tell the format from the extension ${ext ? `"${ext}"` : "(none)"}; expected .jsonl, .json or .csv`);
   }
-  const text = stripBom(await readText(file));
+  const text = decodeUtf8(await readBytes(file), file);
   if (text.trim() === "") throw new DatasetError(`${file} is empty`);
   const rows = parse(text, file);
   if (rows.length === 0) throw new DatasetError(`${file} has no rows`);
   return rows;
 }
 
-async function readText(file: string): Promise<string> {
+async function readBytes(file: string): Promise<Uint8Array> {
   try {
-    return await readFile(file, "utf8");
+    return await readFile(file);
   } catch (err) {
     if (isNotFound(err)) throw new DatasetError(`${file} does not exist`);
     throw new DatasetError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** Spreadsheet exports often start with a byte-order mark, which JSON.parse rejects. */
-function stripBom(text: string): string {
-  return text.startsWith("\uFEFF") ? text.slice(1) : text;
+/** Fatal, so that text in another encoding is an error instead of rows full of U+FFFD; it also
+ * drops the byte-order mark spreadsheet exports often start with (JSON.parse rejects it). */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function decodeUtf8(bytes: Uint8Array, file: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new DatasetError(`${file} line ${firstInvalidLine(bytes)}: invalid UTF-8 (save the file as UTF-8 text)`);
+  }
+}
+
+/** A line feed byte never occurs inside a multi-byte UTF-8 sequence, so each line can be checked
+ * on its own. */
+function firstInvalidLine(bytes: Uint8Array): number {
+  let start = 0;
+  for (let line = 1; ; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    if (end === -1 || !isUtf8(bytes.subarray(start, end))) return line;
+    start = end + 1;
+  }
+}
+
+function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    utf8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }

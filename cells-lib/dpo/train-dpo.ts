@@ -25,6 +25,7 @@ import { tokenizeDataset, type TruncationReport } from "../sft/tokenize.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { applyLoraChoice, batchLoopShape, batchRunShape, batchSchedule, checkLoopOptions, LoraChoice } from "../training/cell-options.ts";
 import { TrainingCheckpoints } from "../training/checkpointing.ts";
+import { stopIfAborted } from "../training/abort.ts";
 import { dataOrder } from "../training/data-order.ts";
 import { trainingMonitor } from "../training/monitor.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
@@ -218,12 +219,13 @@ export async function trainDpo(
       monitor.record(0, e);
     }
     for (let step = firstStep; step < totalSteps; step++) {
-      o.signal?.throwIfAborted();
       const stepStart = Date.now();
       const micro = Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize));
       const stepPairs = micro.reduce((n, b) => n + b.length, 0);
       const parts: { metrics: Partial<DpoMetrics> | null; pairs: number }[] = [];
-      for (const batch of micro) {
+      for (const [k, batch] of micro.entries()) {
+        // Between micro-batches too: a step can take seconds.
+        await stopIfAborted(model, o.signal, k > 0);
         const pairs = batch.map((i) => train[i]!);
         if (reference === "adapters") {
           const r = await forwardBackward(model, pairs.flatMap(sequences), { kind: "dpo", beta: o.beta }, { lossScale: pairs.length / stepPairs });

@@ -8,7 +8,7 @@ import { REASONING_STYLES } from "../reasoning/index.ts";
 import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
 import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { parseOptions } from "../util/options.ts";
+import { AbortSignalOption, parseOptions } from "../util/options.ts";
 import { passAtK } from "./pass-at-k.ts";
 import { scoreCompletion, type CompletionScore } from "./score.ts";
 
@@ -30,6 +30,8 @@ const EvaluateOptions = z
     batchSize: z.number().int().min(1).default(64),
     seed: z.number().int().nonnegative().default(0),
     stopStrings: z.array(z.string().min(1)).default([]),
+    /** Stops the evaluation before its next sampling call. */
+    signal: AbortSignalOption.optional(),
   })
   .strict();
 export type EvaluateOptions = Omit<z.input<typeof EvaluateOptions>, "template"> & { template?: TemplateName | ChatTemplate };
@@ -68,6 +70,7 @@ export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonl
   const details: EvalResult["details"] = [];
   let truncated = 0;
   for (let start = 0; start < rows.length; start += o.batchSize) {
+    o.signal?.throwIfAborted();
     const batch = prompts.slice(start, start + o.batchSize);
     const completions = await sample(model, tokenizer, batch, {
       n: o.samples,
@@ -75,6 +78,7 @@ export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonl
       maxNewTokens: o.maxNewTokens,
       stopStrings: o.stopStrings,
       seed: o.seed + start,
+      signal: o.signal,  // cancels the chunk in flight too
     });
     batch.forEach((_, i) => {
       const reference = rows[start + i]!.reference;

@@ -1,14 +1,13 @@
 /** exportModel: a trained model (LoRA merged in) as a standalone Hugging Face directory, with
  * tokenizer files, a model card and optionally ONNX, written all-or-nothing. */
-import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import process from "node:process";
 import { z } from "zod";
 import { ONNX_OPSETS } from "../bridge/protocol.ts";
 import type { Model } from "../cells/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { parseOptions } from "../util/options.ts";
+import { escapeRegExp, removeStaleStaging, stagingSuffix, withPath } from "../util/atomic.ts";
+import { AbortSignalOption, parseOptions } from "../util/options.ts";
 import { ModelCardInfo, renderModelCard } from "./model-card.ts";
 
 /** The files of a Hugging Face tokenizer directory an export carries along. */
@@ -41,7 +40,7 @@ const ExportOptions = z
     /** Where the tokenizer files come from (default: the tokenizer's own directory, else the
      * directory the model was loaded from). */
     tokenizerDir: z.string().min(1).optional(),
-    signal: z.instanceof(AbortSignal).optional(),
+    signal: AbortSignalOption.optional(),
   })
   .strict();
 export type ExportOptions = z.input<typeof ExportOptions>;
@@ -118,7 +117,8 @@ export async function checkReplaceable(dir: string, where: string): Promise<bool
  * index above `shardBytes`), generation_config.json and, with `onnx: true`, onnx/model.onnx;
  * this cell adds the tokenizer files and a README.md model card. Everything is staged in a
  * temporary sibling directory and renamed into place, so a failed export leaves nothing
- * half-written (and an earlier export at `outDir` is replaced only on success).
+ * half-written (and an earlier export at `outDir` is replaced only on success). What a killed
+ * export left beside `outDir` is removed first.
  */
 export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: string, options: ExportOptions = {}): Promise<ExportResult> {
   const o = parseOptions(ExportOptions, options, "exportModel");
@@ -127,7 +127,14 @@ export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: st
   const tokDir = await tokenizerSource(tokenizer, model, o.tokenizerDir);
   const parent = path.dirname(target);
   await mkdir(parent, { recursive: true });
-  const suffix = `${process.pid}-${randomBytes(4).toString("hex")}`;
+  const base = escapeRegExp(path.basename(target));
+  await removeStaleStaging(parent, [
+    // An export's staging, and the earlier export it moved aside: the exporting process's pid.
+    new RegExp(`^\\.${base}\\.(?:export|old)-(\\d+)-[0-9a-f]+$`),
+    // The bridge's own staging for that staging directory (export.py's write_export): its pid.
+    new RegExp(`^\\.\\.${base}\\.export-\\d+-[0-9a-f]+\\.tmp-(\\d+)-[0-9a-f]+$`),
+  ]);
+  const suffix = stagingSuffix();
   const staging = path.join(parent, `.${path.basename(target)}.export-${suffix}`);
   const old = path.join(parent, `.${path.basename(target)}.old-${suffix}`);
   try {
@@ -166,7 +173,9 @@ export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: st
         exportedAt: new Date(),
       },
     );
-    await writeFile(path.join(staging, "README.md"), card);
+    await writeFile(path.join(staging, "README.md"), card).catch((err) => {
+      throw withPath(err, path.join(staging, "README.md"));
+    });
     await fsyncPath(path.join(staging, "README.md"));
     await fsyncPath(staging);
     // The commit: move an earlier export aside, rename the staged one in, delete the old one.

@@ -10,7 +10,7 @@ import { table } from "../display/table.ts";
 import { seededShuffle } from "../data/random.ts";
 import { gae, whiten } from "../rl/gae.ts";
 import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
-import { combineRewards, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
+import { combineRewards, RewardTimeoutMs, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
 import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
 import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
 import { checkLoopOptions, optimizerShape, WarmupSteps } from "../training/cell-options.ts";
@@ -51,6 +51,8 @@ const GrpoOptions = z
     rewards: z.custom<RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>)>((v) => typeof v === "function" || (typeof v === "object" && v !== null), "rewards must be { name: { fn, weight } } or a function returning that"),
     /** What a failing reward does: skip the sample (advantage 0) or stop the step. */
     onRewardError: z.enum(["skip-sample", "stop"]).default("stop"),
+    /** A reward call that gives no result within this many ms fails (then onRewardError applies). */
+    rewardTimeoutMs: RewardTimeoutMs,
     /** Completions per prompt (G). */
     groupSize: z.number().int().min(1).default(8),
     promptsPerStep: z.number().int().min(1).default(16),
@@ -107,6 +109,10 @@ export interface GrpoStepMetrics {
   clipFraction: number | null;
   entropy: number | null;
   gradNorm: number | null;
+  /** Optimizer steps of this step that were skipped (non-finite loss, gradient or update: the
+   * weights stayed), and the last one's reason. */
+  skippedUpdates: number;
+  skipReason: string | null;
   completionLength: number;
   /** Completions cut off by maxNewTokens. */
   truncatedFraction: number;
@@ -216,7 +222,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
           row,
           step: stepNumber,
         }));
-        const scores = await scorer.score(contexts, { onError: o.onRewardError });
+        const scores = await scorer.score(contexts, { onError: o.onRewardError, timeoutMs: o.rewardTimeoutMs });
         return { row, promptIds: encoded[index]!, completions: mine, scores };
       }),
     );
@@ -256,7 +262,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       examples = rollouts.map((r, i) => policyExample(r, flatAdv[i]!, flatKeep[i]!));
     }
     // DAPO can end a step with no informative group (maxDraws reached): nothing to train on.
-    const train = examples.length ? await update(examples, stepIndex) : { loss: null, kl: null, clipFraction: null, entropy: null, gradNorm: null };
+    const train = examples.length ? await update(examples, stepIndex) : { loss: null, kl: null, clipFraction: null, entropy: null, gradNorm: null, skippedUpdates: 0, skipReason: null };
     const trainS = (Date.now() - trainStart) / 1000;
 
     const all = drawn.flatMap((g) => g.completions);
@@ -318,6 +324,8 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
   async function update(examples: TrainingExample[], stepIndex: number) {
     const sums = { loss: 0, kl: 0, clipFraction: 0, entropy: 0, n: 0, klN: 0, optimizerSteps: 0 };
     let gradNorm: number | null = null;
+    let skippedUpdates = 0;
+    let skipReason: string | null = null;
     let lossValid = true;
     for (let epoch = 0; epoch < o.updateEpochs; epoch++) {
       const shuffled = epoch === 0 ? examples : seededShuffle(examples, (o.seed + stepIndex * 31 + epoch) >>> 0);
@@ -352,7 +360,12 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
             sums.klN += w;
           }
         }
-        gradNorm = (await optimStep(model, { lr: lr(stepIndex), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm })).gradNorm;
+        const opt = await optimStep(model, { lr: lr(stepIndex), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+        gradNorm = opt.gradNorm;
+        if (opt.skipped) {
+          skippedUpdates++;
+          skipReason = opt.reason;
+        }
         sums.optimizerSteps++;
       }
     }
@@ -363,6 +376,8 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       clipFraction: sums.n ? sums.clipFraction / sums.n : null,
       entropy: sums.n ? sums.entropy / sums.n : null,
       gradNorm,
+      skippedUpdates,
+      skipReason,
     };
   }
 

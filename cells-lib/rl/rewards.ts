@@ -66,11 +66,20 @@ export interface RewardScores {
   problems: RewardProblem[];
 }
 
+/** setTimeout's longest delay: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** How long one reward call may take, in ms, before it counts as failed. A synchronous function
+ * cannot be interrupted: the limit catches promises that never settle (or settle too late). */
+export const RewardTimeoutMs = z.number().int().min(1).max(MAX_TIMER_MS).default(60_000);
+
 const ScoreOptions = z
   .object({
     /** "stop" throws a RewardError at the first failure; "skip-sample" gives the sample a null
      * total (hence advantage 0) and records the failure in `problems`. */
     onError: z.enum(["skip-sample", "stop"]).default("stop"),
+    /** A call that gives no result within this many ms fails like a throwing one. */
+    timeoutMs: RewardTimeoutMs,
   })
   .strict();
 export type ScoreOptions = z.input<typeof ScoreOptions>;
@@ -106,7 +115,7 @@ export function combineRewards<Row = unknown>(specs: RewardSpecs<Row> | (() => R
   return {
     async score(samples, options) {
       const o = parseOptions(ScoreOptions, options, "combineRewards.score");
-      return scoreSamples(current(), samples, o.onError);
+      return scoreSamples(current(), samples, o);
     },
   };
 }
@@ -122,8 +131,12 @@ function resolveSpecs<Row>(specs: RewardSpecs<Row>): NamedRewardSpec<Row>[] {
 
 type Outcome = { value: number | null } | { problem: string; cause: unknown };
 
-async function scoreSamples<Row>(specs: NamedRewardSpec<Row>[], samples: readonly RewardContext<Row>[], onError: "skip-sample" | "stop"): Promise<RewardScores> {
-  const outcomes = await Promise.all(samples.map((ctx) => Promise.all(specs.map((s) => evaluate(s.fn, ctx)))));
+async function scoreSamples<Row>(
+  specs: NamedRewardSpec<Row>[],
+  samples: readonly RewardContext<Row>[],
+  { onError, timeoutMs }: z.output<typeof ScoreOptions>,
+): Promise<RewardScores> {
+  const outcomes = await Promise.all(samples.map((ctx) => Promise.all(specs.map((s) => withinTime(evaluate(s.fn, ctx), timeoutMs)))));
   const values: Record<string, (number | null)[]> = Object.fromEntries(specs.map((s) => [s.name, []]));
   const problems: RewardProblem[] = [];
   const totals: (number | null)[] = [];
@@ -146,6 +159,20 @@ async function scoreSamples<Row>(specs: NamedRewardSpec<Row>[], samples: readonl
   }
   const stats = Object.fromEntries(specs.map((s) => [s.name, statsOf(values[s.name]!)]));
   return { totals, values, stats, problems };
+}
+
+/** The outcome, or a problem once `timeoutMs` has passed without one (the call itself cannot be
+ * stopped: whatever it resolves to later is ignored). */
+async function withinTime(outcome: Promise<Outcome>, timeoutMs: number): Promise<Outcome> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<Outcome>((resolve) => {
+    timer = setTimeout(() => resolve({ problem: `gave no result within the time limit of ${timeoutMs} ms`, cause: undefined }), timeoutMs);
+  });
+  try {
+    return await Promise.race([outcome, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Never rejects: a throw, a rejection or a bad value becomes a problem to report. */

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { forwardBackward, optimStep, type TrainingExample } from "../cells/train.ts";
+import { stopIfAborted } from "../training/abort.ts";
 import type { JsonObject } from "../checkpoints/store.ts";
 import { evaluate, type EvalRow } from "../eval/evaluate.ts";
 import { REASONING_STYLES } from "../reasoning/index.ts";
@@ -55,7 +56,7 @@ const TrainSftOptions = z
       .optional(),
     /** Which metric ranks checkpoints ("best") and early stopping's default. */
     metric: z.enum(EVAL_METRICS).default("valLoss"),
-    /** checkpoint, resume, seed, display, signal. */
+    /** checkpoint, resume, seed, display, signal (checked before each request to the bridge). */
     ...batchRunShape,
   })
   .strict();
@@ -148,14 +149,16 @@ export async function trainSft(
   let stoppedEarly = false;
   try {
     for (let step = firstStep; step < totalSteps; step++) {
-      o.signal?.throwIfAborted();
       const stepStart = Date.now();
       const micro = Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize).map((i) => train[i]!));
       // Normalize by the whole step's trained tokens so micro-batches add up to one batch's mean.
       const numTokens = micro.flat().reduce((s, e) => s + e.weights!.reduce((a, w) => a + w, 0), 0);
       let loss: number | null = 0;
       let tokens = 0;
-      for (const batch of micro) {
+      for (const [m, batch] of micro.entries()) {
+        // Between micro-batches too: a step can take seconds. The micro-batches already done
+        // leave gradients in the bridge that the next step must not inherit.
+        await stopIfAborted(model, o.signal, m > 0);
         const r = await forwardBackward(model, batch, { kind: "cross_entropy", numTokens: Math.max(numTokens, 1) });
         loss = loss === null || r.loss === null ? null : loss + r.loss;
         tokens += r.tokens;
@@ -209,8 +212,10 @@ async function evaluateSft(
   o: z.output<typeof TrainSftOptions>,
 ): Promise<SftEvaluation | undefined> {
   if (valExamples.length === 0) return undefined;
-  const valLoss = await validationLoss(model, valExamples);
+  const valLoss = await validationLoss(model, valExamples, { signal: o.signal });
   if (evalRows.length === 0) return { step, valLoss, accuracy: null, formatAccuracy: null };
-  const r = await evaluate(model, tokenizer, evalRows, { template: o.template as TemplateName | ChatTemplate, maxNewTokens: o.evalMaxNewTokens, style: o.style });
+  const r = await evaluate(model, tokenizer, evalRows, {
+    template: o.template as TemplateName | ChatTemplate, maxNewTokens: o.evalMaxNewTokens, style: o.style, signal: o.signal,
+  });
   return { step, valLoss, accuracy: r.accuracy, formatAccuracy: r.formatAccuracy };
 }

@@ -4,7 +4,7 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { applyLora, removeLora } from "../cells/train.ts";
-import { OptionsError } from "../util/options.ts";
+import { AbortSignalOption, OptionsError } from "../util/options.ts";
 import { CheckpointOptions } from "./checkpointing.ts";
 import { lrSchedule } from "./schedule.ts";
 
@@ -28,9 +28,6 @@ export type ScheduleKind = (typeof SCHEDULES)[number];
 
 /** `warmupSteps`, for a cell to make optional (a share of the steps) or give a default. */
 export const WarmupSteps = z.number().int().min(0);
-
-/** `signal`: stops the run between steps. */
-export const AbortSignalOption = z.custom<AbortSignal>((v) => v instanceof AbortSignal, "must be an AbortSignal");
 
 /** The optimizer's options with a cell's defaults: lr, schedule, warmupSteps, weightDecay, maxGradNorm. */
 export function optimizerShape<W extends z.ZodType>(defaults: { lr: number; schedule: ScheduleKind; warmupSteps: W }) {
@@ -57,7 +54,7 @@ export function batchLoopShape(defaults: { lr: number }) {
 }
 
 /** The options that run a step-or-epoch cell, last in its schema: where to save checkpoints and
- * resume from, the data order, the live display and a signal to stop between steps. */
+ * resume from, the data order, the live display and a signal to stop the run. */
 export const batchRunShape = {
   checkpoint: CheckpointOptions.optional(),
   /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */

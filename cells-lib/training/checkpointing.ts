@@ -1,7 +1,7 @@
 /** Checkpoints of a training cell: the bridge's state (weights/adapters, optimizer, RNG, step)
  * saved to a local staging directory, then committed to a store with the loop's own state
  * (data-order cursor, metric history) in the metadata, so a resumed run continues exactly. */
-import { mkdtemp, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
@@ -10,6 +10,7 @@ import { localStore } from "../checkpoints/local-store.ts";
 import type { CheckpointStore, JsonObject } from "../checkpoints/store.ts";
 import type { Model } from "../cells/model.ts";
 import { loadState, saveState } from "../cells/train.ts";
+import { stagingDir } from "../util/atomic.ts";
 
 const isStore = (v: unknown) => typeof v === "object" && v !== null && typeof (v as CheckpointStore).put === "function";
 
@@ -43,7 +44,7 @@ export class TrainingCheckpoints {
   }
 
   async save(model: Model, state: LoopState, metrics: Record<string, number | null | undefined>): Promise<string> {
-    const staging = await mkdtemp(path.join(os.tmpdir(), "thinkcells-ckpt-"));
+    const staging = await stagingDir(os.tmpdir(), "thinkcells-ckpt");
     try {
       await saveState(model, path.join(staging, "state"));
       // The base model's directory lets `thinkcells export` rebuild the model from a checkpoint.
@@ -56,7 +57,7 @@ export class TrainingCheckpoints {
 
   /** Loads a checkpoint ("latest", "best" or a name) into the model; returns the loop's state. */
   async resume(model: Model, which: string): Promise<LoopState> {
-    const staging = await mkdtemp(path.join(os.tmpdir(), "thinkcells-ckpt-"));
+    const staging = await stagingDir(os.tmpdir(), "thinkcells-ckpt");
     try {
       const dir = path.join(staging, "checkpoint");
       const entry = await this.manager.restore(which, dir);

@@ -4,10 +4,12 @@ import { logprobs } from "../cells/sample.ts";
 import type { Model } from "../cells/model.ts";
 import type { TrainingExample } from "../cells/train.ts";
 
-export async function validationLoss(model: Model, examples: readonly TrainingExample[], { batchSize = 64 } = {}): Promise<number> {
+/** An aborted `signal` stops it before its next request to the bridge. */
+export async function validationLoss(model: Model, examples: readonly TrainingExample[], { batchSize = 64, signal }: { batchSize?: number; signal?: AbortSignal } = {}): Promise<number> {
   let loss = 0;
   let weight = 0;
   for (let start = 0; start < examples.length; start += batchSize) {
+    signal?.throwIfAborted();
     const batch = examples.slice(start, start + batchSize);
     const scored = await logprobs(model, batch.map((e) => e.tokens));
     batch.forEach((e, i) => {

@@ -1,5 +1,9 @@
 /** zod parsing with errors a notebook user can act on: which cell, which option, what was expected. */
-import type { z } from "zod";
+import { z } from "zod";
+
+/** `signal`: stops the run when it is aborted. (z.custom, not z.instanceof: Deno's types give
+ * z.instanceof(AbortSignal) an undefined output.) */
+export const AbortSignalOption = z.custom<AbortSignal>((v) => v instanceof AbortSignal, "must be an AbortSignal");
 
 export class OptionsError extends Error {
   override name = "OptionsError";

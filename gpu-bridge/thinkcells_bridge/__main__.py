@@ -12,6 +12,14 @@ from .environment import exit_code, problems
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+def absolute_dir(value: str) -> str:
+    # The client resolves the directory against its caller's cwd; resolved again here, in
+    # gpu-bridge/, a relative one would name another directory (and put the token in the repository).
+    if not os.path.isabs(value):
+        raise argparse.ArgumentTypeError(f"expected an absolute path, got {value!r}")
+    return value
+
+
 def main() -> None:
     found = problems()
     if found:
@@ -19,7 +27,7 @@ def main() -> None:
         raise SystemExit(exit_code("unfit_environment"))
     parser = argparse.ArgumentParser(prog="thinkcells_bridge")
     parser.add_argument("--session", required=True)
-    parser.add_argument("--dir", required=True, help="directory for the socket, token and log")
+    parser.add_argument("--dir", required=True, type=absolute_dir, help="directory for the socket, token and log (absolute)")
     parser.add_argument("--idle-timeout", type=float, default=900.0, help="seconds with no client before exiting (0: never)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -28,14 +36,17 @@ def main() -> None:
     import torch
 
     from .loading import pick_device
-    from .server import BridgeServer
+    from .server import BridgeServer, UnsafePath
 
     device = pick_device(args.device)
     # Else torch's default, a thread per physical core: with PyPI's MKL build, two threads on 2
     # cores trained a 20M model 1.8x faster than one and sampled no slower (bench/README.md).
     if args.threads:
         torch.set_num_threads(args.threads)
-    BridgeServer(args.session, args.dir, args.idle_timeout, device).serve_forever()
+    try:
+        BridgeServer(args.session, args.dir, args.idle_timeout, device).serve_forever()
+    except UnsafePath as exc:
+        raise SystemExit(f"thinkcells bridge: {exc}") from None  # the message is the whole story
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ onnx/model.onnx.
 
 Everything works on copies: the live model keeps its adapters, optimizer state and mode, so
 training can go on after an export. The directory appears whole or not at all: it is written
-under a temporary sibling name and renamed into place.
+under a temporary sibling name and renamed into place; what killed exports left there is
+removed by the next one (staging.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -23,6 +25,7 @@ from .lora import LoRALinear
 from .model import CausalLM
 from .rope_scaling import parse_rope_scaling
 from .safetensors import atomic_writer
+from .staging import naming, remove_stale
 
 GENERATION_CONFIG = "generation_config.json"
 ONNX_FILE = os.path.join("onnx", "model.onnx")
@@ -121,7 +124,7 @@ def generation_config(source_dir: str | None, config: dict) -> dict:
 
 
 def _write_json(path: str, data: dict) -> None:
-    with atomic_writer(path) as f:
+    with naming(path), atomic_writer(path) as f:
         f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
@@ -163,12 +166,14 @@ def write_export(
     exists = check_replaceable(target)
     parent, base = os.path.split(target)
     os.makedirs(parent, exist_ok=True)
+    remove_stale(parent, rf"\.{re.escape(base)}\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]+")
     suffix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = os.path.join(parent, f".{base}.tmp-{suffix}")
     old = os.path.join(parent, f".{base}.old-{suffix}")
     os.mkdir(tmp)
     try:
-        save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
+        with naming(tmp):  # a write in save_checkpoint that names no file
+            save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
         _write_json(os.path.join(tmp, GENERATION_CONFIG), gen_config)
         if onnx is not None:
             onnx(os.path.join(tmp, ONNX_FILE))

@@ -1,10 +1,13 @@
 """Hugging Face model directories: config.json plus safetensors weights, either a
 single model.safetensors or shards listed in model.safetensors.index.json."""
 
+import errno
 import json
 import os
 import re
+import stat
 
+import torch
 from huggingface_hub import split_torch_state_dict_into_shards
 
 from .safetensors import atomic_writer, read_safetensors, write_safetensors
@@ -37,19 +40,87 @@ def _write_json(path, data):
         f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def _inside(model_dir, real):
+    """Whether the resolved path `real` lies in model_dir, or in the blobs of the Hugging Face
+    cache repository whose snapshot model_dir is (the hub links snapshots/<rev>/<file> to
+    ../../blobs/<hash>)."""
+    real_dir = os.path.realpath(model_dir)
+    if os.path.commonpath([real_dir, real]) == real_dir:
+        return True
+    snapshots = os.path.dirname(real_dir)
+    return os.path.basename(snapshots) == "snapshots" and os.path.dirname(real) == os.path.join(os.path.dirname(snapshots), "blobs")
+
+
+def _model_file(model_dir, path):
+    """Whether the model directory's file `path` exists; raises if it is anything but a readable
+    regular file inside the directory. Model directories come from strangers: a symlink must
+    not make the bridge read another file, nor a FIFO or device hang or flood it."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CheckpointError(f"{path}: a symlink loop") from None
+        if e.errno == errno.ENOENT:
+            raise CheckpointError(f"{path}: a symlink to {os.path.realpath(path)}, which does not exist") from None
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror.lower()})") from None
+    real = os.path.realpath(path)
+    if not _inside(model_dir, real):
+        raise CheckpointError(f"{path}: resolves (through a symlink) to {real}, outside the model directory")
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path}: a directory, not a regular file")
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise CheckpointError(f"{path}: a {kind}, not a regular file")
+    try:
+        open(path, "rb").close()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror.lower()})") from None
+    return True
+
+
+def _shard_path(model_dir, index_path, shard):
+    """A shard the index names, as a path inside the model directory."""
+    if os.path.isabs(shard):
+        raise CheckpointError(f"{index_path}: shard {shard!r} is an absolute path; shards must lie inside the model directory")
+    if os.path.normpath(shard).split(os.sep)[0] == os.pardir:
+        raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model directory")
+    return os.path.join(model_dir, shard)
+
+
+def _check_finite(path, tensors):
+    """NaN or Inf weights (a diverged run, a broken conversion) load without complaint and then
+    make every logit NaN: sampling repeats one token. Checked in chunks, so no tensor-sized mask."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not all(bool(torch.isfinite(c).all()) for c in t.reshape(-1).split(1 << 24)):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has {int(t.isnan().sum())} NaN and {int(t.isinf().sum())} Inf values "
+                f"(of {t.numel()}); loadModel with allowNonFinite: true loads it anyway"
+            )
+
+
 def read_config(model_dir):
     """Return the parsed config.json of a model directory."""
-    return _read_json(os.path.join(os.fspath(model_dir), CONFIG), "model config")
+    path = os.path.join(os.fspath(model_dir), CONFIG)
+    _model_file(model_dir, path)  # absent: _read_json says "not found"
+    return _read_json(path, "model config")
 
 
-def load_state_dict(model_dir):
-    """Load all weights of a model directory as name -> torch.Tensor."""
+def load_state_dict(model_dir, allow_non_finite=False):
+    """Load all weights of a model directory as name -> torch.Tensor; NaN or Inf in them is an
+    error unless allowed."""
     model_dir = os.fspath(model_dir)
     single = os.path.join(model_dir, SINGLE)
     index_path = os.path.join(model_dir, INDEX)
-    if os.path.exists(single):
-        return read_safetensors(single)[0]
-    if not os.path.exists(index_path):
+    if _model_file(model_dir, single):
+        tensors = read_safetensors(single)[0]
+        if not allow_non_finite:
+            _check_finite(single, tensors)
+        return tensors
+    if not _model_file(model_dir, index_path):
         raise CheckpointError(f"{model_dir}: no weights found (looked for {SINGLE} and {INDEX})")
 
     weight_map = _read_json(index_path, "shard index").get("weight_map")
@@ -62,8 +133,8 @@ def load_state_dict(model_dir):
 
     state_dict = {}
     for shard, names in by_shard.items():
-        shard_path = os.path.join(model_dir, shard)
-        if not os.path.exists(shard_path):
+        shard_path = _shard_path(model_dir, index_path, shard)
+        if not _model_file(model_dir, shard_path):
             raise CheckpointError(
                 f"{index_path}: shard {shard} is missing ({shard_path}; it should hold {names[0]!r})"
             )
@@ -72,6 +143,8 @@ def load_state_dict(model_dir):
             if name not in tensors:
                 raise CheckpointError(f"{shard_path}: tensor {name!r} is listed in {INDEX} but absent from the shard")
             state_dict[name] = tensors[name]
+        if not allow_non_finite:
+            _check_finite(shard_path, {name: tensors[name] for name in names})
     return state_dict
 
 

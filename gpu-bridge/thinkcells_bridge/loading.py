@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
@@ -27,14 +28,80 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
 
 
-def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_scaling: dict | None = None) -> CausalLM:
-    """rope_scaling ({type, factor, target_length}) stretches the context beyond config.json's."""
+def available_memory(device: torch.device) -> int | None:
+    """Bytes new tensors can take on `device`, or None where that cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # Blocks torch's caching allocator holds but no tensor uses are free to it as well.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    try:  # a container's cgroup (v2) limit, which /proc/meminfo does not show
+        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as current:
+            return min(available, int(limit.read()) - int(current.read()))
+    except (OSError, ValueError):  # no cgroup v2, or "max": no limit
+        return available
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, source: str) -> None:
+    """Refuse a model that cannot fit before building it: a wrong field (200000 layers, a huge
+    vocabulary) otherwise holds the worker for minutes and leaves gigabytes resident after failing.
+    The model is built on the CPU in torch's default dtype, then moved and cast; sampling adds
+    a float32 RoPE table of max_position_embeddings rows on the device."""
+    counts = config.parameter_counts()
+    rope = {f"max_position_embeddings {config.max_position_embeddings} × head_dim {config.head_dim} (RoPE table)":
+            config.max_position_embeddings * 2 * config.head_dim * 4}
+    build = torch.get_default_dtype()
+    built = {label: n * build.itemsize for label, n in counts.items()}
+    if device.type == "cpu":
+        needs = {device: (build, built | rope)}
+    else:
+        on_device = {label: n * dtype.itemsize for label, n in counts.items()}
+        needs = {torch.device("cpu"): (build, built), device: (dtype, on_device | rope)}
+    for where, (as_dtype, parts) in needs.items():
+        need, available = sum(parts.values()), available_memory(where)
+        if available is not None and need > available:
+            breakdown = "; ".join(f"{label}: {_size(n)}" for label, n in sorted(parts.items(), key=lambda p: -p[1]))
+            raise CheckpointError(f"{source}: this model needs {_size(need)} of {where} memory in {str(as_dtype).removeprefix('torch.')} "
+                                  f"but {_size(available)} is available ({breakdown})")
+
+
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_scaling: dict | None = None,
+               allow_non_finite: bool = False) -> CausalLM:
+    """rope_scaling ({type, factor, target_length}) stretches the context beyond config.json's;
+    allow_non_finite loads weights holding NaN or Inf (refused otherwise)."""
     if not os.path.isdir(model_dir):
         raise CheckpointError(f"{model_dir}: no such model directory")
-    config = ModelConfig.from_hf(read_config(model_dir), source=os.path.join(model_dir, "config.json"))
+    source = os.path.join(model_dir, "config.json")
+    config = ModelConfig.from_hf(read_config(model_dir), source=source)
     if rope_scaling is not None:
         config = with_rope_scaling(config, rope_scaling["type"], rope_scaling["factor"], rope_scaling["target_length"])
-    weights = load_state_dict(model_dir)
+    check_memory(config, device, dtype, source)
+    weights = load_state_dict(model_dir, allow_non_finite)
+    # Before building: a layer count the weights lack would take minutes to build, only to fail.
+    layers = sorted({int(m.group(1)) for key in weights if (m := _LAYER.match(key))})
+    if len(layers) != config.num_hidden_layers:
+        held = f" (model.layers.{layers[0]} to model.layers.{layers[-1]})" if layers else ""
+        raise CheckpointError(f"{source}: num_hidden_layers is {config.num_hidden_layers} but the weights hold {len(layers)} layers{held}")
     model = CausalLM(config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]

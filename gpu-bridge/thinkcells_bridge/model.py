@@ -9,6 +9,7 @@ arithmetic, limits a small model's decode speed in eager PyTorch.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -62,35 +63,79 @@ class ModelConfig:
         # transformers 5 writes rope_theta inside rope_parameters.
         rope_theta = config.get("rope_theta", (config.get("rope_parameters") or {}).get("rope_theta", 10000.0))
 
-        def need(key: str):
-            if key not in config:
-                raise ModelConfigError(f"{source}: field {key!r} is missing")
-            return config[key]
+        def integer(key: str, default: int | None = None) -> int:
+            """config[key] as a positive integer; absent or null gives `default` (None: required)."""
+            value = config.get(key)
+            if value is None:
+                if default is None:
+                    raise ModelConfigError(f"{source}: field {key!r} is missing")
+                return default
+            # bool is an int to Python, not to a config.
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelConfigError(f"{source}: {key} is {value!r}; expected a positive integer")
+            return value
 
-        heads = int(need("num_attention_heads"))
-        hidden = int(need("hidden_size"))
-        eos = config.get("eos_token_id")
-        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
+        def number(key: str, value) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ModelConfigError(f"{source}: {key} is {value!r}; expected a positive number")
+            return float(value)
+
+        def token_ids(key: str) -> tuple[int, ...]:
+            value = config.get(key)
+            ids = [] if value is None else value if isinstance(value, list) else [value]
+            if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+                raise ModelConfigError(f"{source}: {key} is {value!r}; expected integer token ids (one, a list, or null)")
+            return tuple(ids)
+
+        heads = integer("num_attention_heads")
+        hidden = integer("hidden_size")
+        kv_heads = integer("num_key_value_heads", heads)
+        if heads % kv_heads:
+            raise ModelConfigError(f"{source}: num_key_value_heads is {kv_heads}, which does not divide num_attention_heads ({heads})")
+        if config.get("head_dim") is None and hidden % heads:
+            raise ModelConfigError(
+                f"{source}: hidden_size is {hidden}, not divisible by num_attention_heads ({heads}), and no head_dim is given"
+            )
+        head_dim = integer("head_dim", hidden // heads)
+        if head_dim % 2:
+            derived = "" if config.get("head_dim") is not None else " (hidden_size / num_attention_heads)"
+            raise ModelConfigError(f"{source}: head_dim is {head_dim}{derived}; expected an even number (RoPE rotates pairs)")
+        bos = token_ids("bos_token_id")
+        if len(bos) > 1:
+            raise ModelConfigError(f"{source}: bos_token_id is {config['bos_token_id']!r}; expected one token id or null")
         return ModelConfig(
             model_type=model_type,
-            vocab_size=int(need("vocab_size")),
+            vocab_size=integer("vocab_size"),
             hidden_size=hidden,
-            intermediate_size=int(need("intermediate_size")),
-            num_hidden_layers=int(need("num_hidden_layers")),
+            intermediate_size=integer("intermediate_size"),
+            num_hidden_layers=integer("num_hidden_layers"),
             num_attention_heads=heads,
-            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads),
-            max_position_embeddings=int(config.get("max_position_embeddings", 2048)),
-            rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(rope_theta),
+            num_key_value_heads=kv_heads,
+            head_dim=head_dim,
+            max_position_embeddings=integer("max_position_embeddings", 2048),
+            rms_norm_eps=number("rms_norm_eps", config.get("rms_norm_eps", 1e-6)),
+            rope_theta=number("rope_theta", rope_theta),
             # Llama defaults to untied; Qwen2 configs say so explicitly.
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
             # Qwen2 always has q/k/v bias; Llama exposes it as `attention_bias`.
             attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
-            bos_token_id=config.get("bos_token_id"),
-            eos_token_ids=eos_ids,
+            bos_token_id=bos[0] if bos else None,
+            eos_token_ids=token_ids("eos_token_id"),
             rope_scaling=rope_scaling,
         )
+
+    def parameter_counts(self) -> dict[str, int]:
+        """The parameters CausalLM(self) has, by the config.json fields that size them (keys
+        name them), known before anything is allocated: loading refuses what cannot fit."""
+        h, q, kv = self.hidden_size, self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        attention = h * (q + 2 * kv) + q * h + ((q + 2 * kv) if self.attention_bias else 0)
+        layer = attention + 3 * h * self.intermediate_size + 2 * h  # + MLP and two norms
+        return {
+            f"vocab_size {self.vocab_size} × hidden_size {h}": self.vocab_size * h * (1 if self.tie_word_embeddings else 2),
+            f"num_hidden_layers {self.num_hidden_layers} × layers of hidden_size {h}, intermediate_size "
+            f"{self.intermediate_size}": self.num_hidden_layers * layer,
+            f"hidden_size {h} (final norm)": h,
+        }
 
 
 class RMSNorm(nn.Module):

@@ -40,6 +40,9 @@ class LoadedModel:
     path: str
     model: CausalLM
     hf_config: dict  # as loaded, so saving does not depend on the source directory surviving
+    # The client that loaded it: another may load over its name only with replace. None once
+    # that client has gone, so a restarted kernel reloads without asking.
+    holder: str | None = None
     # One request at a time per model: sampling and training share the weights.
     lock: threading.Lock = field(default_factory=threading.Lock)
     lora: dict | None = None  # the adapters' settings, saved with training state
@@ -69,6 +72,17 @@ class Worker:
 
     def client_gone(self, client: str) -> None:
         """The connection `client` names has closed: what it held is free for others."""
+        with self.models_lock:
+            models = list(self.models.values())
+            for loaded in models:
+                if loaded.holder == client:
+                    loaded.holder = None  # its name may be loaded over
+        for loaded in models:
+            # Unlocked first, so a closing connection waits on no one else's request; again under the lock.
+            if loaded.trainer.holder == client:
+                with loaded.lock:
+                    if loaded.trainer.holder == client:
+                        loaded.trainer.discard_cycle()  # half a cycle's gradients: nobody will step them
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -160,13 +174,29 @@ class Worker:
             "uptime_s": time.time() - self.started,
         }
 
+    def _check_name_free(self, body, ctx) -> None:
+        """Loading over a model another client loaded would swap it out from under that client
+        (mid-training): refused unless the request says replace. Call holding models_lock."""
+        current = self.models.get(body["name"])
+        if current is not None and current.holder not in (None, ctx.client) and not body["replace"]:
+            raise OpError(f"model name {body['name']!r} is held by {current.holder}, which loaded {current.path} "
+                          f"under it; load under another name, or with replace: true to replace it")
+
     def load_model(self, body, ctx):
         path = os.path.abspath(body["path"])
-        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"])
+        with self.models_lock:
+            self._check_name_free(body, ctx)  # before the work of loading
+        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"],
+                           body["allow_non_finite"])
         if body["quantize"] is not None:
             quantize_base(model, body["quantize"])
-        loaded = LoadedModel(body["name"], path, model, read_config(path))
+        loaded = LoadedModel(body["name"], path, model, read_config(path), holder=ctx.client)
         with self.models_lock:
+            self._check_name_free(body, ctx)  # again: another client may have loaded it meanwhile
+            # A client that left while this loaded has had client_gone already: the model would
+            # stay held by no one who can use it.
+            if ctx.cancelled():
+                raise Cancelled("load_model was cancelled")
             self.models[body["name"]] = loaded
         return self.info(loaded)
 
@@ -320,21 +350,48 @@ class Worker:
         if body["lengths"].numel():
             self._check_context(loaded, int(body["lengths"].max()), "forward_backward (longest sequence)")
         with loaded.lock:
-            return forward_backward(loaded.model, loaded.trainer, body)
+            self._check_cycle(loaded, ctx)
+            # A client that left while this waited for the lock has had client_gone already: a
+            # cycle it started now would hold the model for ever.
+            if ctx.cancelled():
+                raise Cancelled("forward_backward was cancelled before it started")
+            result = forward_backward(loaded.model, loaded.trainer, body)
+            loaded.trainer.holder = ctx.client
+            return result
+
+    @staticmethod
+    def _check_cycle(loaded: LoadedModel, ctx: RequestContext) -> None:
+        """Gradients accumulate from a client's first forward_backward until its optim_step: a
+        second client's forward_backward, optim_step or reset in between would mix or lose them."""
+        holder = loaded.trainer.holder
+        if holder is not None and holder != ctx.client:
+            raise OpError(f"model {loaded.name!r} is mid-cycle for {holder} (it has run forward_backward and not yet "
+                          f"optim_step); another client ({ctx.client}) cannot join that cycle: wait for its optim_step "
+                          f"or reset_optimizer, or for it to disconnect")
 
     def reset_optimizer(self, body, ctx):
         loaded = self.get(body["model"])
         with loaded.lock:
+            self._check_cycle(loaded, ctx)
             old = loaded.trainer
             loaded.model.zero_grad(set_to_none=True)
             loaded.trainer = Trainer(loaded.model, rng=old.rng, cuda_rng=old.cuda_rng)
         return {"step": loaded.trainer.step}
+
+    def discard_gradients(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            self._check_cycle(loaded, ctx)
+            pending = loaded.trainer.holder is not None
+            loaded.trainer.discard_cycle()
+        return {"discarded": pending}
 
     def optim_step(self, body, ctx):
         loaded = self.get(body["model"])
         config = AdamWConfig(lr=body["lr"], betas=(body["beta1"], body["beta2"]), eps=body["eps"],
                              weight_decay=body["weight_decay"], max_grad_norm=body["max_grad_norm"])
         with loaded.lock:
+            self._check_cycle(loaded, ctx)
             return loaded.trainer.optim_step(config)
 
     def save_state(self, body, ctx):

@@ -19,6 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .staging import remove_stale
+
 
 class SafetensorsError(ValueError):
     """A safetensors file is malformed or a tensor cannot be stored."""
@@ -28,6 +30,8 @@ class SafetensorsError(ValueError):
 def atomic_path(path):
     """Yield `path + ".tmp-<pid>"` to write; on success fsync it and rename it over `path`,
     so readers never see a half-written file."""
+    # What a killed writer left here: its pid is in the name (staging.py).
+    remove_stale(os.path.dirname(path) or ".", rf"{re.escape(os.path.basename(path))}\.tmp-(?P<pid>\d+)")
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         yield tmp

@@ -1,6 +1,7 @@
 """The bridge process: a Unix-socket server that outlives notebook kernels.
 
-Files, in a directory only the owner can enter:
+Files, in a directory only the owner can enter (`ensure_private_dir`), each opened without
+following a symlink and only if it is the owner's (`open_private`):
   <session>.sock   the socket (mode 0600)
   <session>.json   pid, socket path and the handshake token (mode 0600), written atomically
                    once the socket listens: its presence means "ready"
@@ -8,22 +9,28 @@ Files, in a directory only the owner can enter:
   <session>.lock   held while the bridge runs: a second bridge for the session exits at once
                    (ALREADY_RUNNING) and its client attaches to the first
 
-Each connection first sends `hello` with the token. Requests on one connection run one after
-another on a worker thread, while the connection's reader stays free to take `cancel`.
+Each connection first sends `hello` with the token, within HANDSHAKE_TIMEOUT_S. Requests on one
+connection run one after another on a worker thread, while the connection's reader stays free to
+take `cancel`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hmac
 import json
 import os
 import queue
 import socket
+import stat
 import struct
+import tempfile
 import threading
 import time
 import traceback
+from typing import Literal
 
 import torch
 
@@ -34,11 +41,75 @@ from .protocol import MAX_FRAME, PROTOCOL_VERSION, ProtocolError, decode_frame, 
 from .sampling import Cancelled
 
 ALREADY_RUNNING = exit_code("already_running")  # another bridge holds this session
+# From connecting to a successful hello. A client sends hello as soon as it connects, so this only
+# has to absorb a loaded machine; without it, connections that never finish a frame stay open
+# (and hold a thread) for as long as their peer likes.
+HANDSHAKE_TIMEOUT_S = 5.0
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+class UnsafePath(PermissionError):
+    """A runtime directory or file that another user made or could have changed."""
+
+
+def unsafe_reason(st: os.stat_result, kind: Literal["directory", "regular file"]) -> str | None:
+    """Why an lstat/fstat result is not a private `kind` of this user: a directory others can
+    write to may hold their files; a file with another name elsewhere (symlink or hard link)
+    would make the bridge write there."""
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if not (stat.S_ISDIR if kind == "directory" else stat.S_ISREG)(st.st_mode):
+        return f"it is not a {kind}"
+    if st.st_uid != os.geteuid():
+        return f"it belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
+    if kind == "directory" and st.st_mode & 0o022:
+        return f"others can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    if kind == "regular file" and st.st_nlink != 1:
+        return f"it has {st.st_nlink} hard links"
+    return None
+
+
+def ensure_private_dir(path: str) -> None:
+    """Makes the runtime directory 0700 in one step, or accepts an existing one only if it is this
+    user's and nobody else can write to it, as OpenSSH treats ~/.ssh: another user who made it
+    first could answer this bridge's clients or swap its files. Only readable by others (nothing
+    can have been put in it): tightened to 0700."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    reason = unsafe_reason(st, "directory")
+    if reason:
+        raise UnsafePath(f"refusing the bridge directory {path}: {reason}; remove it, or point "
+                         "THINKCELLS_BRIDGE_DIR at a directory of your own")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def open_private(path: str, flags: int) -> int:
+    """os.open for a file of the runtime directory: never through a symlink, and only a regular
+    file of this user with no other names (created 0600)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"refusing {path}: it is a symbolic link") from None
+        raise
+    reason = unsafe_reason(os.fstat(fd), "regular file")
+    if reason:
+        os.close(fd)
+        raise UnsafePath(f"refusing {path}: {reason}")
+    return fd
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes | None:
+    """n bytes, or None at end of stream; TimeoutError once `deadline` (monotonic) has passed."""
     chunks, got = [], 0
     while got < n:
+        if deadline is not None:
+            # The whole read, not each recv: a peer sending a byte now and then must not last.
+            sock.settimeout(max(deadline - time.monotonic(), 1e-3))
         chunk = sock.recv(min(n - got, 1 << 20))
         if not chunk:
             return None
@@ -85,18 +156,18 @@ class Connection:
         })
 
     def serve(self) -> None:
-        executor = threading.Thread(target=self._execute, daemon=True)
-        executor.start()
+        handshake_deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
         try:
             while True:
-                head = _recv_exact(self.sock, 4)
+                deadline = None if self.authenticated else handshake_deadline
+                head = _recv_exact(self.sock, 4, deadline)
                 if head is None:
                     return
                 (length,) = struct.unpack("<I", head)
                 # Before the handshake only a small hello is believable.
                 if length > (MAX_FRAME if self.authenticated else 1 << 16):
                     return
-                payload = _recv_exact(self.sock, length)
+                payload = _recv_exact(self.sock, length, deadline)
                 if payload is None:
                     return
                 self._dispatch(payload)
@@ -136,8 +207,14 @@ class Connection:
                     f"protocol version mismatch: client speaks {body['protocol_version']}, bridge {PROTOCOL_VERSION}"))
                 return
             self.authenticated = True
+            self.sock.settimeout(None)  # the handshake deadline is met; requests take their time
             self.client = f"{body['client']} (connection {self.server.next_connection()})"
+            # Only now: a connection that never authenticates costs no executor thread.
+            threading.Thread(target=self._execute, daemon=True).start()
             self.send({"id": request_id, "ok": True, "body": self.server.hello()})
+            return
+        if op == "hello":
+            self.fail(request_id, op, ProtocolError("hello: this connection has already completed the handshake"))
             return
         if op == "cancel":
             event = self.running.get(body["request_id"])
@@ -226,8 +303,9 @@ class BridgeServer:
     def _publish(self) -> None:
         info = {"pid": os.getpid(), "socket": self.socket_path, "token": self.token,
                 "protocol_version": PROTOCOL_VERSION, "started_at": time.time()}
-        tmp = f"{self.info_path}.tmp-{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh name, created 0600 and never through a symlink (O_EXCL | O_NOFOLLOW): the
+        # token must not end up in a file planted in advance.
+        fd, tmp = tempfile.mkstemp(prefix=f"{self.session}.json.tmp-", dir=self.directory)
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         os.replace(tmp, self.info_path)
@@ -237,7 +315,7 @@ class BridgeServer:
             try:
                 # Only remove files that are still ours: a newer bridge may have replaced them.
                 if path == self.info_path:
-                    with open(path) as f:
+                    with os.fdopen(open_private(path, os.O_RDONLY)) as f:
                         if json.load(f).get("pid") != os.getpid():
                             continue
                 os.unlink(path)
@@ -245,15 +323,14 @@ class BridgeServer:
                 pass
 
     def serve_forever(self) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        os.chmod(self.directory, 0o700)
-        lock = os.open(os.path.join(self.directory, f"{self.session}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        ensure_private_dir(self.directory)
+        lock = open_private(os.path.join(self.directory, f"{self.session}.lock"), os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"a bridge for session {self.session!r} is already running", flush=True)
             raise SystemExit(ALREADY_RUNNING)
-        if os.path.exists(self.socket_path):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)  # left by a bridge that died: we hold the lock now
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is created 0600: owner only

@@ -3,13 +3,16 @@ for a resumed run to continue bit for bit.
 
 A state is a directory holding `state.safetensors` and `state.json`. It is written under a
 temporary name and renamed into place, so an interrupted save leaves the previous state
-whole (at worst under `<dir>.old-<pid>`, which loading falls back to).
+whole (at worst under `<dir>.old-<pid>`, which loading falls back to). The next save removes
+what killed saves left (staging.py): their `<dir>.tmp-<pid>` before writing, their
+`<dir>.old-<pid>` once it has committed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import torch
 
 from .optim import AdamWConfig, Trainer
 from .safetensors import read_safetensors, write_safetensors
+from .staging import naming, remove_stale
 
 FORMAT = "thinkcells-training-state"
 VERSION = 1
@@ -29,10 +33,27 @@ class StateError(ValueError):
 def save_state(directory: str, trainer: Trainer, lora: dict | None, value_head: bool = False) -> list[str]:
     target = Path(directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    name = re.escape(target.name)
+    remove_stale(target.parent, rf"{name}\.tmp-(?P<pid>\d+)")
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed process that had our (recycled) pid
     tmp.mkdir()
+    try:
+        _write_state(tmp, trainer, lora, value_head)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
+    old = target.with_name(f"{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    remove_stale(target.parent, rf"{name}\.old-(?P<pid>\d+)")
+    return sorted(os.listdir(target))
+
+
+def _write_state(tmp: Path, trainer: Trainer, lora: dict | None, value_head: bool) -> None:
     tensors: dict[str, torch.Tensor] = {}
     named = trainer.params()
     for name, p in named:
@@ -46,7 +67,8 @@ def save_state(directory: str, trainer: Trainer, lora: dict | None, value_head: 
     tensors["rng"] = trainer.rng
     if trainer.cuda_rng is not None:
         tensors["rng.cuda"] = trainer.cuda_rng
-    write_safetensors(str(tmp / "state.safetensors"), tensors)
+    with naming(tmp / "state.safetensors"):
+        write_safetensors(str(tmp / "state.safetensors"), tensors)
     group = trainer.optimizer.param_groups[0] if trainer.optimizer else None
     meta = {
         "format": FORMAT,
@@ -57,17 +79,10 @@ def save_state(directory: str, trainer: Trainer, lora: dict | None, value_head: 
         "value_head": value_head,
         "adamw": None if group is None else {"lr": group["lr"], "betas": list(group["betas"]), "eps": group["eps"], "weight_decay": group["weight_decay"]},
     }
-    with open(tmp / "state.json", "w") as f:
+    with naming(tmp / "state.json"), open(tmp / "state.json", "w") as f:
         json.dump(meta, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
-
-    old = target.with_name(f"{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-    return sorted(os.listdir(target))
 
 
 def _find(directory: str) -> Path:

@@ -27,6 +27,7 @@ CPU = torch.device("cpu")
 
 class Ctx:
     request_id = 1
+    client = "pytest (connection 1)"
 
     def __init__(self):
         self.cancel_event = threading.Event()
@@ -60,7 +61,7 @@ def trained_worker(tmp_path, config=None, quantize=None, rope_scaling=None):
     """A worker holding model "m" with perturbed (i.e. trained) LoRA adapters."""
     worker = Worker("test", CPU)
     directory = base_dir(tmp_path, config or qwen2_config())
-    call(worker, "load_model", {"name": "m", "path": str(directory), "dtype": "float32", "rope_scaling": rope_scaling, "quantize": quantize})
+    call(worker, "load_model", {"name": "m", "path": str(directory), "dtype": "float32", "rope_scaling": rope_scaling, "quantize": quantize, "allow_non_finite": False, "replace": False})
     call(worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0})
     perturb_adapters(worker.get("m").model)
     return worker, directory
@@ -121,7 +122,7 @@ def test_export_reloads_as_the_adapter_model(tmp_path, config):
     assert greedy(exported, prompt) == greedy(live, prompt)
 
     # A fresh worker loading the export samples the same greedy tokens through the op.
-    call(worker, "load_model", {"name": "e", "path": str(tmp_path / "out"), "dtype": "float32", "rope_scaling": None, "quantize": None})
+    call(worker, "load_model", {"name": "e", "path": str(tmp_path / "out"), "dtype": "float32", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
     body = {"prompt_ids": prompt.to(torch.int32), "prompt_lengths": torch.tensor([4], dtype=torch.int32), "n": 1, "max_new_tokens": 24,
             "temperature": 0.0, "top_p": 1.0, "top_k": 0, "stop_token_ids": [], "seed": None, "use_cache": True}
     assert torch.equal(worker.sample({"model": "e", **body}, Ctx())["tokens"], worker.sample({"model": "m", **body}, Ctx())["tokens"])

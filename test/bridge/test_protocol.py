@@ -191,7 +191,7 @@ def test_valid_requests_of_every_op():
     bodies = {
         "hello": {"token": "abc", "protocol_version": PROTOCOL_VERSION, "client": "test"},
         "ping": {}, "status": {}, "shutdown": {},
-        "load_model": {"name": "m", "path": "/x", "dtype": "auto", "rope_scaling": {"type": "yarn", "factor": None, "target_length": 4096}, "quantize": "nf4"},
+        "load_model": {"name": "m", "path": "/x", "dtype": "auto", "rope_scaling": {"type": "yarn", "factor": None, "target_length": 4096}, "quantize": "nf4", "allow_non_finite": False, "replace": False},
         "unload_model": {"name": "m"},
         "save_model": {"name": "m", "out_dir": "/y", "max_shard_bytes": None},
         "convert_llama2c": {"bin_path": "/a.bin", "out_dir": "/o"},
@@ -205,6 +205,6 @@ def test_valid_requests_of_every_op():
     with pytest.raises(ProtocolError, match=r"tensors\.a: 'shape' is a required property"):
         validate_request({"id": 0, "op": "echo", "body": {"tensors": {"a": {"$tensor": 0, "dtype": "int32"}}}, "buffers": []})
     with pytest.raises(ProtocolError, match="dtype"):
-        validate_request({"id": 0, "op": "load_model", "body": {"name": "m", "path": "/x", "dtype": "int8", "rope_scaling": None, "quantize": None}, "buffers": []})
+        validate_request({"id": 0, "op": "load_model", "body": {"name": "m", "path": "/x", "dtype": "int8", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False}, "buffers": []})
 
 

@@ -89,7 +89,7 @@ def client(bridge):
 
 @pytest.fixture(scope="module")
 def loaded(client, checkpoint):
-    response = client.call("load_model", {"name": "tiny", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None})
+    response = client.call("load_model", {"name": "tiny", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
     assert response["ok"] is True, response
     return response["body"]
 
@@ -257,7 +257,7 @@ def test_op_errors_are_reported_and_the_bridge_survives(loaded, client):
 
     request_id = client.send("sample", sample_request(prompts=((5, 200),)))
     assert_error(client.recv(), request_id, "sample", "bad_input", "token id 200", "0..96")
-    request_id = client.send("load_model", {"name": "x", "path": "/nonexistent/dir", "dtype": "auto", "rope_scaling": None, "quantize": None})
+    request_id = client.send("load_model", {"name": "x", "path": "/nonexistent/dir", "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
     assert_error(client.recv(), request_id, "load_model", "bad_input", "/nonexistent/dir")
     request_id = client.send("convert_llama2c", {"bin_path": "/nonexistent.bin", "out_dir": "/tmp/never"})
     assert_error(client.recv(), request_id, "convert_llama2c", "bad_input", "/nonexistent.bin")
@@ -273,7 +273,7 @@ def test_invalid_request_is_reported(loaded, client):
 
 
 def test_unload_model(checkpoint, client):
-    assert client.call("load_model", {"name": "second", "path": str(checkpoint), "dtype": "float32", "rope_scaling": None, "quantize": None})["ok"]
+    assert client.call("load_model", {"name": "second", "path": str(checkpoint), "dtype": "float32", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})["ok"]
     assert client.call("unload_model", {"name": "second"})["body"] == {"unloaded": True}
     assert client.call("unload_model", {"name": "second"})["body"] == {"unloaded": False}
     request_id = client.send("sample", sample_request(model="second"))
@@ -343,7 +343,7 @@ def test_shutdown_op_stops_the_bridge(tmp_path, checkpoint):
     bridge = Bridge(tmp_path / "run", tmp_path / "bridge.log", idle_timeout=0)
     try:
         c = bridge.connect()
-        assert c.call("load_model", {"name": "m", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None})["ok"]
+        assert c.call("load_model", {"name": "m", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})["ok"]
         other = bridge.connect()  # a second client does not keep it alive against shutdown
         started = time.monotonic()
         assert c.call("shutdown", {}) == {"id": 3, "ok": True, "body": {}, "buffers": []}

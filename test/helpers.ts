@@ -3,10 +3,11 @@
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { afterAll, beforeAll } from "vitest";
 import { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import type { TrainingExample } from "../cells-lib/cells/train.ts";
-import type { Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
+import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 
 export const shared = path.resolve(import.meta.dirname, "../../shared");
 export const stories = path.join(shared, "fixtures/stories260K");
@@ -52,4 +53,17 @@ export function additionExamples(tokenizer: Tokenizer, step: number): TrainingEx
     const completion = tokenizer.encode(` <think> ${a}+${b}=${a + b} </think> ${a + b}`).concat(tokenizer.eosTokenId!);
     return { tokens: [...prompt, ...completion], weights: [...prompt.map(() => 0), ...completion.map(() => 1)] };
   });
+}
+
+/** A test file's own bridge with stories260K converted through it and its tokenizer, ready
+ * before the file's tests and stopped after them. Read the fields inside tests. */
+export function storiesSuite(name: string) {
+  const suite = { bridge: testBridge(name), client: undefined as unknown as BridgeClient, modelDir: "", tokenizer: undefined as unknown as Tokenizer };
+  beforeAll(async () => {
+    suite.client = await suite.bridge.connect();
+    suite.modelDir = await convertStories(tempDir(name), suite.client);
+    suite.tokenizer = await loadTokenizer(suite.modelDir);
+  });
+  afterAll(() => suite.bridge.stop());
+  return suite;
 }

@@ -1,25 +1,12 @@
 /** Reward functions that never give an answer (issue 13, N3): they used to hang the step forever. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BridgeClient } from "../../cells-lib/bridge/client.ts";
+import { describe, expect, it } from "vitest";
 import { loadModel } from "../../cells-lib/cells/model.ts";
 import { grpoTrainer, type GrpoRow } from "../../cells-lib/grpo/trainer.ts";
 import { combineRewards, RewardError, type RewardContext, type RewardFn } from "../../cells-lib/rl/rewards.ts";
-import { loadTokenizer, type Tokenizer } from "../../cells-lib/tokenizer/tokenizer.ts";
 import { OptionsError } from "../../cells-lib/util/options.ts";
-import { convertStories, tempDir, testBridge } from "../helpers.ts";
+import { storiesSuite } from "../helpers.ts";
 
-const root = tempDir("corpus-rewards");
-const bridge = testBridge("corpus-rewards");
-let client: BridgeClient;
-let modelDir: string;
-let tokenizer: Tokenizer;
-
-beforeAll(async () => {
-  client = await bridge.connect();
-  modelDir = await convertStories(root, client);
-  tokenizer = await loadTokenizer(modelDir);
-});
-afterAll(() => bridge.stop());
+const suite = storiesSuite("corpus-rewards");
 
 const never: RewardFn = () => new Promise<number>(() => {});
 const one: RewardFn = () => 1;
@@ -43,17 +30,17 @@ describe("N3: a reward that never resolves times out", () => {
   });
 
   it("N3 trainer.step() stops with the reward's name, the sample and the limit, or skips the samples", async () => {
-    const model = await loadModel(modelDir, { client, name: "hung-reward" });
-    const stopping = await grpoTrainer(model, tokenizer, prompts, { ...small, rewardTimeoutMs: 100, rewards: { hung: { fn: never, weight: 1 } } });
+    const model = await loadModel(suite.modelDir, { client: suite.client, name: "hung-reward" });
+    const stopping = await grpoTrainer(model, suite.tokenizer, prompts, { ...small, rewardTimeoutMs: 100, rewards: { hung: { fn: never, weight: 1 } } });
     await expect(stopping.step()).rejects.toThrow(/^reward "hung" failed on sample 0 \(completion .*\): gave no result within the time limit of 100 ms$/);
 
-    const skipping = await grpoTrainer(model, tokenizer, prompts, {
+    const skipping = await grpoTrainer(model, suite.tokenizer, prompts, {
       ...small, rewardTimeoutMs: 100, onRewardError: "skip-sample", rewards: { hung: { fn: never, weight: 1 }, one: { fn: one, weight: 1 } },
     });
     const m = await skipping.step();
     expect(m.rewardProblems).toBe(2);
     expect(m.reward).toBeNull();
 
-    await expect(grpoTrainer(model, tokenizer, prompts, { ...small, rewardTimeoutMs: -1, rewards: { one: { fn: one, weight: 1 } } })).rejects.toThrow(/grpo: option "rewardTimeoutMs"/);
+    await expect(grpoTrainer(model, suite.tokenizer, prompts, { ...small, rewardTimeoutMs: -1, rewards: { one: { fn: one, weight: 1 } } })).rejects.toThrow(/grpo: option "rewardTimeoutMs"/);
   }, 60_000);
 });

@@ -1,34 +1,21 @@
 /** Training faults (issue 13) through the real cells and a real bridge: an update that overflows
  * the weights, a GRPO step whose every loss is non-finite, two clients training one model. */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { BridgeClient } from "../../cells-lib/bridge/client.ts";
+import { describe, expect, it, vi } from "vitest";
 import { BridgeError } from "../../cells-lib/bridge/errors.ts";
 import { attachModel, loadModel, type Model } from "../../cells-lib/cells/model.ts";
 import { logprobs } from "../../cells-lib/cells/sample.ts";
 import { applyLora, forwardBackward, optimStep } from "../../cells-lib/cells/train.ts";
 import { grpoTrainer } from "../../cells-lib/grpo/trainer.ts";
 import { formatExample, generateArithmetic } from "../../cells-lib/reasoning/index.ts";
-import { loadTokenizer, type Tokenizer } from "../../cells-lib/tokenizer/tokenizer.ts";
-import { additionExamples, convertStories, tempDir, testBridge } from "../helpers.ts";
+import { additionExamples, storiesSuite } from "../helpers.ts";
 
-const root = tempDir("corpus-training");
-const bridge = testBridge("corpus-training");
-let client: BridgeClient;
-let modelDir: string;
-let tokenizer: Tokenizer;
+const suite = storiesSuite("corpus-training");
 
-beforeAll(async () => {
-  client = await bridge.connect();
-  modelDir = await convertStories(root, client);
-  tokenizer = await loadTokenizer(modelDir);
-});
-afterAll(() => bridge.stop());
-
-const examples = (step: number) => additionExamples(tokenizer, step);
+const examples = (step: number) => additionExamples(suite.tokenizer, step);
 const probe = () => examples(0).map((e) => e.tokens);
 
 /** LoRA without dropout: two such models draw nothing and stay twins under the same steps. */
-const adapted = async (name: string) => applyLora(await loadModel(modelDir, { client, name }), { rank: 4, dropout: 0 });
+const adapted = async (name: string) => applyLora(await loadModel(suite.modelDir, { client: suite.client, name }), { rank: 4, dropout: 0 });
 
 async function step(model: Model, s: number, lr = 5e-3) {
   await forwardBackward(model, examples(s), { kind: "cross_entropy" });
@@ -57,7 +44,7 @@ describe("training faults", () => {
     let calls = 0;
     const huge = () => (calls++ % 2 ? 1e308 : 0);
     const prompts = generateArithmetic({ count: 4, seed: 3 }).map((r) => ({ prompt: formatExample(r).prompt, reference: r.answer }));
-    const trainer = await grpoTrainer(model, tokenizer, prompts, {
+    const trainer = await grpoTrainer(model, suite.tokenizer, prompts, {
       algo: "dr_grpo", groupSize: 4, promptsPerStep: 1, maxNewTokens: 8, display: false, lr: 1e-3, seed: 1, rewards: { huge: { fn: huge, weight: 1 } },
     });
     const before = await logprobs(model, probe());
@@ -67,7 +54,7 @@ describe("training faults", () => {
   });
 
   it("C2: a forwardBackward…optimStep cycle belongs to one client until its optimStep or its disconnection", async () => {
-    const other = await bridge.connect();
+    const other = await suite.bridge.connect();
     const mine = await adapted("c2");
     const theirs = await attachModel("c2", other);
     const midCycle = /model 'c2' is mid-cycle for thinkcells pid \d+ \(connection \d+\).*another client/;

@@ -1,20 +1,22 @@
 /** `thinkcells check NOTEBOOK.ipynb`: type-checks all code cells together, as the Deno kernel
- * runs them (one module, in order), with the project's deno.json so `thinkcells` resolves.
- * Errors name the cell and the line within it. */
-import { execFile } from "node:child_process";
-import { rm, writeFile } from "node:fs/promises";
+ * runs them (one module, in order), with the project's deno.json so `thinkcells` resolves, and
+ * relative imports resolved from the notebook's directory, as in the kernel.
+ * Errors, type and syntax alike, name the cell and the line within it. */
+import { readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { stagingDir } from "../cells-lib/util/atomic.ts";
-import { cellSource, readNotebook } from "./notebook.ts";
+import { parseDenoDiagnostics, runDeno } from "./deno-diagnostics.ts";
+import { cellName, cellSource, readNotebook } from "./notebook.ts";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
 
 export interface CheckProblem {
   /** 1-based index among all cells (markdown included), as a notebook UI counts them. */
   cell: number;
+  /** The cell as messages name it: "cell 3 (id c2)", or its first line when it has no id. */
+  name: string;
   /** 1-based line within the cell. */
   line: number;
   column: number;
@@ -24,19 +26,27 @@ export interface CheckProblem {
 export interface CheckResult {
   ok: boolean;
   problems: CheckProblem[];
-  /** deno check's own output when it failed for a reason other than type errors. */
+  /** Errors located outside the cells (in a module they import), or deno check's own output
+   * when it failed for a reason other than located errors. */
   output: string;
 }
 
+interface CellStart {
+  cell: number;
+  name: string;
+  /** The cell's first line in the joined module. */
+  line: number;
+}
+
 /** Joins the code cells into one module and remembers where each cell starts. */
-export function joinCells(cells: { cell_type: string; source: string | string[] }[]): { code: string; starts: { cell: number; line: number }[] } {
+export function joinCells(cells: { cell_type: string; source: string | string[]; id?: unknown }[]): { code: string; starts: CellStart[] } {
   const parts: string[] = [];
-  const starts: { cell: number; line: number }[] = [];
+  const starts: CellStart[] = [];
   let line = 1;
   cells.forEach((cell, i) => {
     if (cell.cell_type !== "code") return;
     const source = cellSource(cell).replace(/\n?$/, "\n");
-    starts.push({ cell: i + 1, line });
+    starts.push({ cell: i + 1, name: cellName(i + 1, cell), line });
     parts.push(source);
     line += source.split("\n").length - 1;
   });
@@ -44,23 +54,37 @@ export function joinCells(cells: { cell_type: string; source: string | string[] 
   return { code: parts.join("") + "export {};\n", starts };
 }
 
-/** Maps deno check's "at file:///…/notebook.ts:LINE:COL" locations back to cells. */
-function locateProblems(output: string, file: string, starts: { cell: number; line: number }[]): CheckProblem[] {
+/** The project's import map, plus the joined module's directory mapped to the notebook's, so
+ * that `./helpers.ts` means the module beside the notebook. deno check's --import-map replaces
+ * the config's imports rather than adding to them. */
+async function importMap(dir: string, notebookDir: string): Promise<string> {
+  const config = path.join(projectRoot, "deno.json");
+  const { imports } = JSON.parse(await readFile(config, "utf8")) as { imports: Record<string, string> };
+  const mapped = Object.fromEntries(Object.entries(imports).map(([name, target]) => [name, new URL(target, pathToFileURL(config)).href]));
+  mapped[pathToFileURL(path.join(dir, "/")).href] = pathToFileURL(path.join(notebookDir, "/")).href;
+  return JSON.stringify({ imports: mapped });
+}
+
+/** Maps deno check's locations in the joined module back to cells; errors elsewhere (in a
+ * module the cells import) keep their own file. */
+function locateProblems(output: string, file: string, starts: CellStart[]): { problems: CheckProblem[]; elsewhere: string[] } {
   const problems: CheckProblem[] = [];
-  const lines = output.split("\n");
-  let message = "";
-  for (const text of lines) {
-    const error = /^(TS\d+) \[ERROR\]: (.*)$/.exec(text);
-    if (error) message = `${error[1]}: ${error[2]}`;
-    const at = /^\s+at (.+):(\d+):(\d+)$/.exec(text);
-    if (at && message && fileURLToPath(at[1]!) === file) {
-      const line = Number(at[2]);
-      const start = [...starts].reverse().find((s) => s.line <= line) ?? starts[0]!;
-      problems.push({ cell: start.cell, line: line - start.line + 1, column: Number(at[3]), message });
-      message = "";
+  const elsewhere: string[] = [];
+  for (const { file: url, line, column, message } of parseDenoDiagnostics(output)) {
+    const where = url.startsWith("file:") ? fileURLToPath(url) : url;
+    if (where !== file) {
+      elsewhere.push(`${where}:${line}:${column}: ${message}`);
+      continue;
     }
+    const start = [...starts].reverse().find((s) => s.line <= line) ?? starts[0]!;
+    problems.push({ cell: start.cell, name: start.name, line: line - start.line + 1, column, message });
   }
-  return problems;
+  return { problems, elsewhere };
+}
+
+/** One line for a problem: the notebook, the cell, the line and column in it, the message. */
+export function describeProblem(file: string, problem: CheckProblem): string {
+  return `${file}: ${problem.name}, line ${problem.line}:${problem.column}: ${problem.message}`;
 }
 
 export async function checkNotebook(notebookFile: string): Promise<CheckResult> {
@@ -69,16 +93,13 @@ export async function checkNotebook(notebookFile: string): Promise<CheckResult> 
   const dir = await stagingDir(os.tmpdir(), "thinkcells-check");
   const file = path.join(dir, "notebook.ts");
   try {
+    const map = path.join(dir, "import-map.json");
     await writeFile(file, code);
-    const deno = path.join(projectRoot, "node_modules/.bin/deno");
-    const output = await new Promise<{ code: number; text: string }>((resolve) => {
-      execFile(deno, ["check", "--quiet", "--config", path.join(projectRoot, "deno.json"), file], { env: { ...process.env, NO_COLOR: "1" } }, (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, text: stdout + stderr });
-      });
-    });
+    await writeFile(map, await importMap(dir, path.dirname(path.resolve(notebookFile))));
+    const output = await runDeno(["check", "--quiet", "--config", path.join(projectRoot, "deno.json"), "--import-map", map, file]);
     if (output.code === 0) return { ok: true, problems: [], output: "" };
-    const problems = locateProblems(output.text, file, starts);
-    return { ok: false, problems, output: problems.length ? "" : output.text };
+    const { problems, elsewhere } = locateProblems(output.text, file, starts);
+    return { ok: false, problems, output: problems.length || elsewhere.length ? elsewhere.join("\n") : output.text };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

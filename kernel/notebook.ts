@@ -26,6 +26,18 @@ export function cellSource(cell: { source: string | string[] }): string {
   return Array.isArray(cell.source) ? cell.source.join("") : cell.source;
 }
 
+/** The first non-blank line of a cell, shortened to fit a message. */
+export function firstLine(source: string): string {
+  const line = source.split("\n").find((l) => l.trim()) ?? "";
+  return line.length > 60 ? `${line.slice(0, 57)}…` : line;
+}
+
+/** How messages name a cell: its 1-based index among all cells, as a notebook UI counts them,
+ * with its id, or its first line when it has no id (nbformat before 4.5). */
+export function cellName(index: number, cell: { id?: unknown; source: string | string[] }): string {
+  return typeof cell.id === "string" && cell.id ? `cell ${index} (id ${cell.id})` : `cell ${index} (\`${firstLine(cellSource(cell))}\`)`;
+}
+
 export async function readNotebook(file: string): Promise<Notebook> {
   let text: string;
   try {

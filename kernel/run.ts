@@ -12,7 +12,8 @@ import { formatDuration } from "../cells-lib/display/format.ts";
 import { renderNotebookHtml } from "./html-report.ts";
 import { startJupyterServer, type JupyterServer } from "./jupyter-server.ts";
 import { KERNEL_NAME } from "./kernelspec.ts";
-import { cellSource, readNotebook, type Notebook } from "./notebook.ts";
+import { findSyntaxError } from "./deno-diagnostics.ts";
+import { cellName, cellSource, firstLine, readNotebook, type Notebook } from "./notebook.ts";
 import { OutputCollector, type IopubMessage, type Output } from "./outputs.ts";
 import { injectParameters } from "./parameters.ts";
 
@@ -36,8 +37,12 @@ export interface CellFailure {
   /** 1-based index among all cells of the executed notebook, as a notebook UI counts them. */
   cell: number;
   id: string;
+  /** The cell as messages name it: "cell 2 (id fails)". */
+  name: string;
   ename: string;
   evalue: string;
+  /** Where in the cell, when known (a syntax error): 1-based line and column. */
+  at?: { line: number; column: number };
   timedOut: boolean;
 }
 
@@ -92,11 +97,6 @@ function serverSettings(server: string): ServerConnection.ISettings {
     appendToken: true,
     WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
   });
-}
-
-function firstLine(source: string): string {
-  const line = source.split("\n").find((l) => l.trim()) ?? "";
-  return line.length > 60 ? `${line.slice(0, 57)}…` : line;
 }
 
 /** Waits for the execute reply, the kernel's death, or `timeoutS`. */
@@ -202,13 +202,13 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
         const timedOut = result === "timeout";
         const ename = timedOut ? "CellTimeoutError" : "DeadKernelError";
         const evalue = timedOut ? `the cell ran longer than --timeout ${options.timeoutS} s; its kernel was stopped` : "the kernel died while running the cell";
-        outputs.push({ output_type: "error", ename, evalue, traceback: [`${ename}: ${evalue}`] });
-        failure = { cell: index + 1, id: cell.id, ename, evalue, timedOut };
+        outputs.push(errorOutput(ename, evalue));
+        failure = { cell: index + 1, id: cell.id, name: cellName(index + 1, cell), ename, evalue, timedOut };
         break;
       }
       if (content && content.status !== "ok") {
-        const error = content.status === "error" ? content : { ename: "Aborted", evalue: "the kernel aborted the cell" };
-        failure = { cell: index + 1, id: cell.id, ename: error.ename, evalue: error.evalue, timedOut: false };
+        const { error, at } = await failedCellError(cell.source, outputs, content);
+        failure = { cell: index + 1, id: cell.id, name: cellName(index + 1, cell), ename: error.ename, evalue: error.evalue, ...(at ? { at } : {}), timedOut: false };
         break;
       }
     }
@@ -233,7 +233,38 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
   return { ok: !failure, ...(failure ? { failure } : {}), notebook, wallS: (Date.now() - started) / 1000 };
 }
 
-/** For messages and exit status: which cell failed and how. */
+type ErrorOutput = Extract<Output, { output_type: "error" }>;
+
+const errorOutput = (ename: string, evalue: string, traceback = [`${ename}: ${evalue}`]): ErrorOutput => ({ output_type: "error", ename, evalue, traceback });
+
+/** The error of a failed cell, added to its outputs when the kernel sent none: Deno's kernel
+ * answers a cell it cannot parse with only "Execution failed", so Deno's parser is asked where
+ * and why, and the saved notebook shows that as JupyterLab shows any error. */
+async function failedCellError(
+  source: string,
+  outputs: Output[],
+  reply: KernelMessage.IExecuteReplyMsg["content"],
+): Promise<{ error: ErrorOutput; at?: CellFailure["at"] }> {
+  const sent = outputs.find((o): o is ErrorOutput => o.output_type === "error");
+  if (sent) return { error: sent };
+  const syntax = reply.status === "error" ? await findSyntaxError(source) : undefined;
+  if (!syntax) {
+    const error = reply.status === "error" ? errorOutput(reply.ename, reply.evalue) : errorOutput("Aborted", "the kernel aborted the cell");
+    outputs.push(error);
+    return { error };
+  }
+  const { line, column } = syntax;
+  const [, ename = "SyntaxError", evalue = syntax.message] = /^(\w+): ([\s\S]*)$/.exec(syntax.message) ?? [];
+  const gutter = " ".repeat(String(line).length);
+  // Deno's layout: the message, the line with a caret under the column, the position.
+  const frame = [`${line} | ${source.split("\n")[line - 1] ?? ""}`, `${gutter} | ${" ".repeat(column - 1)}^`];
+  const error = errorOutput(ename, evalue, [`${ename}: ${evalue}`, ...frame, `    at line ${line}:${column} of the cell`]);
+  outputs.push(error);
+  return { error, at: { line, column } };
+}
+
+/** For messages and exit status: which cell failed, where in it when known, and how. */
 export function describeFailure(file: string, failure: CellFailure): string {
-  return `${file}: cell ${failure.cell} (id ${failure.id}) failed: ${failure.ename}: ${failure.evalue}`;
+  const at = failure.at ? ` at line ${failure.at.line}:${failure.at.column}` : "";
+  return `${file}: ${failure.name} failed${at}: ${failure.ename}: ${failure.evalue}`;
 }

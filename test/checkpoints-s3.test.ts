@@ -53,6 +53,15 @@ async function readTree(dir: string): Promise<Map<string, string>> {
   return new Map([...out].sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
+/** The requests for one object, as "METHOD ?query" with its upload id as ID. */
+function uploadRequests(key: string): string[] {
+  const prefix = `/${server.bucket}/${key}?`;
+  return server.requests
+    .map((r) => r.split(" ") as [string, string])
+    .filter(([, url]) => decodeURIComponent(url).startsWith(prefix))
+    .map(([method, url]) => `${method} ?${url.split("?")[1]!.replace(/uploadId=\w+/, "uploadId=ID")}`);
+}
+
 const freshDir = () => path.join(tempDir("ckpt-dst"), "restored");
 
 describe("s3Store on a real S3-compatible server (s3rver)", () => {
@@ -75,8 +84,17 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
       "step-000100/files/rng.bin",
       "step-000100/files/tokenizer files/vocab ü+1.json",
     ]);
-    // 12 MiB in 5 MiB parts: a three-part multipart upload.
-    expect(server.requests.filter((r) => r.includes(`${s.prefix}/step-000100/files/adapter/model.safetensors`) && r.startsWith("PUT"))).toHaveLength(3);
+    // 12 MiB in 5 MiB parts: a three-part multipart upload (parts may arrive in any order); the
+    // small files go up whole.
+    const [create, ...rest] = uploadRequests(`${s.prefix}/step-000100/files/adapter/model.safetensors`);
+    expect([create, rest.at(-1), ...rest.slice(0, -1).sort()]).toEqual([
+      "POST ?uploads=",
+      "POST ?uploadId=ID",
+      "PUT ?partNumber=1&uploadId=ID&x-id=UploadPart",
+      "PUT ?partNumber=2&uploadId=ID&x-id=UploadPart",
+      "PUT ?partNumber=3&uploadId=ID&x-id=UploadPart",
+    ]);
+    expect(uploadRequests(`${s.prefix}/step-000100/files/optimizer/deep/state.bin`)).toEqual(["PUT ?x-id=PutObject"]);
 
     expect(await s.list()).toEqual([saved]);
     const out = freshDir();
@@ -102,15 +120,18 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
   });
 
   it("leaves the previous checkpoint listed and loadable when an upload is interrupted midway", async () => {
-    const s = store();
+    const s = store({ partSizeMiB: 5 });
     const first = await writeTree({ "a.bin": randomBytes(20_000), "b.bin": randomBytes(20_000) });
     await s.put("step-000001", first.dir, { step: 1 });
 
-    // The connection drops on every upload after the first file of the next checkpoint.
-    const second = await writeTree({ "a.bin": randomBytes(20_000), "b.bin": randomBytes(20_000), "c.bin": randomBytes(20_000) });
-    server.failWhen = (req) => req.method === "PUT" && /\/step-000002\/files\/[bc]\.bin/.test(req.url ?? "");
+    // The connection drops on every upload after the first file of the next checkpoint: midway
+    // through b.bin's multipart upload (its second part), and on c.bin.
+    const second = await writeTree({ "a.bin": randomBytes(20_000), "b.bin": randomBytes(6 * 1024 * 1024), "c.bin": randomBytes(20_000) });
+    server.failWhen = (req) => req.method === "PUT" && /\/step-000002\/files\/(b\.bin\?partNumber=2&|c\.bin)/.test(req.url ?? "");
     await expect(s.put("step-000002", second.dir, { step: 2 })).rejects.toThrow(CheckpointError);
     expect(await keys(s.prefix)).toContain("step-000002/files/a.bin");
+    // The multipart upload was started, then aborted, so its stored parts go too.
+    expect(uploadRequests(`${s.prefix}/step-000002/files/b.bin`)).toEqual(expect.arrayContaining(["POST ?uploads=", "DELETE ?uploadId=ID&x-id=AbortMultipartUpload"]));
     expect((await s.list()).map((e) => e.name)).toEqual(["step-000001"]);
     const out = freshDir();
     await s.get("step-000001", out);

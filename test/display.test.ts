@@ -25,6 +25,7 @@ import {
   type RecordedOutput,
   type Terminal,
 } from "../cells-lib/display/index.ts";
+import { trainingMonitor } from "../cells-lib/training/monitor.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { repoRoot } from "./helpers.ts";
 
@@ -236,6 +237,35 @@ describe("liveChart", () => {
     expect(text(last)).toContain("loss: 1000 points, last NaN at step 999");
   });
 
+  it("gives a metric its panel with its first finite value, and never mentions one that had none", () => {
+    type Figure = { data: { name: string; y: (number | null)[]; xaxis: string }[]; layout: { grid?: { columns: number }; annotations: { text: string }[] } };
+    const figure = (o: RecordedOutput | undefined) => o?.bundle[PLOTLY_MIME] as Figure;
+    const live = liveChart({ title: "GRPO", metrics: ["reward", "accuracy", "kl"], throttleMs: 0 });
+    expect(figure(recorder.outputs[0]).data).toEqual([]);
+    expect(figure(recorder.outputs[0]).layout.annotations.map((a) => a.text)).toEqual(["no data yet"]);
+    expect(text(recorder.outputs[0])).toBe("GRPO: no data yet");
+
+    // No correctness reward and β = 0: accuracy and KL arrive as NaN (a trainer's null).
+    live.push(1, { reward: 0.5, accuracy: NaN, kl: NaN });
+    live.push(2, { reward: 0.6, accuracy: NaN, kl: NaN });
+    live.flush();
+    const early = figure(recorder.outputs.at(-1));
+    expect(early.data.map((t) => t.name)).toEqual(["reward"]);
+    expect(early.layout.grid?.columns).toBe(1);
+    expect(early.layout.annotations.map((a) => a.text)).toEqual(["reward"]);
+    expect(text(recorder.outputs.at(-1))).toBe("GRPO: step 2\n  reward: 2 points, last 0.6 at step 2");
+
+    live.push(3, { reward: 0.7, accuracy: 0.25, kl: NaN });
+    live.close();
+    const last = figure(recorder.outputs.at(-1));
+    expect(last.data.map((t) => [t.name, t.y, t.xaxis])).toEqual([
+      ["reward", [0.5, 0.6, 0.7], "x"],
+      ["accuracy", [null, null, 0.25], "x2"],
+    ]);
+    expect(last.layout.annotations.map((a) => a.text)).toEqual(["reward", "accuracy"]);
+    expect(text(recorder.outputs.at(-1))).toBe("GRPO: step 3\n  reward: 3 points, last 0.7 at step 3\n  accuracy: 3 points, last 0.25 at step 3");
+  });
+
   it("explains bad options and points", () => {
     expect(() => liveChart({ metrics: [] })).toThrow('liveChart: option "metrics": give at least one metric name');
     expect(() => liveChart({ metrics: ["a", "a"] })).toThrow("metric names must be unique");
@@ -413,6 +443,24 @@ describe("renderers", () => {
     r.update({ "text/plain": "p1" }, { displayId: "p", final: false });
     r.update({ "application/json": { a: 1 } }, { displayId: "p", final: true });
     expect(sent).toEqual(["plain text/html <p>h</p>", "live1 text/plain p0", "live1 text/plain p1", 'live1 text/plain {\n  "application/json": {\n    "a": 1\n  }\n}']);
+  });
+});
+
+describe("trainingMonitor", () => {
+  it("charts a trainer's null metrics as gaps once the metric has had a value, and leaves out metrics that never had one", () => {
+    const monitor = trainingMonitor({ title: "SFT", metrics: ["loss", "valLoss", "accuracy"], totalSteps: 2, display: true });
+    monitor.record(1, { step: 1, loss: 2, skipped: false }, true);
+    // An evaluation without reference answers: accuracy null.
+    monitor.record(1, { step: 1, valLoss: 2.5, accuracy: null });
+    monitor.record(2, { step: 2, loss: null, skipped: true }, true);
+    monitor.close();
+    const final = recorder.finalBundles().find((b) => PLOTLY_MIME in b)!;
+    const fig = final[PLOTLY_MIME] as { data: { name: string; y: (number | null)[] }[] };
+    expect(fig.data.map((t) => [t.name, t.y])).toEqual([
+      ["loss", [2, null]],
+      ["valLoss", [2.5]],
+    ]);
+    expect(final["text/plain"]).toBe("SFT: step 2\n  loss: 2 points, last NaN at step 2\n  valLoss: 1 point, last 2.5 at step 1");
   });
 });
 

@@ -80,7 +80,7 @@ describe("exportModel", () => {
     expect(exported.lora).toMatchObject({ rank: 8, alpha: 16, targets: "all-linear", merged_modules: 35 });
     expect(exported.weightBytes).toBe(260032 * 4);
     expect(exported.onnx).toMatchObject({ path: path.join(outDir, "onnx", "model.onnx"), opset: 18 });
-    expect(JSON.parse(readFileSync(path.join(outDir, "generation_config.json"), "utf8"))).toMatchObject({ bos_token_id: 1, eos_token_id: 2 });
+    expect(JSON.parse(readFileSync(path.join(outDir, "generation_config.json"), "utf8"))).toMatchObject({ bos_token_id: 1, eos_token_id: [2, 1] });
     expect(readFileSync(path.join(outDir, "tokenizer.json"))).toEqual(readFileSync(path.join(modelDir, "tokenizer.json")));
   });
 

@@ -1,6 +1,6 @@
 /** `thinkcells run` end to end: jupyter-server + the thinkcells Deno kernel, through the CLI. */
 import { execFile } from "node:child_process";
-import { cpSync, existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { venvProgram } from "../cells-lib/util/project-python.ts";
@@ -10,9 +10,9 @@ import { repoRoot, tempDir } from "./helpers.ts";
 
 const fixtures = path.join(repoRoot, "test/fixtures");
 
-function thinkcells(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function thinkcells(args: string[], cwd = repoRoot): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), ...args], { cwd, timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -31,19 +31,35 @@ function validateNbformat(file: string): Promise<string> {
 
 describe("thinkcells run", () => {
   it("runs a notebook outside the project with parameters, a live chart and an HTML report", async () => {
-    // Outside the project: the kernel's launcher supplies the import map and the notebook's directory.
-    const dir = tempDir("run");
-    cpSync(path.join(fixtures, "run-sample.ipynb"), path.join(dir, "sample.ipynb"));
-    const out = path.join(dir, "executed.ipynb");
-    const html = path.join(dir, "report.html");
-    const run = await thinkcells(["run", path.join(dir, "sample.ipynb"), "-p", "steps=3", "-p", "label=from cli", "-p", 'flags={"fast":true}', "--out", out, "--html", html]);
-    expect(run.stderr).toMatch(/\[3\/5\] cell 4: import \{ liveChart \} from "thinkcells";/);
-    expect(run.stderr).toMatch(/\[5\/5\] cell 6 done in .*\(elapsed /);
+    // README, "A notebook of your own": a notebook in a directory of its own, run from the one
+    // above; the kernel's launcher maps "thinkcells" to this checkout, relative paths in cells (a
+    // module beside the notebook, files thinkcells writes, files the cell writes) mean the
+    // notebook's directory, and --out/--html paths the directory the command runs in.
+    const top = tempDir("run");
+    const dir = path.join(top, "notebooks");
+    mkdirSync(dir);
+    const sample = read(path.join(fixtures, "run-sample.ipynb"));
+    const ownFiles = [
+      'import { localStore } from "thinkcells";',
+      'import { greeting } from "./helper.ts";',
+      'await Deno.mkdir("runs/work", { recursive: true });',
+      'await Deno.writeTextFile("runs/work/note.txt", greeting);',
+      'await localStore("runs/ckpt").put("step-1", "runs/work");',
+    ].join("\n");
+    sample.cells.push({ id: "own-files", cell_type: "code", source: ownFiles, metadata: {}, outputs: [], execution_count: null });
+    writeFileSync(path.join(dir, "sample.ipynb"), JSON.stringify(sample));
+    writeFileSync(path.join(dir, "helper.ts"), 'export const greeting = "from a module beside the notebook";\n');
+    const run = await thinkcells(["run", "notebooks/sample.ipynb", "-p", "steps=3", "-p", "label=from cli", "-p", 'flags={"fast":true}', "--out", "executed.ipynb", "--html", "report.html"], top);
+    const out = path.join(top, "executed.ipynb");
+    const html = path.join(top, "report.html");
+    expect(run.stderr).toMatch(/\[3\/6\] cell 4: import \{ liveChart \} from "thinkcells";/);
+    expect(run.stderr).toMatch(/\[6\/6\] cell 7 done in .*\(elapsed /);
     expect(run.code, run.stderr).toBe(0);
+    expect(readFileSync(path.join(dir, "runs/ckpt/step-1/note.txt"), "utf8")).toBe("from a module beside the notebook");
 
     expect(await validateNbformat(out)).toBe("4 5");
     const nb = read(out);
-    expect(nb.metadata.kernelspec).toMatchObject({ name: "thinkcells", language: "typescript" });
+    expect(nb.metadata.kernelspec).toEqual({ name: "thinkcells", display_name: "TypeScript (thinkcells)", language: "typescript" });
     expect(nb.metadata.thinkcells).toMatchObject({ status: "ok", parameters: { steps: "3", label: "from cli" } });
     const ids = nb.cells.map((c) => c.id);
     expect(ids[1]).toBe("params");
@@ -89,6 +105,30 @@ describe("thinkcells run", () => {
     expect(nb.metadata.thinkcells).toMatchObject({ status: "failed", failed_cell: 2 });
     expect(nb.cells[0]!.outputs).toEqual([{ output_type: "stream", name: "stdout", text: "before\n" }]);
     expect(nb.cells[1]!.outputs![0]).toMatchObject({ output_type: "error", ename: "Error", evalue: "boom from cell two" });
+    expect(nb.cells[2]!).toMatchObject({ outputs: [], execution_count: null });
+  }, 180_000);
+
+  it("saves a syntax error as the cell's error output, naming the cell, its line and the parser's message", async () => {
+    // Deno's kernel answers such a cell with only "Error: Execution failed" and no error output.
+    const dir = tempDir("run-syntax");
+    const sources = { ok: 'console.log("before");', syntax: "const a = 1;\nconst b = (;\nconsole.log(b);", after: 'console.log("never runs");' };
+    const cells = Object.entries(sources).map(([id, source]) => ({ id, cell_type: "code", source, metadata: {}, outputs: [], execution_count: null }));
+    writeFileSync(path.join(dir, "syntax.ipynb"), JSON.stringify({ nbformat: 4, nbformat_minor: 5, metadata: {}, cells }));
+    const out = path.join(dir, "executed.ipynb");
+    const run = await thinkcells(["run", path.join(dir, "syntax.ipynb"), "--out", out]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("syntax.ipynb: cell 2 (id syntax) failed at line 2:12: SyntaxError: Expression expected");
+    await validateNbformat(out);
+    const nb = read(out);
+    expect(nb.metadata.thinkcells).toMatchObject({ status: "failed", failed_cell: 2 });
+    expect(nb.cells[1]!.outputs).toEqual([
+      {
+        output_type: "error",
+        ename: "SyntaxError",
+        evalue: "Expression expected",
+        traceback: ["SyntaxError: Expression expected", "2 | const b = (;", "  |            ^", "    at line 2:12 of the cell"],
+      },
+    ]);
     expect(nb.cells[2]!).toMatchObject({ outputs: [], execution_count: null });
   }, 180_000);
 

@@ -21,7 +21,7 @@ export interface TestS3Server {
   bucket: string;
   /** Requests for which this returns true have their connection destroyed before any reply. */
   failWhen: ((req: http.IncomingMessage) => boolean) | undefined;
-  /** Every request seen, as "METHOD /path". */
+  /** Every request seen, as "METHOD /path?query". */
   requests: string[];
   stop(): Promise<void>;
 }
@@ -32,7 +32,7 @@ export async function startS3Server(bucket = "checkpoints"): Promise<TestS3Serve
   await s3rver.configureBuckets();
   const handle = s3rver.callback();
   const httpServer = http.createServer((req, res) => {
-    server.requests.push(`${req.method} ${req.url?.split("?")[0]}`);
+    server.requests.push(`${req.method} ${req.url}`);
     if (server.failWhen?.(req)) req.socket.destroy();
     else handle(req, res);
   });

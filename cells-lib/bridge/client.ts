@@ -39,6 +39,9 @@ export const BridgeOptions = z
     threads: z.number().int().nonnegative().default(0),
     /** How long to wait for a new bridge to come up. */
     startTimeoutMs: z.number().int().positive().default(60_000),
+    /** Start a bridge when none runs for the session; false: connect fails with a BridgeError of
+     * kind "not_running" instead (to stop or inspect a bridge without starting one). */
+    start: z.boolean().default(true),
   })
   .strict();
 export type BridgeOptions = z.input<typeof BridgeOptions>;
@@ -218,6 +221,7 @@ export class BridgeClient {
         if (attached instanceof BridgeClient) return attached;
         if (ours) throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${info.socket}: ${attached.unreachable}`);
       }
+      if (!opts.start) throw new BridgeError("not_running", "connect", `no bridge is running for session "${opts.session}" in ${dir}`);
       // None runs, or the one named is dead or dying: a session file outlives a killed bridge
       // (or a zombie not yet reaped), and one killed a moment ago can still take a connection
       // and then reset it. Start a new bridge; should the dying one still hold the session's

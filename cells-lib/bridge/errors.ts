@@ -7,6 +7,7 @@ export type BridgeErrorKind =
   | "cancelled" // the caller cancelled the request
   | "crashed" // the bridge process died or the connection dropped
   | "start_failed" // the bridge could not be started
+  | "not_running" // connect({ start: false }) found no bridge running
   | "handshake"; // wrong token or protocol version
 
 export class BridgeError extends Error {

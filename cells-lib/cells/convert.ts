@@ -6,8 +6,9 @@ import { llama2cTokenizerConfig, llama2cTokenizerJson } from "../tokenizer/llama
 import { writeFileAtomic } from "../util/atomic.ts";
 import { bridge } from "./session.ts";
 
-/** llama2.c `model.bin` + `tokenizer.bin` → an HF directory (config.json, model.safetensors,
- * tokenizer.json, tokenizer_config.json). The bridge converts the weights; the tokenizer, being
+/** llama2.c `model.bin` + `tokenizer.bin` → an HF directory (config.json, generation_config.json,
+ * model.safetensors, tokenizer.json, tokenizer_config.json). The bridge converts the weights and
+ * writes the configs (the generation config stops at BOS, as llama2.c does); the tokenizer, being
  * text, is converted here. */
 export async function convertLlama2c(modelBin: string, tokenizerBin: string, outDir: string, client?: BridgeClient): Promise<{ outDir: string; files: string[] }> {
   const bytes = await readFile(tokenizerBin).catch((err: NodeJS.ErrnoException) => {
@@ -20,6 +21,6 @@ export async function convertLlama2c(modelBin: string, tokenizerBin: string, out
   await c.call("convert_llama2c", { bin_path: path.resolve(modelBin), out_dir: out });
   await writeFileAtomic(path.join(out, "tokenizer.json"), JSON.stringify(tokenizerJson));
   await writeFileAtomic(path.join(out, "tokenizer_config.json"), JSON.stringify(llama2cTokenizerConfig(), null, 2));
-  const files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+  const files = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
   return { outDir: out, files };
 }

@@ -1,4 +1,6 @@
 /** Sampling and teacher-forced scoring cells: text in, text and log-probs out. */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { z } from "zod";
 import { Tensor } from "../bridge/frames.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
@@ -15,7 +17,7 @@ const SampleOptions = z
     topP: z.number().gt(0, "must be in (0, 1]").max(1, "must be in (0, 1]").default(1),
     /** 0 means no limit. */
     topK: z.number().int().min(0).default(0),
-    /** Default: the model's EOS ids. */
+    /** Default: the model's stop tokens (`modelStopTokenIds`). */
     stopTokenIds: z.array(z.number().int().nonnegative()).optional(),
     /** Text that ends a completion; the completion's text stops before it. */
     stopStrings: z.array(z.string().min(1)).default([]),
@@ -54,6 +56,38 @@ function encodePrompt(tokenizer: Tokenizer, prompt: Prompt, addSpecialTokens: bo
     throw new Error(`sample: prompt ${index} is empty and the tokenizer has no BOS token to start from`);
   }
   return ids;
+}
+
+const GENERATION_CONFIG = "generation_config.json";
+const tokenId = z.number().int().nonnegative();
+const TokenIds = z.union([tokenId, z.array(tokenId)]);
+
+/** The tokens that end a completion of `model`: its directory's generation_config.json
+ * `eos_token_id` (one id or a list), which is what transformers' generate() stops at and can
+ * list more than config.json's (llama2.c models: BOS too; chat models: the end-of-turn token),
+ * else config.json's `eos_token_id`. */
+export async function modelStopTokenIds(model: Model): Promise<number[]> {
+  const file = path.join(model.info.path, GENERATION_CONFIG);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return model.info.eos_token_ids;
+    throw new Error(`sample: cannot read ${file} (${code ?? (err as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`sample: ${file} is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error(`sample: ${file} is not a JSON object`);
+  const eos = (json as { eos_token_id?: unknown }).eos_token_id;
+  if (eos === undefined || eos === null) return model.info.eos_token_ids;
+  const ids = TokenIds.safeParse(eos);
+  if (!ids.success) throw new Error(`sample: ${file}: eos_token_id is ${JSON.stringify(eos)}; expected a token id or a list of token ids`);
+  return typeof ids.data === "number" ? [ids.data] : ids.data;
 }
 
 /** Decodes completions as continuations of their prompt: tokenizers that mark word starts
@@ -105,7 +139,7 @@ export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt
       temperature: opts.temperature,
       top_p: opts.topP,
       top_k: opts.topK,
-      stop_token_ids: opts.stopTokenIds ?? model.info.eos_token_ids,
+      stop_token_ids: opts.stopTokenIds ?? (await modelStopTokenIds(model)),
       seed: opts.seed ?? null,
       use_cache: opts.useCache,
     },

@@ -56,7 +56,8 @@ const S3StoreOptions = z
         error: "expected { accessKeyId, secretAccessKey, sessionToken? } or a credentials provider function",
       })
       .optional(),
-    /** Files above this go up as a multipart upload in parts of this size; one part is held in memory. */
+    /** Files above this go up as a multipart upload in parts of this size, four at a time (so up
+     * to four parts are held in memory). */
     partSizeMiB: z.number().int().min(5).max(5120).default(64),
   })
   .strict();
@@ -208,8 +209,7 @@ function clientConfig(o: z.output<typeof S3StoreOptions>): S3ClientConfig {
     forcePathStyle: o.forcePathStyle,
     profile: o.profile,
     credentials: o.credentials,
-    // The SDK's default extra CRC32s would have to be declared when a multipart upload is
-    // created (S3 otherwise rejects the parts) and S3-compatible servers treat them unevenly.
+    // S3-compatible servers treat the SDK's default extra CRC32s unevenly.
     // Uploads stay protected by SigV4's signed payload sha256 and downloads by COMMIT.json's
     // sha256s, so every server sees the same plain requests the tests exercise.
     requestChecksumCalculation: "WHEN_REQUIRED",

@@ -1,21 +1,18 @@
-/** Uploads one local file as one S3 object, hashing it on the way: a single PutObject up to the
- * part size, a multipart upload above it. @aws-sdk/lib-storage is not installed, and this is the
- * small part of it checkpoints need. Parts go up one at a time, so memory stays at one part. */
-import { createHash } from "node:crypto";
-import { open, type FileHandle } from "node:fs/promises";
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type CompletedPart,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+/** Uploads one local file as one S3 object with @aws-sdk/lib-storage's Upload (a single PutObject
+ * up to the part size, a multipart upload above it, aborted if a part fails), hashing the bytes as
+ * they stream out so COMMIT.json records exactly what went up. */
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { Readable } from "node:stream";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
 import type { FileDigest } from "./record.ts";
 
-/** S3 allows at most 10,000 parts; larger files get larger parts. */
+/** S3 allows at most 10,000 parts; Upload fails past that rather than grow its parts. */
 const MAX_PARTS = 10_000;
+/** Parts in flight at once (lib-storage's default); memory holds up to this many parts. */
+const PARTS_IN_FLIGHT = 4;
 
 export interface UploadTarget {
   client: S3Client;
@@ -24,50 +21,30 @@ export interface UploadTarget {
 }
 
 export async function uploadFile(target: UploadTarget, file: string, partSize: number): Promise<Omit<FileDigest, "path">> {
-  const fh = await open(file, "r");
+  const size = (await stat(file)).size;
+  const hash = createHash("sha256");
+  const body = Readable.from(hashedChunks(file, size, hash));
   try {
-    const size = (await fh.stat()).size;
-    const hash = createHash("sha256");
-    if (size <= partSize) {
-      const body = await readPart(fh, 0, size, file);
-      hash.update(body);
-      await target.client.send(new PutObjectCommand({ Bucket: target.bucket, Key: target.key, Body: body, ContentLength: size }));
-    } else {
-      await uploadParts(target, fh, size, Math.max(partSize, Math.ceil(size / MAX_PARTS)), hash, file);
-    }
-    return { size, sha256: hash.digest("hex") };
+    await new Upload({
+      client: target.client,
+      // ContentLength: a stream has no length of its own, and Upload checks the part count against it.
+      params: { Bucket: target.bucket, Key: target.key, Body: body, ContentLength: size },
+      partSize: Math.max(partSize, Math.ceil(size / MAX_PARTS)),
+      queueSize: PARTS_IN_FLIGHT,
+    }).done();
   } finally {
-    await fh.close();
+    body.destroy(); // after a failure Upload stops reading; this closes the file
   }
+  return { size, sha256: hash.digest("hex") };
 }
 
-async function uploadParts(target: UploadTarget, fh: FileHandle, size: number, partSize: number, hash: ReturnType<typeof createHash>, file: string): Promise<void> {
-  const { client, bucket: Bucket, key: Key } = target;
-  const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-  try {
-    const parts: CompletedPart[] = [];
-    for (let offset = 0; offset < size; offset += partSize) {
-      const body = await readPart(fh, offset, Math.min(partSize, size - offset), file);
-      hash.update(body);
-      const PartNumber = parts.length + 1;
-      const { ETag } = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body: body, ContentLength: body.byteLength }));
-      parts.push({ PartNumber, ETag });
-    }
-    await client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
-  } catch (err) {
-    // Best effort: after a crash, parts stay until the bucket's AbortIncompleteMultipartUpload
-    // lifecycle rule removes them.
-    await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => {});
-    throw err;
+async function* hashedChunks(file: string, size: number, hash: Hash): AsyncGenerator<Buffer> {
+  let read = 0;
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    read += chunk.byteLength;
+    yield chunk;
   }
-}
-
-async function readPart(fh: FileHandle, position: number, length: number, file: string): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
-  for (let filled = 0; filled < length; ) {
-    const { bytesRead } = await fh.read(buffer, filled, length - filled, position + filled);
-    if (bytesRead === 0) throw new Error(`${file} shrank while it was being uploaded`);
-    filled += bytesRead;
-  }
-  return buffer;
+  // Thrown before Upload sends the last part, so a changed file never gets committed.
+  if (read !== size) throw new Error(`${file} changed size while it was being uploaded`);
 }

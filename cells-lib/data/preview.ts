@@ -12,9 +12,14 @@ export interface PreviewableDataset<R> {
   rows: readonly DatasetRow<R>[];
 }
 
-/** Shows the statistics and returns them. */
-export function previewDataset<R extends object>(dataset: PreviewableDataset<R>, options: DatasetStatsOptions = {}): DatasetStats<R> {
-  const stats = computeStats(dataset.rows, parseOptions(DatasetStatsOptions, options, "previewDataset"));
+/** A dataset's row type; for loadDataset's dataset of any shape, the union of the shapes' rows. */
+type RowType<D> = D extends PreviewableDataset<infer R extends object> ? R : never;
+
+/** Shows the statistics and returns them. Generic in the whole dataset, not its row type, so a
+ * union of datasets (loadDataset without a shape) is accepted. */
+export function previewDataset<D extends PreviewableDataset<object>>(dataset: D, options: DatasetStatsOptions = {}): DatasetStats<RowType<D>> {
+  const rows = dataset.rows as readonly DatasetRow<RowType<D>>[];
+  const stats = computeStats(rows, parseOptions(DatasetStatsOptions, options, "previewDataset"));
   const unit = stats.unit === "tokens" ? "tokens" : "characters (no tokenizer given)";
   const name = dataset.shape ? `${dataset.file} (${dataset.shape})` : dataset.file;
   table(

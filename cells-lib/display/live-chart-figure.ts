@@ -1,4 +1,5 @@
-/** The figure (and text) of a live chart: one line chart per metric, in a grid of subplots. */
+/** The figure (and text) of a live chart: one line chart per metric that has had a finite value,
+ * in a grid of subplots. */
 import type { FigureJson } from "./chart-html.ts";
 import { formatNumber } from "./format.ts";
 
@@ -25,17 +26,32 @@ function gridColumns(metrics: number): number {
   return metrics <= 4 ? 2 : 3;
 }
 
+/** The metrics that get a panel, in the chart's order: those with at least one finite value. A
+ * metric a run never produces (KL without a KL penalty, accuracy without a correctness reward)
+ * would otherwise be an empty panel, or a line of gaps reported as NaN. */
+export function shownMetrics(input: LiveFigureInput): string[] {
+  return input.metrics.filter((metric) => input.series.get(metric)?.values.some((v) => v !== null));
+}
+
 export function liveFigure(input: LiveFigureInput): FigureJson {
-  const n = input.metrics.length;
+  const metrics = shownMetrics(input);
+  const margin = { t: input.title === undefined ? 40 : 80, l: 60, r: 20, b: 40 };
+  const title = input.title === undefined ? {} : { title: { text: input.title } };
+  if (metrics.length === 0) {
+    const hidden = { visible: false };
+    const waiting = { text: "no data yet", xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false };
+    return { data: [], layout: { height: 80 + ROW_HEIGHT, margin, xaxis: hidden, yaxis: hidden, annotations: [waiting], ...title } };
+  }
+  const n = metrics.length;
   const columns = Math.min(n, input.columns ?? gridColumns(n));
   const rows = Math.ceil(n / columns);
   const layout: Record<string, unknown> = {
     height: 80 + rows * ROW_HEIGHT,
-    margin: { t: input.title === undefined ? 40 : 80, l: 60, r: 20, b: 40 },
+    margin,
     showlegend: false,
     hovermode: "x",
     grid: { rows, columns, pattern: "independent", roworder: "top to bottom", xgap: 0.15, ygap: 0.35 },
-    annotations: input.metrics.map((metric, i) => ({
+    annotations: metrics.map((metric, i) => ({
       // Subplot titles: plotly has none, so each is an annotation above its subplot.
       text: metric,
       xref: `${axis("x", i)} domain`,
@@ -46,10 +62,10 @@ export function liveFigure(input: LiveFigureInput): FigureJson {
       yanchor: "bottom",
       showarrow: false,
     })),
+    ...title,
   };
-  if (input.title !== undefined) layout.title = { text: input.title };
-  const data = input.metrics.map((metric, i) => {
-    const s = thin(input.series.get(metric) ?? { steps: [], values: [] }, input.maxPoints);
+  const data = metrics.map((metric, i) => {
+    const s = thin(input.series.get(metric)!, input.maxPoints);
     return { type: "scatter", mode: "lines", name: metric, x: s.steps, y: s.values, xaxis: axis("x", i), yaxis: axis("y", i) };
   });
   return { data, layout };
@@ -70,16 +86,15 @@ function thin(series: Series, maxPoints: number): Series {
   return { steps: keep.map((i) => series.steps[i]!), values: keep.map((i) => series.values[i]!) };
 }
 
-/** Title, latest step, and per metric its point count and latest value. */
+/** Title, latest step, and per shown metric its point count and latest value. */
 export function liveSummary(input: LiveFigureInput): string {
-  const lastStep = Math.max(-Infinity, ...[...input.series.values()].map((s) => s.steps.at(-1) ?? -Infinity));
-  const head = `${input.title ?? "Live chart"}${Number.isFinite(lastStep) ? `: step ${formatNumber(lastStep)}` : ": no data yet"}`;
-  const lines = input.metrics.map((metric) => {
-    const s = input.series.get(metric);
-    const n = s?.steps.length ?? 0;
-    if (!s || n === 0) return `  ${metric}: no points`;
-    const last = s.values.at(-1);
-    return `  ${metric}: ${n} point${n === 1 ? "" : "s"}, last ${last === null || last === undefined ? "NaN" : formatNumber(last)} at step ${formatNumber(s.steps.at(-1)!)}`;
+  const shown = shownMetrics(input).map((metric) => [metric, input.series.get(metric)!] as const);
+  const lastStep = Math.max(-Infinity, ...shown.map(([, s]) => s.steps.at(-1)!));
+  const head = `${input.title ?? "Live chart"}${shown.length ? `: step ${formatNumber(lastStep)}` : ": no data yet"}`;
+  const lines = shown.map(([metric, s]) => {
+    const n = s.steps.length;
+    const last = s.values.at(-1)!;
+    return `  ${metric}: ${n} point${n === 1 ? "" : "s"}, last ${last === null ? "NaN" : formatNumber(last)} at step ${formatNumber(s.steps.at(-1)!)}`;
   });
   return [head, ...lines].join("\n");
 }

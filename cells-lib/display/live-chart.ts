@@ -13,7 +13,9 @@ import type { MimeBundle, Renderer } from "./types.ts";
 const LiveChartOptions = z
   .object({
     title: z.string().optional(),
-    /** e.g. ["loss", "reward", "kl", "gradNorm", "lr", "tokensPerS", "completionLength"]. */
+    /** e.g. ["loss", "reward", "kl", "gradNorm", "lr", "tokensPerS", "completionLength"]: the
+     * metrics that may be pushed, in panel order. A metric's panel appears with its first finite
+     * value, so one a run never produces takes no room. */
     metrics: z
       .array(z.string().min(1, "metric names must not be empty"))
       .min(1, "give at least one metric name")
@@ -31,7 +33,7 @@ export type LiveChartOptions = z.input<typeof LiveChartOptions>;
 export interface LiveChart {
   readonly displayId: string;
   /** Records the metrics of one step. A metric may be left out (or undefined) at a step;
-   * NaN and ±Infinity are drawn as gaps. */
+   * NaN and ±Infinity are drawn as gaps (and until a metric's first finite value, not at all). */
   push(step: number, values: Readonly<Record<string, number | undefined>>): void;
   /** Redraws now if a redraw is waiting for the throttle. */
   flush(): void;

@@ -1,5 +1,5 @@
 """Convert a llama2.c checkpoint (the legacy "version 0" .bin) to Hugging Face
-Llama names, config and RoPE layout."""
+Llama names, config, generation config and RoPE layout."""
 
 import os
 import struct
@@ -7,9 +7,12 @@ import struct
 import numpy as np
 import torch
 
-from .hf_checkpoint import save_checkpoint
+from .export import GENERATION_CONFIG
+from .hf_checkpoint import _write_json, save_checkpoint
 
 _HEADER = struct.Struct("<7i")
+# llama2.c's tokenizer: 0 unk, 1 BOS, 2 EOS.
+BOS, EOS = 1, 2
 # llama2.c's newer export formats (version >= 1) start with this magic instead.
 _MAGIC_AK42 = 0x616B3432
 
@@ -119,16 +122,25 @@ def convert_llama2c_weights(bin_path):
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
         "tie_word_embeddings": shared,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
+        "bos_token_id": BOS,
+        "eos_token_id": EOS,
         "hidden_act": "silu",
         "torch_dtype": "float32",
     }
     return config, sd
 
 
+def llama2c_generation_config():
+    """Where generation stops. These models were trained on stories separated by BOS, and
+    llama2.c's run.c ends a sample at the BOS that starts the next story (it never checks EOS):
+    BOS joins EOS as a stop token, in the list form transformers' generate() reads."""
+    return {"bos_token_id": BOS, "eos_token_id": [EOS, BOS]}
+
+
 def write_llama2c_as_hf(bin_path, out_dir, max_shard_bytes=None):
-    """Convert a llama2.c .bin into a Hugging Face model directory; return its config."""
+    """Convert a llama2.c .bin into a Hugging Face model directory (config.json, weights,
+    generation_config.json); return its config."""
     config, state_dict = convert_llama2c_weights(bin_path)
     save_checkpoint(out_dir, config, state_dict, max_shard_bytes=max_shard_bytes)
+    _write_json(os.path.join(os.fspath(out_dir), GENERATION_CONFIG), llama2c_generation_config())
     return config

@@ -7,10 +7,9 @@ import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { describe, expect, it } from "vitest";
-import { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { checkNotebook } from "../kernel/check.ts";
-import { describeFailure, runNotebook } from "../kernel/run.ts";
 import { repoRoot, tempDir } from "./helpers.ts";
+import { runWithOwnBridge } from "./notebooks.ts";
 import { atTestSizes, notebookOf, readmeBlocks } from "./readme.ts";
 
 const full = process.env.THINKCELLS_README_FULL === "1";
@@ -56,23 +55,14 @@ describe("README blocks", () => {
     symlinkSync(path.join(repoRoot, "assets"), path.join(dir, "assets"));
     const file = path.join(dir, "readme.ipynb");
     writeFileSync(file, JSON.stringify(notebookOf(blocks.filter((b) => b.run).map((b) => (full ? b.code : atTestSizes(b))))));
-    // The kernel (a child of jupyter-server) inherits these: its bridge is this test's own.
-    process.env.THINKCELLS_BRIDGE_DIR = path.join(dir, "bridge");
-    process.env.THINKCELLS_SESSION = "readme";
     const out = path.join(dir, "executed.ipynb");
-    try {
-      const result = await runNotebook(file, { out, timeoutS: full ? 1800 : 240, ...(full ? { log: (line: string) => console.error(line) } : {}) });
-      if (full) console.error(`executed notebook: ${out}`);
-      expect(result.failure ? describeFailure(file, result.failure) : "ok").toBe("ok");
-      const texts = result.notebook.cells.flatMap((c) => c.outputs ?? []).map((o) => ((o as { data?: Record<string, unknown> }).data?.["text/plain"] ?? "") as string);
-      const reported = texts.map((t) => /\{ sft: ([\d.e-]+), grpo: ([\d.e-]+) \}/.exec(t)).find((m) => m);
-      expect(reported, "Stage 2's last line shows { sft, grpo }").toBeDefined();
-      const [sft, grpo] = reported!.slice(1).map(Number) as [number, number];
-      for (const accuracy of [sft, grpo]) expect(accuracy >= 0 && accuracy <= 1, `accuracy ${accuracy}`).toBe(true);
-      if (full) expect(grpo - sft).toBeGreaterThanOrEqual(0.05);
-    } finally {
-      const client = await BridgeClient.connect({ session: "readme", dir: path.join(dir, "bridge") }).catch(() => undefined);
-      await client?.shutdown().catch(() => {});
-    }
+    const result = await runWithOwnBridge(file, dir, "readme", { out, timeoutS: full ? 1800 : 240, ...(full ? { log: (line: string) => console.error(line) } : {}) });
+    if (full) console.error(`executed notebook: ${out}`);
+    const texts = result.notebook.cells.flatMap((c) => c.outputs ?? []).map((o) => ((o as { data?: Record<string, unknown> }).data?.["text/plain"] ?? "") as string);
+    const reported = texts.map((t) => /\{ sft: ([\d.e-]+), grpo: ([\d.e-]+) \}/.exec(t)).find((m) => m);
+    expect(reported, "Stage 2's last line shows { sft, grpo }").toBeDefined();
+    const [sft, grpo] = reported!.slice(1).map(Number) as [number, number];
+    for (const accuracy of [sft, grpo]) expect(accuracy >= 0 && accuracy <= 1, `accuracy ${accuracy}`).toBe(true);
+    if (full) expect(grpo - sft).toBeGreaterThanOrEqual(0.05);
   }, full ? 3_600_000 : 600_000);
 });

@@ -19,6 +19,7 @@ import { BridgeError } from "./errors.ts";
 import { dehydrate, encodeFrame, hydrate, splitFrame, type Hydrated } from "./frames.ts";
 import { EXIT_CODES, ops, PROTOCOL_VERSION, ResponseEnvelope, type OpName } from "./protocol.ts";
 import { parseOptions } from "../util/options.ts";
+import { processAlive } from "../util/atomic.ts";
 import { venvProgram } from "../util/project-python.ts";
 
 export const bridgePackageDir = fileURLToPath(new URL("../../gpu-bridge/", import.meta.url));
@@ -138,15 +139,6 @@ export function findPython(explicit?: string): string {
   return explicit ?? process.env.THINKCELLS_PYTHON ?? venvProgram("python", "python3");
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** The session file's bridge, if its process lives; a file that is not private is refused. */
 function readSession(file: string): SessionInfo | undefined {
   let text: string;
@@ -158,7 +150,7 @@ function readSession(file: string): SessionInfo | undefined {
   }
   try {
     const info = JSON.parse(text) as SessionInfo;
-    return pidAlive(info.pid) ? info : undefined;
+    return processAlive(info.pid) ? info : undefined;
   } catch {
     return undefined;
   }

@@ -41,6 +41,9 @@ export type TensorRef = z.infer<typeof TensorRef>;
 export const ONNX_OPSETS = { min: 18, max: 23, default: 18 } as const;
 const opset = z.number().int().min(ONNX_OPSETS.min).max(ONNX_OPSETS.max);
 
+/** Dtypes a model is loaded or exported in; "auto": the device's default (bf16 on CUDA, else fp32). */
+export const MODEL_DTYPES = ["auto", "float32", "bfloat16", "float16"] as const;
+
 const name = z.string().min(1).max(128);
 const int = z.number().int();
 
@@ -168,7 +171,7 @@ export const ops = {
       .object({
         name,
         path: z.string().min(1),
-        dtype: z.enum(["auto", "float32", "bfloat16", "float16"]),
+        dtype: z.enum(MODEL_DTYPES),
         /** Context extension beyond config.json's; factor defaults to target / max positions. */
         rope_scaling: z
           .object({
@@ -213,7 +216,7 @@ export const ops = {
          * model.safetensors.index.json; null: always one model.safetensors. */
         shard_bytes: int.positive().nullable(),
         /** "auto": the dtype the model is held in. */
-        dtype: z.enum(["auto", "float32", "bfloat16", "float16"]),
+        dtype: z.enum(MODEL_DTYPES),
         /** Extra strings for the safetensors header's __metadata__ (format: pt is always set). */
         metadata: z.record(z.string(), z.string()),
         /** Also write onnx/model.onnx (fp32; input_ids → logits, no KV cache); null: no ONNX. */

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import path from "node:path";
 import type { BridgeClient, OpResponse } from "../bridge/client.ts";
-import type { ModelInfo } from "../bridge/protocol.ts";
+import { MODEL_DTYPES, type ModelInfo } from "../bridge/protocol.ts";
 import { parseOptions } from "../util/options.ts";
 import { bridge } from "./session.ts";
 
@@ -18,7 +18,7 @@ const LoadModelOptions = z
     /** The name the bridge keeps it under. Loading again under a name this client holds replaces
      * that model; under one another connected client holds, only with `replace`. */
     name: z.string().min(1).max(128).default("default"),
-    dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
+    dtype: z.enum(MODEL_DTYPES).default("auto"),
     /** Extends the context with RoPE scaling (linear, dynamic NTK, YaRN or Llama 3's rule) to
      * `targetLength` positions, or by `factor`. */
     ropeScaling: z

@@ -3,6 +3,7 @@
 import process from "node:process";
 import { Command, Help, InvalidArgumentError, Option, type CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { BridgeError } from "../bridge/errors.ts";
+import { MODEL_DTYPES } from "../bridge/protocol.ts";
 import { convertLlama2c } from "../cells/convert.ts";
 import { loadModel, status } from "../cells/model.ts";
 import { sample } from "../cells/sample.ts";
@@ -24,7 +25,6 @@ import { describeFailure, runNotebook } from "../../kernel/run.ts";
 /** The exit status of a command line that was not understood (a failed command exits 1). */
 export const USAGE_EXIT = 2;
 
-const DTYPES = ["auto", "float32", "bfloat16", "float16"] as const;
 
 /** A command line that was not understood; the message names what and shows the usage. */
 export class UsageError extends Error {
@@ -206,7 +206,7 @@ export function cliProgram(): CommandUnknownOpts {
     .argument("<OUT_DIR>", "the directory to write")
     .option("--onnx", "also write onnx/model.onnx", false)
     .addOption(new Option("--base <MODEL_DIR>", "the base model directory").default(undefined, "the base model the checkpoint names"))
-    .addOption(new Option("--dtype <DTYPE>", "the weights' dtype; auto keeps the model's").choices(DTYPES).default("auto" as const))
+    .addOption(new Option("--dtype <DTYPE>", "the weights' dtype; auto keeps the model's").choices(MODEL_DTYPES).default("auto" as const))
     .option("--shard-bytes <N>", "split the weights into safetensors shards of at most N bytes", positiveInteger, DEFAULT_SHARD_BYTES)
     .addOption(new Option("--algorithm <NAME>", "the training algorithm the model card names").default(undefined, "the checkpoint's"))
     .addOption(new Option("--data <NAME>", "the training data the model card names").default(undefined, "the checkpoint's"))

@@ -3,6 +3,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import process from "node:process";
+import { MODEL_DTYPES } from "../bridge/protocol.ts";
 import { z } from "zod";
 import type { BridgeClient } from "../bridge/client.ts";
 import { parseRecord } from "../checkpoints/record.ts";
@@ -21,7 +22,7 @@ const ExportCheckpointOptions = z
      * bare saveState directory. */
     base: z.string().min(1).optional(),
     onnx: z.boolean().default(false),
-    dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
+    dtype: z.enum(MODEL_DTYPES).default("auto"),
     shardBytes: z.number().int().positive().nullable().default(DEFAULT_SHARD_BYTES),
     /** Card fields that override what the checkpoint's metadata says. */
     card: ModelCardInfo.partial().default({}),

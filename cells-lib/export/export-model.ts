@@ -3,7 +3,7 @@
 import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { ONNX_OPSETS } from "../bridge/protocol.ts";
+import { MODEL_DTYPES, ONNX_OPSETS } from "../bridge/protocol.ts";
 import type { Model } from "../cells/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { escapeRegExp, removeStaleStaging, stagingSuffix, withPath } from "../util/atomic.ts";
@@ -36,7 +36,7 @@ const ExportOptions = z
     /** Weights above this many bytes are split into shards; null: always one file. */
     shardBytes: z.number().int().positive().nullable().default(DEFAULT_SHARD_BYTES),
     /** "auto": the dtype the bridge holds the model in. */
-    dtype: z.enum(["auto", "float32", "bfloat16", "float16"]).default("auto"),
+    dtype: z.enum(MODEL_DTYPES).default("auto"),
     /** Where the tokenizer files come from (default: the tokenizer's own directory, else the
      * directory the model was loaded from). */
     tokenizerDir: z.string().min(1).optional(),

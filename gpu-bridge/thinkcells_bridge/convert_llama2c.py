@@ -7,8 +7,7 @@ import struct
 import numpy as np
 import torch
 
-from .export import GENERATION_CONFIG
-from .hf_checkpoint import _write_json, save_checkpoint
+from .hf_checkpoint import GENERATION_CONFIG, save_checkpoint, write_json
 
 _HEADER = struct.Struct("<7i")
 # llama2.c's tokenizer: 0 unk, 1 BOS, 2 EOS.
@@ -142,5 +141,5 @@ def write_llama2c_as_hf(bin_path, out_dir, max_shard_bytes=None):
     generation_config.json); return its config."""
     config, state_dict = convert_llama2c_weights(bin_path)
     save_checkpoint(out_dir, config, state_dict, max_shard_bytes=max_shard_bytes)
-    _write_json(os.path.join(os.fspath(out_dir), GENERATION_CONFIG), llama2c_generation_config())
+    write_json(os.path.join(os.fspath(out_dir), GENERATION_CONFIG), llama2c_generation_config())
     return config

@@ -8,6 +8,7 @@ bridge is tested on are declared here. Standard library only: this runs before a
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -87,6 +88,13 @@ def require(distribution: str, feature: str) -> None:
                              f"{install_command(distribution, pinned)}")
 
 
+@functools.cache
+def protocol_schema() -> dict:
+    """protocol.schema.json, generated from cells-lib/bridge/protocol.ts: read once, with the
+    standard library alone, so the start-up check can use its exit codes."""
+    return json.loads((Path(__file__).parent / "protocol.schema.json").read_text())
+
+
 def exit_code(name: str) -> int:
-    """An exit code declared with the protocol (cells-lib/bridge/protocol.ts)."""
-    return json.loads((Path(__file__).parent / "protocol.schema.json").read_text())["exit_codes"][name]
+    """An exit code declared with the protocol."""
+    return protocol_schema()["exit_codes"][name]

@@ -20,14 +20,12 @@ import uuid
 
 import torch
 
-from .hf_checkpoint import CONFIG, save_checkpoint
+from .hf_checkpoint import CONFIG, GENERATION_CONFIG, save_checkpoint, write_json
 from .lora import LoRALinear
 from .model import CausalLM
 from .rope_scaling import parse_rope_scaling
-from .safetensors import atomic_writer
 from .staging import naming, remove_stale
 
-GENERATION_CONFIG = "generation_config.json"
 ONNX_FILE = os.path.join("onnx", "model.onnx")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -123,11 +121,6 @@ def generation_config(source_dir: str | None, config: dict) -> dict:
     return gen
 
 
-def _write_json(path: str, data: dict) -> None:
-    with naming(path), atomic_writer(path) as f:
-        f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
 def check_replaceable(target: str) -> bool:
     """Whether `target` exists. An existing directory is only replaced when it is empty or a
     model directory (has config.json): an export never deletes unrelated files."""
@@ -174,7 +167,7 @@ def write_export(
     try:
         with naming(tmp):  # a write in save_checkpoint that names no file
             save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
-        _write_json(os.path.join(tmp, GENERATION_CONFIG), gen_config)
+        write_json(os.path.join(tmp, GENERATION_CONFIG), gen_config)
         if onnx is not None:
             onnx(os.path.join(tmp, ONNX_FILE))
             _fsync_dir(os.path.join(tmp, os.path.dirname(ONNX_FILE)))

@@ -11,8 +11,10 @@ import torch
 from huggingface_hub import split_torch_state_dict_into_shards
 
 from .safetensors import atomic_writer, read_safetensors, write_safetensors
+from .staging import naming
 
 CONFIG = "config.json"
+GENERATION_CONFIG = "generation_config.json"
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 _SHARD_RE = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
@@ -35,8 +37,9 @@ def _read_json(path, what):
     return data
 
 
-def _write_json(path, data):
-    with atomic_writer(path) as f:
+def write_json(path, data):
+    """A JSON file of a model directory, atomically; a full disk names the file."""
+    with naming(path), atomic_writer(path) as f:
         f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
@@ -164,7 +167,7 @@ def save_checkpoint(model_dir, config, state_dict, max_shard_bytes=None, metadat
         write_safetensors(os.path.join(model_dir, filename), {name: state_dict[name] for name in names}, metadata)
     written = set(split.filename_to_tensors)
     if split.is_sharded:
-        _write_json(os.path.join(model_dir, INDEX), {"metadata": split.metadata, "weight_map": split.tensor_to_filename})
+        write_json(os.path.join(model_dir, INDEX), {"metadata": split.metadata, "weight_map": split.tensor_to_filename})
         written.add(INDEX)
 
     # Weights left over from an earlier save would shadow or mix with these
@@ -173,4 +176,4 @@ def save_checkpoint(model_dir, config, state_dict, max_shard_bytes=None, metadat
         if (filename in (SINGLE, INDEX) or _SHARD_RE.match(filename)) and filename not in written:
             os.remove(os.path.join(model_dir, filename))
 
-    _write_json(os.path.join(model_dir, CONFIG), config)
+    write_json(os.path.join(model_dir, CONFIG), config)

@@ -16,20 +16,18 @@ or one at a time. Positions run 0..sequence-1 and must stay within max_position_
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .environment import require
+from .environment import protocol_schema, require
 from .model import CausalLM, rope_tables
 
-_OPSETS = json.loads((Path(__file__).parent / "protocol.schema.json").read_text())["onnx_opsets"]  # protocol.ts
+_OPSETS = protocol_schema()["onnx_opsets"]  # declared in protocol.ts
 DEFAULT_OPSET = _OPSETS["default"]
 OPSETS = range(_OPSETS["min"], _OPSETS["max"] + 1)
 

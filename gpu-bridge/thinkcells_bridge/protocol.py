@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import struct
-from pathlib import Path
 
 import jsonschema
 import numpy as np
 import torch
 
-_SCHEMA = json.loads((Path(__file__).parent / "protocol.schema.json").read_text())
+from .environment import protocol_schema
+
+_SCHEMA = protocol_schema()
 PROTOCOL_VERSION: int = _SCHEMA["protocol_version"]
 
 _Validator = jsonschema.Draft202012Validator

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** The bridge process's exit codes that the client acts on while starting one. */
 export const EXIT_CODES = {
@@ -47,10 +47,16 @@ export const MODEL_DTYPES = ["auto", "float32", "bfloat16", "float16"] as const;
 const name = z.string().min(1).max(128);
 const int = z.number().int();
 
+/** Which code runs a model: thinkcells' own PyTorch modules, or transformers' for other architectures. */
+export const MODEL_BACKENDS = ["native", "transformers"] as const;
+
 const ModelInfo = z.object({
   name,
   path: z.string(),
   model_type: z.string(),
+  backend: z.enum(MODEL_BACKENDS),
+  /** The decoder layers' projection names LoRA targets may list ("all-linear" takes them all). */
+  lora_targets: z.array(z.string()),
   device: z.string(),
   dtype: z.string(),
   vocab_size: int,
@@ -75,7 +81,9 @@ const ModelInfo = z.object({
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
-const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+/** LoRA targets: "all-linear", or projection names the model lists in ModelInfo.lora_targets
+ * (Llama-family names for the native models; the worker checks them against the model). */
+export const LoraTargets = z.union([z.literal("all-linear"), z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1)]);
 
 const policyGradient = {
   mask: TensorRef,
@@ -300,7 +308,7 @@ export const ops = {
         rank: int.min(1),
         alpha: z.number().positive(),
         dropout: z.number().min(0).lt(1),
-        targets: z.union([z.literal("all-linear"), z.array(z.enum(LORA_TARGETS)).min(1)]),
+        targets: LoraTargets,
         /** Fixes the adapters' random initialisation. */
         seed: int.nonnegative(),
       })

@@ -3,7 +3,8 @@
 import path from "node:path";
 import { z } from "zod";
 import { Tensor } from "../bridge/frames.ts";
-import { parseOptions } from "../util/options.ts";
+import { LoraTargets } from "../bridge/protocol.ts";
+import { OptionsError, parseOptions } from "../util/options.ts";
 import type { Model } from "./model.ts";
 
 const LoraOptions = z
@@ -11,9 +12,8 @@ const LoraOptions = z
     rank: z.number().int().min(1).default(16),
     alpha: z.number().positive().optional(), // default: 2 × rank
     dropout: z.number().min(0).lt(1).default(0.05),
-    targets: z
-      .union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1)])
-      .default("all-linear"),
+    /** "all-linear", or names among the model's `info.lora_targets` (q_proj … down_proj natively). */
+    targets: LoraTargets.default("all-linear"),
     /** Fixes the adapters' random initialisation. */
     seed: z.number().int().nonnegative().default(0),
   })
@@ -24,6 +24,11 @@ export type LoraOptions = z.input<typeof LoraOptions>;
  * new parameter counts (`info.trainable_parameters`). */
 export async function applyLora(model: Model, options: LoraOptions = {}): Promise<Model> {
   const o = parseOptions(LoraOptions, options, "applyLora");
+  const offered = model.info.lora_targets;
+  const unknown = o.targets === "all-linear" ? [] : o.targets.filter((t) => !offered.includes(t));
+  if (unknown.length) {
+    throw new OptionsError(`applyLora: option "targets": ${unknown.map((t) => `"${t}"`).join(", ")} is not a projection of this ${model.info.model_type} model; expected "all-linear" or names among ${offered.join(", ")}`);
+  }
   const info = await model.client.call("apply_lora", { model: model.name, rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout, targets: o.targets, seed: o.seed });
   return { ...model, info };
 }

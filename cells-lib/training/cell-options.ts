@@ -2,6 +2,7 @@
  * each cell spreads into its own schema with its own defaults, and the few steps every
  * step-or-epoch cell takes with them (checks, LoRA on or off, the step count and the schedule). */
 import { z } from "zod";
+import { LoraTargets } from "../bridge/protocol.ts";
 import type { Model } from "../cells/model.ts";
 import { applyLora, removeLora } from "../cells/train.ts";
 import { AbortSignalOption, OptionsError } from "../util/options.ts";
@@ -16,7 +17,7 @@ export const LoraChoice = z.union([
       rank: z.number().int().min(1).optional(),
       alpha: z.number().positive().optional(),
       dropout: z.number().min(0).lt(1).optional(),
-      targets: z.union([z.literal("all-linear"), z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))]).optional(),
+      targets: LoraTargets.optional(),
       seed: z.number().int().nonnegative().optional(),
     })
     .strict(),

@@ -22,7 +22,7 @@ import torch
 
 from .hf_checkpoint import CONFIG, GENERATION_CONFIG, save_checkpoint, write_json
 from .lora import LoRALinear
-from .model import CausalLM
+from .language_model import LanguageModel
 from .rope_scaling import parse_rope_scaling
 from .staging import naming, remove_stale
 
@@ -38,7 +38,7 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def merged_state_dict(model: CausalLM, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+def merged_state_dict(model: LanguageModel, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's weights under their Hugging Face names with every LoRA adapter merged in,
     on CPU, as fresh tensors (nothing aliases the live model). Adapters are merged whether or
     not they are currently enabled: the export is the trained policy. Returns (weights, merged
@@ -83,7 +83,7 @@ def _rope_block(scaling) -> dict:
     return block
 
 
-def export_config(hf_config: dict, model: CausalLM, dtype: torch.dtype) -> dict:
+def export_config(hf_config: dict, model: LanguageModel, dtype: torch.dtype) -> dict:
     """config.json for the export: the one the model was loaded from, with the dtype written
     and any RoPE scaling set at load time (loadModel ropeScaling) made part of it, so the
     export loads as the model ran. Quantization is not carried over: the weights are plain."""
@@ -197,7 +197,7 @@ def lora_summary(lora: dict | None, merged: list[str]) -> dict | None:
     return {**(lora or {}), "merged_modules": len(merged)}
 
 
-def export_dtype(requested: str, model: CausalLM) -> torch.dtype:
+def export_dtype(requested: str, model: LanguageModel) -> torch.dtype:
     if requested == "auto":
         return model.output_weight().dtype
     return DTYPES[requested]

@@ -14,9 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
 class LoRALinear(nn.Linear):
     """y = x Wᵀ + b + (α / r) · dropout(x) Aᵀ Bᵀ, with W and b frozen."""
 
@@ -74,13 +71,15 @@ def merged_weight(linear: nn.Linear) -> torch.Tensor:
 
 def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str], seed: int = 0) -> list[str]:
     """Freezes every base parameter and puts an adapter on each targeted Linear of the decoder
-    layers ("all-linear", or module names like ["q_proj", "v_proj"]). Returns the adapted
-    modules' names. Applying again replaces the adapters. `seed` fixes the adapters' random
-    initialisation without touching the global random state."""
-    names = list(ALL_LINEAR) if targets == "all-linear" else list(targets)
-    unknown = sorted(set(names) - set(ALL_LINEAR))
+    layers ("all-linear": all of the model's `adapter_targets`, or some of those names, like
+    ["q_proj", "v_proj"]). Returns the adapted modules' names. Applying again replaces the
+    adapters. `seed` fixes the adapters' random initialisation without touching the global
+    random state."""
+    offered = model.adapter_targets
+    names = list(offered) if targets == "all-linear" else list(targets)
+    unknown = sorted(set(names) - set(offered))
     if unknown:
-        raise ValueError(f"unknown LoRA target {unknown[0]!r}; expected 'all-linear' or names among {', '.join(ALL_LINEAR)}")
+        raise ValueError(f"unknown LoRA target {unknown[0]!r} for this model; expected 'all-linear' or names among {', '.join(offered)}")
     if rank < 1:
         raise ValueError(f"LoRA rank must be ≥ 1, got {rank}")
     remove_lora(model)

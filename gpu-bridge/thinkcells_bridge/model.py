@@ -23,6 +23,8 @@ from .lora import merged_weight
 from .rope_scaling import RopeScaling, inv_freq_and_attention_factor, parse_rope_scaling
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+# The decoder layers' projections (children of self_attn and mlp): what LoRA and quantization act on.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ModelConfigError(ValueError):
@@ -274,6 +276,11 @@ class Backbone(nn.Module):
 
 
 class CausalLM(nn.Module):
+    """The native implementation of language_model.LanguageModel."""
+
+    backend = "native"
+    adapter_targets = PROJECTIONS
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -354,6 +361,12 @@ class CausalLM(nn.Module):
         if self.head_t is not None:
             return torch.matmul(hidden, self.head_t)
         return F.linear(hidden, self.output_weight())
+
+    def new_cache(self, start: torch.Tensor, capacity: int, dtype) -> "KVCache":
+        return KVCache(self.config, start, capacity, dtype)
+
+    def sampling_mode(self):
+        return inference_weights(self)
 
 
 @dataclass

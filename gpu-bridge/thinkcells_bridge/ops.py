@@ -20,7 +20,7 @@ from .export import ONNX_FILE, export_config, export_dtype, generation_config, l
 from .hf_checkpoint import read_config, save_checkpoint
 from .loading import count_parameters, load_model, pick_dtype
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
-from .model import CausalLM
+from .language_model import LanguageModel
 from .native_kernels import native_library, torch_blas
 from .onnx_export import export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
@@ -38,7 +38,7 @@ class OpError(ValueError):
 class LoadedModel:
     name: str
     path: str
-    model: CausalLM
+    model: LanguageModel
     hf_config: dict  # as loaded, so saving does not depend on the source directory surviving
     # The client that loaded it: another may load over its name only with replace. None once
     # that client has gone, so a restarted kernel reloads without asking.
@@ -102,6 +102,8 @@ class Worker:
             "name": loaded.name,
             "path": loaded.path,
             "model_type": config.model_type,
+            "backend": loaded.model.backend,
+            "lora_targets": list(loaded.model.adapter_targets),
             "device": str(weight.device),
             "dtype": str(weight.dtype).removeprefix("torch."),
             "vocab_size": config.vocab_size,

@@ -1,7 +1,7 @@
 """Quantized frozen base weights, QLoRA-style (arXiv 2305.14314), in plain PyTorch.
 
 `quantize_base(model, "int8" | "nf4")` stores the weight of every decoder-layer projection
-(q/k/v/o/gate/up/down) quantized; embeddings, norms and lm_head stay as they are.
+(the model's `adapter_targets`: q/k/v/o/gate/up/down in the native families) quantized; embeddings, norms and lm_head stay as they are.
 
 - int8: weight-only, symmetric per output channel: W[r] ≈ scale[r] · q[r], q in -127..127,
   scale[r] = absmax(W[r]) / 127. 8 bits per weight plus one scale per row (~4× below fp32).
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lora import ALL_LINEAR, LoRALinear
+from .lora import LoRALinear
 
 SCHEMES = ("int8", "nf4")
 NF4_BLOCK = 64
@@ -224,7 +224,7 @@ def quantize_base(model: nn.Module, scheme: str) -> list[str]:
     done = []
     for parent_name, parent in model.named_modules():
         for name, child in parent.named_children():
-            if name not in ALL_LINEAR or type(child) not in (nn.Linear, LoRALinear):
+            if name not in model.adapter_targets or type(child) not in (nn.Linear, LoRALinear):
                 continue
             weight = child.weight
             del child.weight  # drops the parameter: only the codes stay resident

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .model import CausalLM, KVCache, inference_weights
+from .language_model import LanguageModel
 
 
 class Cancelled(Exception):
@@ -70,16 +70,16 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
 
 @torch.inference_mode()  # cheaper per op than no_grad: the decode loop is ~150 tiny ops a step
 def sample(
-    model: CausalLM,
+    model: LanguageModel,
     prompts: list[torch.Tensor],
     params: SampleParams,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SampleResult:
-    with inference_weights(model):
+    with model.sampling_mode():
         return _sample(model, prompts, params, cancelled)
 
 
-def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, cancelled: Callable[[], bool]) -> SampleResult:
+def _sample(model: LanguageModel, prompts: list[torch.Tensor], params: SampleParams, cancelled: Callable[[], bool]) -> SampleResult:
     device = model.output_weight().device
     rows = [p for p in prompts for _ in range(params.n)]
     ids, pad = left_pad(rows, device)
@@ -90,7 +90,7 @@ def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, 
         generator.manual_seed(params.seed)
 
     dtype = model.output_weight().dtype
-    cache = KVCache(model.config, pad, prompt_len + params.max_new_tokens, dtype) if params.use_cache else None
+    cache = model.new_cache(pad, prompt_len + params.max_new_tokens, dtype) if params.use_cache else None
     positions = (torch.arange(prompt_len, device=device)[None, :] - pad[:, None]).clamp(min=0)
     hidden = model.hidden_states(ids, positions, pad, cache)[:, -1]
     next_pos = positions[:, -1:] + 1
@@ -140,7 +140,7 @@ def _sample(model: CausalLM, prompts: list[torch.Tensor], params: SampleParams, 
 
 
 @torch.inference_mode()
-def sequence_logprobs(model: CausalLM, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
+def sequence_logprobs(model: LanguageModel, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
     """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence."""
     device = model.output_weight().device
     longest = max(len(s) for s in sequences)

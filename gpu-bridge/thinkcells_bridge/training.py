@@ -15,7 +15,7 @@ import torch
 
 from . import losses
 from .lora import adapters_disabled
-from .model import CausalLM
+from .language_model import LanguageModel
 from .optim import Trainer
 
 
@@ -48,7 +48,7 @@ def per_token(flat: torch.Tensor, lengths: torch.Tensor, name: str, device) -> t
     return out.to(device)
 
 
-def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False,
+def token_logprobs(model: LanguageModel, ids: torch.Tensor, with_entropy: bool, checkpoint_layers: bool = False,
                    with_values: bool = False, entropy_grad: bool = False):
     """log p(ids[:, t] | ids[:, <t]) for t ≥ 1 → [B, T-1]; with_entropy: the per-position
     entropy too (differentiable only with entropy_grad: as a metric it is computed without
@@ -72,7 +72,7 @@ def token_logprobs(model: CausalLM, ids: torch.Tensor, with_entropy: bool, check
     return chosen, entropy, model.values(hidden).float() if with_values else None
 
 
-def forward_backward(model: CausalLM, trainer: Trainer, body: dict) -> dict:
+def forward_backward(model: LanguageModel, trainer: Trainer, body: dict) -> dict:
     device = model.output_weight().device
     lengths = body["lengths"]
     ids = pack(body["token_ids"], lengths, device)
@@ -112,7 +112,7 @@ def _loss(model, ids, lengths, spec, device, checkpointing):
     raise BatchError(f"loss.kind {kind!r} is not supported")  # the protocol schema admits no other
 
 
-def _reference_logprobs(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
+def _reference_logprobs(model: LanguageModel, ids: torch.Tensor) -> torch.Tensor:
     """Log-probs under the reference policy: the same model with its adapters off."""
     with torch.no_grad(), adapters_disabled(model):
         return token_logprobs(model, ids, with_entropy=False)[0]

@@ -263,7 +263,7 @@ def test_stored_base_weights_shrink_about_4x_int8_and_7x_nf4():
     m = realistic_model()
     full = memory_bytes(m)
     assert full == {"stored": full["fp32"], "fp32": 4 * sum(p.numel() for p in m.parameters())}
-    base_fp32 = 4 * sum(layer.weight.numel() for name, layer in m.named_modules() if name.endswith(quant.ALL_LINEAR))
+    base_fp32 = 4 * sum(layer.weight.numel() for name, layer in m.named_modules() if name.endswith(m.adapter_targets))
     ratios = {}
     for scheme in quant.SCHEMES:
         q = quantized(m, scheme)

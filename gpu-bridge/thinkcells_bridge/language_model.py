@@ -1,0 +1,68 @@
+"""What the bridge's operations need of a model, whichever code runs it.
+
+Two implementations: model.CausalLM, native PyTorch for the families users bring most
+(Llama, Mistral, Qwen2/3, Gemma 2/3), and transformers_model.TransformersCausalLM, any other
+decoder-only architecture transformers' AutoModelForCausalLM builds. Sampling, training,
+LoRA, quantization, export and checkpoints see only this.
+
+A model's state-dict keys are its Hugging Face names (`model.layers.0.self_attn.q_proj.weight`),
+so weights load, save and export under the names transformers reads.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+Backend = Literal["native", "transformers"]
+
+
+class LanguageModel(Protocol):
+    backend: Backend
+    # Child-module names of the decoder layers' nn.Linear projections: what LoRA's
+    # "all-linear" and weight quantization act on, and the names a LoRA target list may use.
+    adapter_targets: tuple[str, ...]
+    config: "ModelConfigLike"
+    value_head: nn.Linear | None
+
+    def output_weight(self) -> torch.Tensor:
+        """The output embedding [vocab, hidden]: its device and dtype are the model's."""
+
+    def hidden_states(self, input_ids: torch.Tensor, positions: torch.Tensor, pad: torch.Tensor, cache=None,
+                      checkpoint_layers: bool = False) -> torch.Tensor:
+        """Final-norm hidden states [B, T, hidden] for input_ids [B, T] at `positions` [B, T];
+        row b's first pad[b] tokens (or cache slots) are left padding nothing attends to. With
+        a cache (from new_cache), the tokens are appended to it."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., hidden] → logits [..., vocab] (final soft-capping included)."""
+
+    def new_cache(self, start: torch.Tensor, capacity: int, dtype: torch.dtype):
+        """An empty KV cache for len(start) rows of up to `capacity` tokens; row b's first
+        start[b] slots will be left padding."""
+
+    def sampling_mode(self) -> AbstractContextManager:
+        """A block in which the weights stay fixed, where decoding may use faster layouts."""
+
+    def add_value_head(self) -> None: ...
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor: ...
+
+
+class ModelConfigLike(Protocol):
+    """The fields of model.ModelConfig every model exposes (info, checks, export)."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    bos_token_id: int | None
+    eos_token_ids: tuple[int, ...]
+    rope_scaling: object | None

@@ -23,7 +23,7 @@ import torch
 from .hf_checkpoint import CONFIG, GENERATION_CONFIG, save_checkpoint, write_json
 from .lora import LoRALinear
 from .language_model import LanguageModel
-from .rope_scaling import parse_rope_scaling
+from .model_config import ModelConfig, text_model_config
 from .staging import naming, remove_stale
 
 ONNX_FILE = os.path.join("onnx", "model.onnx")
@@ -87,14 +87,19 @@ def export_config(hf_config: dict, model: LanguageModel, dtype: torch.dtype) -> 
     """config.json for the export: the one the model was loaded from, with the dtype written
     and any RoPE scaling set at load time (loadModel ropeScaling) made part of it, so the
     export loads as the model ran. Quantization is not carried over: the weights are plain."""
-    config = copy.deepcopy(hf_config)
+    # A multimodal checkpoint exports its text model, which is what the bridge trained.
+    config = copy.deepcopy(text_model_config(hf_config))
     config.pop("quantization_config", None)
     config["torch_dtype"] = dtype_name(dtype)
     if "dtype" in config:  # transformers 5's name for it
         config["dtype"] = dtype_name(dtype)
     scaling = model.config.rope_scaling
-    if scaling != parse_rope_scaling(hf_config):
+    if model.backend == "native" and scaling != ModelConfig.from_hf(hf_config).rope_scaling:
+        # Written the published way (rope_theta, rope_scaling), which transformers reads too.
         config.pop("rope_parameters", None)
+        config["rope_theta"] = model.config.rope_theta
+        if model.config.local_rope_theta is not None:
+            config["rope_local_base_freq"] = model.config.local_rope_theta
         if scaling is None:
             config.pop("rope_scaling", None)
         else:

@@ -1,4 +1,9 @@
-"""A Llama-family decoder in plain PyTorch: Llama 2/3, Mistral, Qwen2/2.5.
+"""The native decoder in plain PyTorch: Llama 2/3, Mistral, Qwen2/2.5, Qwen3, Gemma 2 and 3.
+
+One set of modules, with each family's departures from Llama switched on by its ModelConfig
+(model_config.py): q/k norms (Qwen3, Gemma 3), Gemma's (1 + w) norms, scaled embeddings, norms
+after attention and MLP, soft-capping and attention scale, sliding-window layers (Mistral,
+Gemma) with their own RoPE base (Gemma 3).
 
 Parameter names follow Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
 Hugging Face state dict loads as is. One forward serves prefill, decode with a KV cache and
@@ -9,7 +14,6 @@ arithmetic, limits a small model's decode speed in eager PyTorch.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,145 +24,39 @@ from torch import nn
 
 from . import native_kernels
 from .lora import merged_weight
-from .rope_scaling import RopeScaling, inv_freq_and_attention_factor, parse_rope_scaling
+from .model_config import FULL, SUPPORTED_MODEL_TYPES, ModelConfig, ModelConfigError  # noqa: F401 (re-exported)
+from .rope_scaling import inv_freq_and_attention_factor
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 # The decoder layers' projections (children of self_attn and mlp): what LoRA and quantization act on.
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class ModelConfigError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    max_position_embeddings: int
-    rms_norm_eps: float
-    rope_theta: float
-    tie_word_embeddings: bool
-    attention_bias: bool
-    bos_token_id: int | None
-    eos_token_ids: tuple[int, ...]
-    rope_scaling: RopeScaling | None = None  # context extension; None is plain RoPE
-
-    @staticmethod
-    def from_hf(config: dict, source: str = "config.json") -> "ModelConfig":
-        model_type = config.get("model_type")
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ModelConfigError(
-                f"{source}: model_type {model_type!r} is not supported; "
-                f"expected one of {', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
-        try:
-            rope_scaling = parse_rope_scaling(config, source)
-        except ValueError as e:
-            raise ModelConfigError(str(e)) from None
-        # transformers 5 writes rope_theta inside rope_parameters.
-        rope_theta = config.get("rope_theta", (config.get("rope_parameters") or {}).get("rope_theta", 10000.0))
-
-        def integer(key: str, default: int | None = None) -> int:
-            """config[key] as a positive integer; absent or null gives `default` (None: required)."""
-            value = config.get(key)
-            if value is None:
-                if default is None:
-                    raise ModelConfigError(f"{source}: field {key!r} is missing")
-                return default
-            # bool is an int to Python, not to a config.
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ModelConfigError(f"{source}: {key} is {value!r}; expected a positive integer")
-            return value
-
-        def number(key: str, value) -> float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ModelConfigError(f"{source}: {key} is {value!r}; expected a positive number")
-            return float(value)
-
-        def token_ids(key: str) -> tuple[int, ...]:
-            value = config.get(key)
-            ids = [] if value is None else value if isinstance(value, list) else [value]
-            if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
-                raise ModelConfigError(f"{source}: {key} is {value!r}; expected integer token ids (one, a list, or null)")
-            return tuple(ids)
-
-        heads = integer("num_attention_heads")
-        hidden = integer("hidden_size")
-        kv_heads = integer("num_key_value_heads", heads)
-        if heads % kv_heads:
-            raise ModelConfigError(f"{source}: num_key_value_heads is {kv_heads}, which does not divide num_attention_heads ({heads})")
-        if config.get("head_dim") is None and hidden % heads:
-            raise ModelConfigError(
-                f"{source}: hidden_size is {hidden}, not divisible by num_attention_heads ({heads}), and no head_dim is given"
-            )
-        head_dim = integer("head_dim", hidden // heads)
-        if head_dim % 2:
-            derived = "" if config.get("head_dim") is not None else " (hidden_size / num_attention_heads)"
-            raise ModelConfigError(f"{source}: head_dim is {head_dim}{derived}; expected an even number (RoPE rotates pairs)")
-        bos = token_ids("bos_token_id")
-        if len(bos) > 1:
-            raise ModelConfigError(f"{source}: bos_token_id is {config['bos_token_id']!r}; expected one token id or null")
-        return ModelConfig(
-            model_type=model_type,
-            vocab_size=integer("vocab_size"),
-            hidden_size=hidden,
-            intermediate_size=integer("intermediate_size"),
-            num_hidden_layers=integer("num_hidden_layers"),
-            num_attention_heads=heads,
-            num_key_value_heads=kv_heads,
-            head_dim=head_dim,
-            max_position_embeddings=integer("max_position_embeddings", 2048),
-            rms_norm_eps=number("rms_norm_eps", config.get("rms_norm_eps", 1e-6)),
-            rope_theta=number("rope_theta", rope_theta),
-            # Llama defaults to untied; Qwen2 configs say so explicitly.
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            # Qwen2 always has q/k/v bias; Llama exposes it as `attention_bias`.
-            attention_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
-            bos_token_id=bos[0] if bos else None,
-            eos_token_ids=token_ids("eos_token_id"),
-            rope_scaling=rope_scaling,
-        )
-
-    def parameter_counts(self) -> dict[str, int]:
-        """The parameters CausalLM(self) has, by the config.json fields that size them (keys
-        name them), known before anything is allocated: loading refuses what cannot fit."""
-        h, q, kv = self.hidden_size, self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
-        attention = h * (q + 2 * kv) + q * h + ((q + 2 * kv) if self.attention_bias else 0)
-        layer = attention + 3 * h * self.intermediate_size + 2 * h  # + MLP and two norms
-        return {
-            f"vocab_size {self.vocab_size} × hidden_size {h}": self.vocab_size * h * (1 if self.tie_word_embeddings else 2),
-            f"num_hidden_layers {self.num_hidden_layers} × layers of hidden_size {h}, intermediate_size "
-            f"{self.intermediate_size}": self.num_hidden_layers * layer,
-            f"hidden_size {h} (final norm)": h,
-        }
-
-
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    """Llama's: normalize in fp32, cast back, scale by w. Gemma's (offset=True): scale by
+    (1 + w) in fp32, then cast: the stored w is centred on 0."""
+
+    def __init__(self, dim: int, eps: float, offset: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.zeros(dim) if offset else torch.ones(dim))
         self.eps = eps
+        self.offset = offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalize in fp32 as the reference implementations do, then cast back.
         xf = x if x.dtype == torch.float32 else x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.offset:
+            return (xf * (1.0 + self.weight.float())).to(x.dtype)
         return self.weight * (xf if x.dtype == torch.float32 else xf.to(x.dtype))
 
 
-def rope_tables(config: ModelConfig, length: int, device) -> torch.Tensor:
+def rope_tables(config: ModelConfig, length: int, device, layer_type: str = FULL) -> torch.Tensor:
     """fp32 [length, 2, head_dim]: cos, and sin with its first half negated, for positions
-    0..length-1. With the sign folded in, rotate-half is a roll: see apply_rope. Under
-    dynamic NTK scaling the frequencies themselves depend on `length`."""
+    0..length-1, for one kind of layer (Gemma 3's sliding layers have a base of their own).
+    With the sign folded in, rotate-half is a roll: see apply_rope. Under dynamic NTK scaling
+    the frequencies themselves depend on `length`."""
     half = config.head_dim // 2
-    inv_freq, attention_factor = inv_freq_and_attention_factor(config.head_dim, config.rope_theta, config.rope_scaling, length, device)
+    theta, scaling = config.rope_for(layer_type)
+    inv_freq, attention_factor = inv_freq_and_attention_factor(config.head_dim, theta, scaling, length, device)
     freqs = torch.outer(torch.arange(length, dtype=torch.float64, device=device), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
@@ -195,16 +93,23 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.window = config.window(layer)
+        self.scale = config.attention_scale
+        self.softcap = config.attn_logit_softcapping
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, self.n_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(config.hidden_size, self.n_kv * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
+        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=config.o_bias)
+        if config.qk_norm:
+            # Per head, before RoPE: keeps attention logits bounded (Qwen3, Gemma 3).
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, offset=config.gemma)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, offset=config.gemma)
         self.inference: InferenceWeights | None = None  # see inference_weights
 
     def forward(self, x, cos, sin, mask_fn, cache: KVCache | None, layer: int):
@@ -213,12 +118,15 @@ class Attention(nn.Module):
         fast = self.inference
         if fast is None:
             qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1)
-            v = self.v_proj(x).view(b, t, kv, d)
+            v = self.v_proj(x)
         else:
             qkv = torch.matmul(x, fast.qkv_t) if fast.qkv_bias is None else torch.addmm(fast.qkv_bias, x.view(b * t, -1), fast.qkv_t).view(b, t, -1)
-            qk, v = qkv[..., : (h + kv) * d], qkv[..., (h + kv) * d :].view(b, t, kv, d)
+            qk, v = qkv[..., : (h + kv) * d], qkv[..., (h + kv) * d :]
+        qk, v = qk.view(b, t, h + kv, d), v.view(b, t, kv, d)
+        if hasattr(self, "q_norm"):
+            qk = torch.cat((self.q_norm(qk[:, :, :h]), self.k_norm(qk[:, :, h:])), dim=2)
         # Queries and keys rotate together: one set of RoPE ops instead of two.
-        qk = apply_rope(qk.view(b, t, h + kv, d), cos, sin)
+        qk = apply_rope(qk, cos, sin)
         q, k = qk[:, :, :h], qk[:, :, h:]
         if cache is not None:
             kt, vt, end = cache.k[layer], cache.v[layer], cache.length + t
@@ -227,42 +135,65 @@ class Attention(nn.Module):
             k, v = kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
-        out = attention(q.transpose(1, 2), k, v, mask_fn()).transpose(1, 2).reshape(b, t, h * d)
-        return self.o_proj(out) if fast is None else torch.matmul(out, fast.o_t)
+        out = attention(q.transpose(1, 2), k, v, mask_fn(self.window), self.scale, self.softcap).transpose(1, 2).reshape(b, t, h * d)
+        if fast is None:
+            return self.o_proj(out)
+        out = torch.matmul(out, fast.o_t)
+        return out if self.o_proj.bias is None else out + self.o_proj.bias
 
 
-def attention(q, k, v, mask):
-    """Grouped-query attention through torch's fused SDPA kernels. q: [B, H, T, D]; k, v:
-    [B, KV, S, D]; mask: additive [B, 1, T, S]."""
+def attention(q, k, v, mask, scale: float | None = None, softcap: float | None = None):
+    """Grouped-query attention. q: [B, H, T, D]; k, v: [B, KV, S, D]; mask: additive
+    [B, 1, T, S]; scale: None for D^-½. Through torch's fused SDPA kernels, except with
+    soft-capping (Gemma 2: scores → cap · tanh(scores / cap) before the mask), which they lack."""
     g = q.shape[1] // k.shape[1]
-    return F.scaled_dot_product_attention(q, k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1), attn_mask=mask)
+    k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
+    if softcap is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    scores = torch.matmul(q, k.transpose(2, 3)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    scores = torch.tanh(scores / softcap) * softcap + mask
+    return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), v)
+
+
+ACTIVATION_FUNCTIONS = {"silu": F.silu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu}
 
 
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        bias = config.mlp_bias
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
+        self.act = ACTIVATION_FUNCTIONS[config.hidden_act]
         self.inference: InferenceWeights | None = None  # see inference_weights
 
     def forward(self, x):
         fast = self.inference
-        if fast is None:
-            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if fast is None or self.down_proj.bias is not None:
+            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
         gate, up = torch.matmul(x, fast.gate_up_t).chunk(2, dim=-1)
-        return torch.matmul(F.silu(gate) * up, fast.down_t)
+        return torch.matmul(self.act(gate) * up, fast.down_t)
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=config.gemma)
+        self.self_attn = Attention(config, layer)
+        # Gemma names post_attention_layernorm the norm of attention's output, and normalizes
+        # the MLP's input and output with two more; Llama's is the MLP's input norm.
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=config.gemma)
+        if config.gemma:
+            self.pre_feedforward_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=True)
+            self.post_feedforward_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=True)
         self.mlp = MLP(config)
+        self.sandwich = config.gemma
 
     def forward(self, x, cos, sin, mask_fn, cache, layer):
+        if self.sandwich:
+            x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer))
+            return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -271,8 +202,8 @@ class Backbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=config.gemma)
 
 
 class CausalLM(nn.Module):
@@ -286,7 +217,9 @@ class CausalLM(nn.Module):
         self.config = config
         self.model = Backbone(config)
         self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self._rope: torch.Tensor | None = None
+        self._rope: dict[str, torch.Tensor] = {}  # a table per kind of layer (config.rope_kinds)
+        # Gemma scales embeddings by √hidden, rounded to the model's dtype as transformers does.
+        self.embed_scale = config.hidden_size ** 0.5 if config.gemma else None
         self.head_t: torch.Tensor | None = None  # see inference_weights
         # PPO's critic: a scalar per position from the final hidden state (add_value_head).
         self.value_head: nn.Linear | None = None
@@ -306,16 +239,17 @@ class CausalLM(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
-    def rope(self, positions: torch.Tensor, need: int, dtype) -> torch.Tensor:
-        """cos and signed sin for per-row positions [B, T] → [B, T, 2, D]; `need` bounds the
-        positions (an upper bound the caller knows, so no device sync here)."""
-        limit, table = self.config.max_position_embeddings, self._rope
+    def rope(self, positions: torch.Tensor, need: int, dtype, kind: str = FULL) -> torch.Tensor:
+        """cos and signed sin for per-row positions [B, T] → [B, T, 2, D] for one kind of
+        layer; `need` bounds the positions (an upper bound the caller knows, so no device sync here)."""
+        limit, table = self.config.max_position_embeddings, self._rope.get(kind)
         # Dynamic NTK frequencies depend on the table's length: a table grown past the limit
         # for a long sequence is dropped once sequences fit again, as Hugging Face resets it.
-        dynamic = self.config.rope_scaling is not None and self.config.rope_scaling.type == "dynamic"
+        scaling = self.config.rope_for(kind)[1]
+        dynamic = scaling is not None and scaling.type == "dynamic"
         if table is None or table.shape[0] < need or table.device != positions.device or (dynamic and need <= limit < table.shape[0]):
-            self._rope = rope_tables(self.config, max(need, limit), positions.device)
-        table = self._rope[positions]
+            table = self._rope[kind] = rope_tables(self.config, max(need, limit), positions.device, kind)
+        table = table[positions]
         return table if dtype == torch.float32 else table.to(dtype)
 
     def hidden_states(
@@ -330,24 +264,28 @@ class CausalLM(nn.Module):
         slots) are left padding that nothing attends to; right padding needs no mask.
         checkpoint_layers: keep only each layer's input for backward and recompute the rest
         (gradient checkpointing: activation memory of one layer instead of all)."""
+        config = self.config
         x = self.model.embed_tokens(input_ids)
+        if self.embed_scale is not None:
+            x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
         past = 0 if cache is None else cache.length
         # A position never exceeds its cache slot (left padding only lowers it).
-        rope = self.rope(positions, past + input_ids.shape[1], x.dtype)
-        if cache is not None and input_ids.shape[1] == 1 and native_kernels.decode_step(self, x, rope, cache):
+        ropes = {kind: self.rope(positions, past + input_ids.shape[1], x.dtype, kind) for kind in config.rope_kinds}
+        if cache is not None and input_ids.shape[1] == 1 and native_kernels.decode_step(self, x, ropes[FULL], cache):
             cache.length += 1
             return self.model.norm(x)
-        cos, sin = rope[:, :, None, 0], rope[:, :, None, 1]
-        mask: list[torch.Tensor] = []
+        tables = {kind: (rope[:, :, None, 0], rope[:, :, None, 1]) for kind, rope in ropes.items()}
+        masks: dict[int | None, torch.Tensor] = {}
 
-        def mask_fn() -> torch.Tensor:
-            # Built once per forward, and only if some layer has no faster path.
-            if not mask:
-                mask.append(causal_mask(pad, input_ids.shape[1], past, x.dtype))
-            return mask[0]
+        def mask_fn(window: int | None) -> torch.Tensor:
+            # Built once per forward and window size, and only if some layer has no faster path.
+            if window not in masks:
+                masks[window] = causal_mask(pad, input_ids.shape[1], past, x.dtype, window)
+            return masks[window]
 
         checkpoint_layers = checkpoint_layers and torch.is_grad_enabled()
         for i, layer in enumerate(self.model.layers):
+            cos, sin = tables[config.rope_kind(i)]
             if checkpoint_layers:
                 # It restores the random state, so dropout draws the same masks when recomputing.
                 x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, mask_fn, cache, i, use_reentrant=False)
@@ -358,9 +296,9 @@ class CausalLM(nn.Module):
         return self.model.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.head_t is not None:
-            return torch.matmul(hidden, self.head_t)
-        return F.linear(hidden, self.output_weight())
+        logits = torch.matmul(hidden, self.head_t) if self.head_t is not None else F.linear(hidden, self.output_weight())
+        cap = self.config.final_logit_softcapping
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def new_cache(self, start: torch.Tensor, capacity: int, dtype) -> "KVCache":
         return KVCache(self.config, start, capacity, dtype)
@@ -408,13 +346,15 @@ def inference_weights(model: CausalLM):
         model.head_t = None
 
 
-def causal_mask(pad: torch.Tensor, t: int, past: int, dtype) -> torch.Tensor:
+def causal_mask(pad: torch.Tensor, t: int, past: int, dtype, window: int | None = None) -> torch.Tensor:
     """Additive mask [B, 1, t, past + t] for rows left-padded by `pad` tokens: a query at cache
-    slot past+i sees slots pad..past+i."""
+    slot past+i sees slots pad..past+i, and with a sliding window only the last `window` of them."""
     s = past + t
-    slots = torch.arange(s, device=pad.device)
-    query_slots = torch.arange(past, s, device=pad.device)
-    allowed = (slots[None, None, :] <= query_slots[None, :, None]) & (slots[None, None, :] >= pad[:, None, None])
+    slots = torch.arange(s, device=pad.device)[None, None, :]
+    query_slots = torch.arange(past, s, device=pad.device)[None, :, None]
+    allowed = (slots <= query_slots) & (slots >= pad[:, None, None])
+    if window is not None:
+        allowed &= slots > query_slots - window
     mask = torch.zeros(allowed.shape, dtype=dtype, device=pad.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.unsqueeze(1)

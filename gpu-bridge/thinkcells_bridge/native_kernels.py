@@ -143,7 +143,7 @@ def decode_step(model, x: torch.Tensor, rope: torch.Tensor, cache) -> bool:
     native = native_library()
     layers = list(model.model.layers)
     if (native is None or x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled()
-            or layers[0].self_attn.inference is None):
+            or layers[0].self_attn.inference is None or not model.config.llama_shaped):
         return False
     lib, sgemm = native
     if cache.native_pointers is None:

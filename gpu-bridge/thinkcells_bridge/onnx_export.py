@@ -36,6 +36,16 @@ class OnnxExportError(ValueError):
     pass
 
 
+def check_exportable(model) -> None:
+    """TraceableForward spells out Llama's math only: refuse the rest before any file is written."""
+    config = model.config
+    if model.backend != "native" or not config.llama_shaped:
+        raise OnnxExportError(
+            f"ONNX export covers Llama-shaped native models (llama, qwen2, mistral without a sliding window); "
+            f"this {config.model_type} model ({model.backend}) is not one: export it without onnx and convert the "
+            f"Hugging Face directory with a tool made for it (optimum, transformers.js' converter)")
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """model.apply_rope with the roll spelled as slices: roll(x, half) == cat(x[half:], x[:half])
     for an even head_dim, the same values moved the same way."""

@@ -44,9 +44,12 @@ class RopeScaling:
 def parse_rope_scaling(config: dict, source: str = "config.json") -> RopeScaling | None:
     """The scaling a Hugging Face config dict asks for, or None for plain RoPE. Reads
     `rope_scaling` ({"type"|"rope_type": ..., "factor": ..., ...}) or, as transformers 5
-    writes it, `rope_parameters`. Raises ValueError naming `source` and the bad field."""
+    writes it, `rope_parameters` (per layer type for Gemma 3: its full_attention block). Raises ValueError naming `source` and the bad field."""
     key = "rope_scaling" if config.get("rope_scaling") else "rope_parameters"
     block = config.get(key)
+    if isinstance(block, dict) and "full_attention" in block:
+        # transformers 5 keys Gemma 3's by layer type; scaling stretches the global layers.
+        key, block = f"{key}.full_attention", block["full_attention"]
     if not block:
         return None
     if not isinstance(block, dict):

@@ -74,13 +74,14 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
   });
 
   it("an unsupported model_type", async () => {
-    const other = path.join(root, "gpt2");
+    // gpt2 would run through transformers: an encoder-decoder is what neither path runs.
+    const other = path.join(root, "t5");
     cpSync(modelDir, other, { recursive: true });
     const { readFileSync, writeFileSync } = await import("node:fs");
     const config = JSON.parse(readFileSync(path.join(other, "config.json"), "utf8"));
-    writeFileSync(path.join(other, "config.json"), JSON.stringify({ ...config, model_type: "gpt2" }));
-    const err = await failure(loadModel(other, { client, name: "gpt2" }));
-    expect(err.message).toMatch(/model_type 'gpt2' is not supported; expected one of llama, mistral, qwen2/);
+    writeFileSync(path.join(other, "config.json"), JSON.stringify({ ...config, model_type: "t5" }));
+    const err = await failure(loadModel(other, { client, name: "t5" }));
+    expect(err.message).toMatch(/model_type 't5' is not supported \(an encoder-decoder model\); thinkcells runs llama, .* natively, or any decoder-only model/);
     await stillUsable();
   });
 

@@ -13,6 +13,8 @@ import { Template } from "@huggingface/jinja";
 import { byteLevelBpeTokenizerJson, SUPPORTED_CLASSES } from "./byte-level-bpe.ts";
 import { errorMessage } from "./error-message.ts";
 import { fileExists, isNotFound, readJsonObject, readOptionalJson, readText } from "./files.ts";
+// Side effect: Python's strip/lstrip/rstrip(chars) in chat templates (see the module).
+import "./jinja-strings.ts";
 import type { JsonObject } from "./json.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import { configTokenString, pickChatTemplate } from "./tokenizer-config.ts";

@@ -1,4 +1,5 @@
-"""Hugging Face model directory → CausalLM on a device."""
+"""Hugging Face model directory → a LanguageModel on a device: the native CausalLM for the
+families model_config.py knows, transformers' implementation for other decoder-only models."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import re
 import torch
 
 from .hf_checkpoint import CheckpointError, load_state_dict, read_config
+from .language_model import LanguageModel
 from .model import CausalLM, ModelConfig
+from .model_config import SUPPORTED_MODEL_TYPES
 from .quant import QuantizedLinear
 from .rope_scaling import with_rope_scaling
 
@@ -65,8 +68,9 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
     The model is built on the CPU in torch's default dtype, then moved and cast; sampling adds
     a float32 RoPE table of max_position_embeddings rows on the device."""
     counts = config.parameter_counts()
-    rope = {f"max_position_embeddings {config.max_position_embeddings} × head_dim {config.head_dim} (RoPE table)":
-            config.max_position_embeddings * 2 * config.head_dim * 4}
+    tables = len(config.rope_kinds)  # Gemma 3's sliding layers have a table of their own
+    rope = {f"max_position_embeddings {config.max_position_embeddings} × head_dim {config.head_dim} (RoPE table{'s' * (tables > 1)})":
+            tables * config.max_position_embeddings * 2 * config.head_dim * 4}
     build = torch.get_default_dtype()
     built = {label: n * build.itemsize for label, n in counts.items()}
     if device.type == "cpu":
@@ -83,20 +87,48 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
 
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+# Where multimodal checkpoints (Gemma 3 4B and up) keep their text model: transformers 5 saves
+# model.language_model.*, the published files hold language_model.model.*.
+_TEXT_MODEL = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."))
+_VISION = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+
+
+def text_model_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A multimodal checkpoint's text-model weights under a text-only model's names (the
+    vision tower and projector dropped); any other checkpoint's weights as they are."""
+    if not any(key.startswith(prefix) for key in weights for prefix, _ in _TEXT_MODEL):
+        return weights
+    text = {}
+    for key, tensor in weights.items():
+        if key.startswith(_VISION):
+            continue
+        for prefix, native in _TEXT_MODEL:
+            if key.startswith(prefix):
+                key = native + key[len(prefix):]
+                break
+        text[key] = tensor
+    return text
 
 
 def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_scaling: dict | None = None,
-               allow_non_finite: bool = False) -> CausalLM:
+               allow_non_finite: bool = False) -> LanguageModel:
     """rope_scaling ({type, factor, target_length}) stretches the context beyond config.json's;
     allow_non_finite loads weights holding NaN or Inf (refused otherwise)."""
     if not os.path.isdir(model_dir):
         raise CheckpointError(f"{model_dir}: no such model directory")
     source = os.path.join(model_dir, "config.json")
-    config = ModelConfig.from_hf(read_config(model_dir), source=source)
+    config_json = read_config(model_dir)
+    if config_json.get("model_type") not in SUPPORTED_MODEL_TYPES:
+        # Other decoder-only architectures run on transformers' own modules (imported only then).
+        from .transformers_model import load_transformers_model
+        return load_transformers_model(model_dir, config_json, device, dtype, rope_scaling, allow_non_finite)
+    config = ModelConfig.from_hf(config_json, source=source)
     if rope_scaling is not None:
         config = with_rope_scaling(config, rope_scaling["type"], rope_scaling["factor"], rope_scaling["target_length"])
     check_memory(config, device, dtype, source)
-    weights = load_state_dict(model_dir, allow_non_finite)
+    weights = text_model_weights(load_state_dict(model_dir, allow_non_finite))
+    if config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)  # some checkpoints store the tied head too; it is the embedding
     # Before building: a layer count the weights lack would take minutes to build, only to fail.
     layers = sorted({int(m.group(1)) for key in weights if (m := _LAYER.match(key))})
     if len(layers) != config.num_hidden_layers:

@@ -76,6 +76,9 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
     adapters. `seed` fixes the adapters' random initialisation without touching the global
     random state."""
     offered = model.adapter_targets
+    if not offered:
+        raise ValueError(f"this {model.config.model_type} model offers no LoRA targets: its decoder layers have no nn.Linear "
+                         f"projections (GPT-2-style Conv1D layers are not adapted); remove_lora trains it in full instead")
     names = list(offered) if targets == "all-linear" else list(targets)
     unknown = sorted(set(names) - set(offered))
     if unknown:

@@ -22,7 +22,7 @@ from .loading import count_parameters, load_model, pick_dtype
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
 from .language_model import LanguageModel
 from .native_kernels import native_library, torch_blas
-from .onnx_export import export_onnx, plain_fp32_model
+from .onnx_export import check_exportable, export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
 from .quant import memory_bytes, quantization, quantize_base
 from .sampling import Cancelled, SampleParams, sample, sequence_logprobs
@@ -220,6 +220,8 @@ class Worker:
 
     def export_model(self, body, ctx):
         loaded = self.get(body["model"])
+        if body["onnx"] is not None:
+            check_exportable(loaded.model)
         with loaded.lock:
             # Only the snapshot needs the model: files are written from copies, so a training
             # loop can go on (and the live model keeps its adapters and optimizer state).
@@ -255,6 +257,7 @@ class Worker:
 
     def export_onnx(self, body, ctx):
         loaded = self.get(body["model"])
+        check_exportable(loaded.model)
         with loaded.lock:
             weights, _ = merged_state_dict(loaded.model, torch.float32)
             model_config = loaded.model.config

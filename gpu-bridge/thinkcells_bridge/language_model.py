@@ -52,6 +52,25 @@ class LanguageModel(Protocol):
     def values(self, hidden: torch.Tensor) -> torch.Tensor: ...
 
 
+class ValueHead:
+    """PPO's critic, for either implementation: a scalar per position from the final hidden
+    state. The model sets `value_head = None` in its __init__."""
+
+    value_head: nn.Linear | None
+
+    def add_value_head(self) -> None:
+        """A fresh trainable value head (zero-initialised: V = 0 until trained)."""
+        weight = self.output_weight()
+        self.value_head = nn.Linear(self.config.hidden_size, 1).to(device=weight.device, dtype=weight.dtype)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.value_head is None:
+            raise ValueError("the model has no value head (add_value_head first)")
+        return self.value_head(hidden).squeeze(-1)
+
+
 class ModelConfigLike(Protocol):
     """The fields of model.ModelConfig every model exposes (info, checks, export)."""
 

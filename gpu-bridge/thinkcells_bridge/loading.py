@@ -54,7 +54,7 @@ def available_memory(device: torch.device) -> int | None:
         return available
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1000:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -81,9 +81,9 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
     for where, (as_dtype, parts) in needs.items():
         need, available = sum(parts.values()), available_memory(where)
         if available is not None and need > available:
-            breakdown = "; ".join(f"{label}: {_size(n)}" for label, n in sorted(parts.items(), key=lambda p: -p[1]))
-            raise CheckpointError(f"{source}: this model needs {_size(need)} of {where} memory in {str(as_dtype).removeprefix('torch.')} "
-                                  f"but {_size(available)} is available ({breakdown})")
+            breakdown = "; ".join(f"{label}: {human_size(n)}" for label, n in sorted(parts.items(), key=lambda p: -p[1]))
+            raise CheckpointError(f"{source}: this model needs {human_size(need)} of {where} memory in {str(as_dtype).removeprefix('torch.')} "
+                                  f"but {human_size(available)} is available ({breakdown})")
 
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")

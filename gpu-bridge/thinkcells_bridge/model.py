@@ -23,6 +23,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from . import native_kernels
+from .language_model import ValueHead
 from .lora import merged_weight
 from .model_config import FULL, SUPPORTED_MODEL_TYPES, ModelConfig, ModelConfigError  # noqa: F401 (re-exported)
 from .rope_scaling import inv_freq_and_attention_factor
@@ -206,7 +207,7 @@ class Backbone(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, offset=config.gemma)
 
 
-class CausalLM(nn.Module):
+class CausalLM(ValueHead, nn.Module):
     """The native implementation of language_model.LanguageModel."""
 
     backend = "native"
@@ -223,18 +224,6 @@ class CausalLM(nn.Module):
         self.head_t: torch.Tensor | None = None  # see inference_weights
         # PPO's critic: a scalar per position from the final hidden state (add_value_head).
         self.value_head: nn.Linear | None = None
-
-    def add_value_head(self) -> None:
-        """A fresh trainable value head (zero-initialised: V = 0 until trained)."""
-        weight = self.output_weight()
-        self.value_head = nn.Linear(self.config.hidden_size, 1).to(device=weight.device, dtype=weight.dtype)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
-
-    def values(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.value_head is None:
-            raise ValueError("the model has no value head (add_value_head first)")
-        return self.value_head(hidden).squeeze(-1)
 
     def output_weight(self) -> torch.Tensor:
         return self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight

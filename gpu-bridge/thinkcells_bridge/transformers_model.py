@@ -22,7 +22,8 @@ from torch import nn
 
 from .environment import require
 from .hf_checkpoint import CONFIG, CheckpointError, load_state_dict
-from .loading import _size, available_memory
+from .language_model import ValueHead
+from .loading import available_memory, human_size
 from .model_config import SUPPORTED_MODEL_TYPES, ModelConfigError
 
 
@@ -102,7 +103,7 @@ def decoder_linear_names(hf: nn.Module, layers: int) -> tuple[str, ...]:
     return tuple(n for n in dict.fromkeys(inside) if n not in outside)
 
 
-class TransformersCausalLM(nn.Module):
+class TransformersCausalLM(ValueHead, nn.Module):
     """The transformers-backed implementation of language_model.LanguageModel."""
 
     backend = "transformers"
@@ -155,18 +156,6 @@ class TransformersCausalLM(nn.Module):
     def sampling_mode(self):
         return contextlib.nullcontext(self)
 
-    def add_value_head(self) -> None:
-        """A fresh trainable value head (zero-initialised: V = 0 until trained)."""
-        weight = self.output_weight()
-        self.value_head = nn.Linear(self.config.hidden_size, 1).to(device=weight.device, dtype=weight.dtype)
-        nn.init.zeros_(self.value_head.weight)
-        nn.init.zeros_(self.value_head.bias)
-
-    def values(self, hidden: torch.Tensor) -> torch.Tensor:
-        if self.value_head is None:
-            raise ValueError("the model has no value head (add_value_head first)")
-        return self.value_head(hidden).squeeze(-1)
-
 
 def unsupported(model_type, reason: str, source: str) -> ModelConfigError:
     import transformers
@@ -211,8 +200,8 @@ def check_memory(hf_config, device: torch.device, dtype: torch.dtype, source: st
     for where in dict.fromkeys([torch.device("cpu"), device]):
         available = available_memory(where)
         if available is not None and need > available:
-            raise CheckpointError(f"{source}: this model needs {_size(need)} of {where} memory in "
-                                  f"{str(dtype).removeprefix('torch.')} ({count} parameters) but {_size(available)} is available")
+            raise CheckpointError(f"{source}: this model needs {human_size(need)} of {where} memory in "
+                                  f"{str(dtype).removeprefix('torch.')} ({count} parameters) but {human_size(available)} is available")
 
 
 def _first(keys) -> tuple[str, str]:

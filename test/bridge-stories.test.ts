@@ -7,10 +7,10 @@ import { loadModel, status } from "../cells-lib/cells/model.ts";
 import { logprobs, sample } from "../cells-lib/cells/sample.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { convertStories, repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
+import { convertStories, llama2cGreedy200, repoRoot, stories, tempDir, testBridge } from "./helpers.ts";
 
 const run = promisify(execFile);
-const expected = readFileSync(path.join(stories, "expected_greedy_200.txt"), "utf8");
+const expected = readFileSync(llama2cGreedy200, "utf8");
 const bridge = testBridge("stories");
 let client: BridgeClient;
 let modelDir: string;

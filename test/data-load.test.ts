@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { DatasetError, loadDataset, loadGsm8k, loadMath500, type ChatRow, type Gsm8kRow } from "../cells-lib/data/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
-import { shared, tempDir } from "./helpers.ts";
+import { sharedPath, tempDir } from "./helpers.ts";
 
 const dir = tempDir("data-load");
 
@@ -191,9 +191,12 @@ describe("row shapes", () => {
   });
 });
 
+const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "the GSM8K loader test");
+const math500Test = sharedPath("data/math500/test.jsonl", "the MATH-500 loader test");
+
 describe("benchmark loaders", () => {
-  it("loads GSM8K's test split with references", async () => {
-    const gsm = await loadGsm8k(path.join(shared, "data/gsm8k/test.jsonl"));
+  it.skipIf(!gsm8kTest)("loads GSM8K's test split with references", async () => {
+    const gsm = await loadGsm8k(gsm8kTest!);
     expect(gsm.rows).toHaveLength(1319);
     const first = gsm.rows[0]!;
     expect(first.line).toBe(1);
@@ -206,8 +209,8 @@ describe("benchmark loaders", () => {
     expect(withComma.row.reference).toBe(withComma.row.answer.split("#### ")[1]!.replaceAll(",", ""));
   });
 
-  it("loads MATH-500 with the answer as reference", async () => {
-    const math = await loadMath500(path.join(shared, "data/math500/test.jsonl"));
+  it.skipIf(!math500Test)("loads MATH-500 with the answer as reference", async () => {
+    const math = await loadMath500(math500Test!);
     expect(math.rows).toHaveLength(500);
     expect(math.rows[0]).toEqual({
       line: 1,

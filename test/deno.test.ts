@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { repoRoot, stories, tempDir } from "./helpers.ts";
+import { llama2cGreedy200, repoRoot, stories, tempDir } from "./helpers.ts";
 
 const run = promisify(execFile);
 
@@ -15,6 +15,6 @@ describe("under Deno, the notebook kernel's runtime", () => {
       path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), path.join(work, "model")], { cwd: repoRoot, env: { ...process.env, NO_COLOR: "1" } });
     const result = JSON.parse(stdout) as { text: string; runtime: string };
     expect(result.runtime).toMatch(/^deno 2\./);
-    expect(result.text).toBe(readFileSync(path.join(stories, "expected_greedy_200.txt"), "utf8"));
+    expect(result.text).toBe(readFileSync(llama2cGreedy200, "utf8"));
   });
 });

@@ -1,6 +1,6 @@
 /** Shared set-up for tests that talk to a real bridge: each test file gets its own bridge
  * directory and session, and shuts its bridges down afterwards. */
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll } from "vitest";
@@ -9,9 +9,24 @@ import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import type { TrainingExample } from "../cells-lib/cells/train.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 
-export const shared = path.resolve(import.meta.dirname, "../../shared");
-export const stories = path.join(shared, "fixtures/stories260K");
 export const repoRoot = path.resolve(import.meta.dirname, "..");
+/** The shared data beside the checkout (GSM8K, MATH-500, the Qwen2 tokenizer): optional, so
+ * tests that read it skip with a message where it is absent (see sharedPath). */
+export const shared = path.resolve(repoRoot, "../shared");
+/** The stories260K model the project ships (assets/, with its licence and provenance). */
+export const stories = path.join(repoRoot, "assets/stories260K");
+
+/** What llama2.c's run.c prints for stories260K from BOS in 200 greedy steps (test/fixtures/PROVENANCE.md). */
+export const llama2cGreedy200 = path.join(repoRoot, "test/fixtures/llama2c-stories260K-greedy-200.txt");
+
+/** `relative` inside ../shared, or undefined (with a message saying what is skipped) when
+ * that file is absent: `it.skipIf(!file)` / `describe.skipIf(!file)` then skip the test. */
+export function sharedPath(relative: string, what: string): string | undefined {
+  const file = path.join(shared, relative);
+  if (existsSync(file)) return file;
+  console.warn(`skipped: ${what}: ${file} is absent (the shared data beside the checkout)`);
+  return undefined;
+}
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `thinkcells-${prefix}-`));

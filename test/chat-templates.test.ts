@@ -11,8 +11,8 @@
  * never generates. For Qwen3 the turn includes the `<think>…</think>` block the template writes
  * into the last turn (empty when the content has none), as TRL's does. */
 import { beforeAll, describe, expect, test } from "vitest";
-import { BUILTIN_TEMPLATES } from "../cells-lib/sft/templates.ts";
-import { tokenizeExample } from "../cells-lib/sft/tokenize.ts";
+import { BUILTIN_TEMPLATES } from "../cells-lib/chat/templates.ts";
+import { tokenizeExample } from "../cells-lib/chat/tokenize.ts";
 import { loadTokenizer, tokenizerFromJson, type ChatMessage, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { CONVERSATIONS, FAMILIES, hfReference, type ChatRequest, type Family, type RenderedChat } from "./fixtures/hf-reference.ts";
 

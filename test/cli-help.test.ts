@@ -7,7 +7,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Help, type CommandUnknownOpts } from "@commander-js/extra-typings";
 import { afterAll, describe, expect, it } from "vitest";
-import { cliProgram, UsageError } from "../cells-lib/cli/program.ts";
+import { cliProgram, UsageError } from "../cli/program.ts";
 import { repoRoot, tempDir, testBridge } from "./helpers.ts";
 import { startMockHub } from "./mock-hub.ts";
 

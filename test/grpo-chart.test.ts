@@ -1,5 +1,5 @@
 /** GRPO's live chart on the real stories260K shows only the metrics a run produces: no accuracy
- * panel without a "correctness" reward, no KL panel at β = 0. */
+ * panel without a reward named by option "correctness", no KL panel at β = 0. */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { loadModel, type Model } from "../cells-lib/cells/model.ts";
@@ -56,7 +56,7 @@ describe("GRPO's live chart", () => {
 
   it("shows accuracy and KL when the run has them", async () => {
     const model = await applyLora(await loadModel(modelDir, { client, name: "chart-full" }), { rank: 4 });
-    const { traces } = await chartOf(model, { rewards: { letters: { fn: letters, weight: 1 }, correctness: { fn: correctnessReward(), weight: 1 } }, beta: 0.04 });
+    const { traces } = await chartOf(model, { rewards: { letters: { fn: letters, weight: 1 }, right: { fn: correctnessReward(), weight: 1 } }, correctness: "right", beta: 0.04 });
     expect(traces).toEqual(["reward", "accuracy", "kl", "entropy", "clipFraction", "completionLength", "zeroStdFraction", "tokensPerS"]);
   });
 });

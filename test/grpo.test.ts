@@ -9,6 +9,7 @@ import { applyLora } from "../cells-lib/cells/train.ts";
 import { ALGORITHM_SETTINGS, ALGORITHMS } from "../cells-lib/grpo/algorithms.ts";
 import { stepAdvantages } from "../cells-lib/grpo/advantages.ts";
 import { grpoTrainer, trainGrpo, type GrpoRow, type GrpoStepMetrics } from "../cells-lib/grpo/trainer.ts";
+import { trainSft } from "../cells-lib/sft/train-sft.ts";
 import { formatExample, generateArithmetic } from "../cells-lib/reasoning/index.ts";
 import { correctnessReward, formatReward } from "../cells-lib/rewards/index.ts";
 import type { RewardFn } from "../cells-lib/rl/rewards.ts";
@@ -78,6 +79,7 @@ describe("RL cells on stories260K", () => {
       // GRPO also exercises the KL term to the adapter-disabled reference.
       beta: algo === "grpo" ? 0.04 : 0,
       rewards: { letters: { fn: letters, weight: 1 }, correctness: { fn: correctnessReward(), weight: 1 } },
+      correctness: "correctness",
     });
     expectFinite(trainer.history, 20);
     if (algo === "grpo") expect(trainer.history.every((h) => Number.isFinite(h.kl))).toBe(true);
@@ -113,6 +115,26 @@ describe("RL cells on stories260K", () => {
     const resumed = await trainGrpo(await loadModel(modelDir, { client, name: "rl-resumed" }), tokenizer, prompts, { ...small, steps: 4, rewards, checkpoint, resume: "step-000002" });
     const pick = (h: GrpoStepMetrics[]) => h.map((m) => [m.reward, m.loss, m.completionLength]);
     expect(pick(resumed.history)).toEqual(pick(straight.history));
+    // Another trainer is refused, naming both, before it loads anything.
+    const sft = trainSft(await loadModel(modelDir, { client, name: "rl-as-sft" }), tokenizer, { train: [{ prompt: "1+1?", completion: "2" }] }, { steps: 1, checkpoint, resume: "step-000002", display: false });
+    await expect(sft).rejects.toThrow('trainSft: checkpoint "step-000002": the checkpoint was saved by grpoTrainer (grpo), not trainSft (sft)');
+  }, 120_000);
+
+  it("stops on a stop rule and says why; aborts mid-step", async () => {
+    const model = await loadModel(modelDir, { client, name: "rl-stop" });
+    const stopped = await trainGrpo(model, tokenizer, prompts, { ...small, steps: 5, rewards: { letters: { fn: letters, weight: 1 } }, stopWhen: { gradNormAbove: 1e-9 } });
+    expect(stopped.history).toHaveLength(1);
+    expect(stopped.stopped).toMatchObject({ rule: "gradNormAbove", step: 1 });
+    expect(stopped.stopped!.message).toMatch(/^the gradient norm at step 1, .* is above stopWhen.gradNormAbove \(1e-9\)$/);
+
+    // A reward that aborts: the step stops before its update, and records nothing.
+    const trainer = await grpoTrainer(model, tokenizer, prompts, { ...small, steps: 5, rewards: { letters: { fn: letters, weight: 1 } } });
+    trainer.rewards = { abort: { fn: () => (trainer.abort(new Error("stop button")), 0), weight: 1 } };
+    await expect(trainer.run()).rejects.toThrow("stop button");
+    expect(trainer.history).toHaveLength(0);
+    const controller = new AbortController();
+    controller.abort(new Error("signalled"));
+    await expect((await grpoTrainer(model, tokenizer, prompts, { ...small, rewards: { letters: { fn: letters, weight: 1 } }, signal: controller.signal })).step()).rejects.toThrow("signalled");
   }, 120_000);
 
   it("names bad options", async () => {
@@ -120,5 +142,15 @@ describe("RL cells on stories260K", () => {
     await expect(grpoTrainer(model, tokenizer, prompts, { rewards: { r: { fn: letters, weight: 1 } }, beta: 0.1 })).rejects.toThrow('option "beta" needs LoRA adapters');
     await expect(grpoTrainer(model, tokenizer, prompts, { rewards: { r: { fn: letters, weight: 1 } }, groupSize: 0 })).rejects.toThrow(/grpo: option "groupSize"/);
     await expect(grpoTrainer(model, tokenizer, [], { rewards: { r: { fn: letters, weight: 1 } } })).rejects.toThrow("grpo: no prompts");
+    // GRPO-LEAD reads the correctness reward by the name it is given, never by a guess.
+    const correctness = { fn: correctnessReward(), weight: 1 };
+    await expect(grpoTrainer(model, tokenizer, prompts, { algo: "grpo_lead", rewards: { correctness } })).rejects.toThrow('grpo: GRPO-LEAD needs option "correctness"');
+    await expect(grpoTrainer(model, tokenizer, prompts, { settings: { lead: true }, rewards: { correctness } })).rejects.toThrow('GRPO-LEAD needs option "correctness"');
+    await expect(grpoTrainer(model, tokenizer, prompts, { algo: "grpo_lead", rewards: { correct: correctness }, correctness: "correctness" })).rejects.toThrow(
+      'grpo: option "correctness" names the reward "correctness", but the rewards are "correct"',
+    );
+    const renamed = await grpoTrainer(model, tokenizer, prompts, { ...small, algo: "grpo_lead", rewards: { correct: correctness }, correctness: "correct" });
+    renamed.rewards = { letters: { fn: letters, weight: 1 } };
+    await expect(renamed.step()).rejects.toThrow('option "correctness" names the reward "correct", but the rewards are "letters"');
   });
 });

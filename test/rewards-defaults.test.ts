@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { formatReasoning, gsm8kToCot, type ReasoningStyle } from "../cells-lib/reasoning/index.ts";
-import { combineRewards, DEFAULT_REWARD_WEIGHTS, type RewardContext } from "../cells-lib/rl/rewards.ts";
-import { correctnessReward, defaultRewards, formatReward, processReward } from "../cells-lib/rewards/index.ts";
+import { combineRewards, type RewardContext } from "../cells-lib/rl/rewards.ts";
+import { correctnessReward, DEFAULT_REWARD_WEIGHTS, defaultRewards, formatReward, processReward } from "../cells-lib/rewards/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { sharedPath } from "./helpers.ts";
 

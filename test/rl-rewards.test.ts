@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { combineRewards, DEFAULT_REWARD_WEIGHTS, RewardError, type RewardContext, type RewardFn } from "../cells-lib/rl/index.ts";
+import { DEFAULT_REWARD_WEIGHTS } from "../cells-lib/rewards/index.ts";
+import { combineRewards, RewardError, type RewardContext, type RewardFn } from "../cells-lib/rl/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
 const sample = (completion: string, i = 0): RewardContext<{ id: number }> => ({

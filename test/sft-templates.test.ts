@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { conversationSegments } from "../cells-lib/sft/template-segments.ts";
-import { BUILTIN_TEMPLATES, resolveTemplate, TEMPLATE_NAMES, templatesFor, type ChatTemplate } from "../cells-lib/sft/templates.ts";
+import { conversationSegments } from "../cells-lib/chat/template-segments.ts";
+import { BUILTIN_TEMPLATES, resolveTemplate, TEMPLATE_NAMES, templatesFor, type ChatTemplate } from "../cells-lib/chat/templates.ts";
 import { llama2cTokenizer, llama2cTokenizerConfig, llama2cTokenizerJson } from "../cells-lib/tokenizer/llama2c.ts";
 import { loadTokenizer, tokenizerFromJson, type ChatMessage, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";

@@ -79,6 +79,7 @@ describe("trainSft", () => {
         steps: 10, batchSize: 4, lr: 1e-3, evalEvery: 2, evalRows: 2, evalMaxNewTokens: 4, earlyStopping: { patience: 1, minDelta: 10 },
       });
       expect(result.stoppedEarly).toBe(true);
+      expect(result.stopped).toMatchObject({ rule: "earlyStopping", step: 4 });
       expect(result.history).toHaveLength(4);
       expect(result.best?.step).toBe(4);
       const [chart] = recording.finalBundles().filter((b) => PLOTLY_MIME in b);
@@ -88,6 +89,21 @@ describe("trainSft", () => {
     } finally {
       setRenderer(previous);
     }
+  }, 120_000);
+
+  it("stops when the gradient norm passes stopWhen.gradNormAbove, saying why, with a checkpoint there", async () => {
+    const checkpoint = { store: path.join(root, "stop-checkpoints"), every: 5 };
+    const result = await trainSft(await loadModel(modelDir, { client, name: "stop" }), tokenizer, { train }, {
+      steps: 10, batchSize: 4, lr: 1e-3, display: false, checkpoint, stopWhen: { gradNormAbove: 1e-9 },
+    });
+    expect(result.history).toHaveLength(1);
+    expect(result.stoppedEarly).toBe(true);
+    expect(result.stopped).toMatchObject({ rule: "gradNormAbove", step: 1 });
+    expect(result.stopped!.message).toMatch(/^the gradient norm at step 1, [\d.]+, is above stopWhen.gradNormAbove \(1e-9\)$/);
+    expect(result.checkpoints).toEqual(["step-000001"]);
+    await expect(trainSft(await loadModel(modelDir, { client, name: "stop-bad" }), tokenizer, { train }, { stopWhen: { gradNormAbove: 0 } })).rejects.toThrow(
+      /trainSft: option "stopWhen.gradNormAbove"/,
+    );
   }, 120_000);
 
   it("rejects bad options by name", async () => {

@@ -132,6 +132,9 @@ const TrainingLoss = z.discriminatedUnion("kind", [
       /** Sequences come in (chosen, rejected) pairs; the mask marks completion tokens. */
       mask: TensorRef,
       beta: z.number().positive(),
+      /** The reference's sequence log-probs (Σ over the mask), one per sequence ([B]); null:
+       * the model with its adapters off, computed in the same call. */
+      ref_logprobs: TensorRef.nullable(),
     })
     .strict(),
 ]);
@@ -313,6 +316,36 @@ export const ops = {
         seed: int.nonnegative(),
       })
       .strict(),
+    response: ModelInfo,
+  },
+  /** The model's LoRA adapters in PEFT's format: adapter_config.json and
+   * adapter_model.safetensors (base_model.model.<module>.lora_A/lora_B.weight), written under
+   * a temporary name and renamed into place (only an empty or adapter directory is replaced). */
+  save_adapter: {
+    request: z
+      .object({
+        model: name,
+        dir: z.string().min(1),
+        /** adapter_config.json's base_model_name_or_path; null: the path the model was loaded from. */
+        base_model_name_or_path: z.string().min(1).nullable(),
+      })
+      .strict(),
+    response: z.object({
+      dir: z.string(),
+      files: z.array(z.string()),
+      /** The adapters' settings (rank, alpha, dropout, targets, ...), as training state records them. */
+      settings: z.record(z.string(), z.unknown()),
+      /** The adapter tensors' dtype (as held), parameter count and bytes. */
+      dtype: z.string(),
+      parameters: int,
+      weight_bytes: int,
+    }),
+  },
+  /** Applies a PEFT LoRA adapter directory (replacing any adapters), with new optimizer state
+   * as apply_lora; refuses, naming the field, what thinkcells cannot apply (DoRA, lm_head or
+   * embedding targets, per-module ranks, biases, modules_to_save, some layers only). */
+  load_adapter: {
+    request: z.object({ model: name, dir: z.string().min(1) }).strict(),
     response: ModelInfo,
   },
   /** Drops the adapters: every parameter trainable again (full fine-tuning). */

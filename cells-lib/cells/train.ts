@@ -106,7 +106,15 @@ const Loss = z.discriminatedUnion("kind", [
       valueCoef: z.number().min(0).default(0.5),
     })
     .strict(),
-  z.object({ kind: z.literal("dpo"), beta: z.number().positive().default(0.1) }).strict(),
+  z
+    .object({
+      kind: z.literal("dpo"),
+      beta: z.number().positive().default(0.1),
+      /** The reference's sequence log-probs (Σ over the mask), one per example; default: the
+       * model with its adapters off. */
+      refLogprobs: z.array(z.number()).optional(),
+    })
+    .strict(),
 ]);
 export type TrainingLoss = z.input<typeof Loss>;
 
@@ -160,8 +168,13 @@ export async function forwardBackward(
     switch (l.kind) {
       case "cross_entropy":
         return { kind: l.kind, weights: perToken(examples, (e) => e.weights, afterFirst, "weights"), num_tokens: l.numTokens ?? null };
-      case "dpo":
-        return { kind: l.kind, mask: perToken(examples, (e) => e.mask, afterFirst, "mask"), beta: l.beta };
+      case "dpo": {
+        if (l.refLogprobs && l.refLogprobs.length !== examples.length) {
+          throw new Error(`forwardBackward: dpo's refLogprobs has ${l.refLogprobs.length} values for ${examples.length} examples (one per example)`);
+        }
+        const ref_logprobs = l.refLogprobs ? Tensor.float32(l.refLogprobs) : null;
+        return { kind: l.kind, mask: perToken(examples, (e) => e.mask, afterFirst, "mask"), beta: l.beta, ref_logprobs };
+      }
       case "policy_gradient":
       case "ppo": {
         const perSequence = examples.every((e) => typeof e.advantage === "number");

@@ -5,7 +5,7 @@ export type { Distribution, Histogram } from "./distribution.ts";
 export { DatasetError } from "./errors.ts";
 export { loadDataset, type AnyDataset, type Dataset, type LoadDatasetOptions } from "./load.ts";
 export { previewDataset, type PreviewableDataset } from "./preview.ts";
-export { mulberry32, seededShuffle } from "./random.ts";
+export { mulberry32, seededShuffle } from "../util/random.ts";
 export {
   AlpacaRow,
   ChatRow,

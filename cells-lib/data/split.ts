@@ -1,7 +1,7 @@
 /** `splitDataset(rows, { seed })`: a reproducible train / validation / test split. */
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
-import { seededShuffle } from "./random.ts";
+import { seededShuffle } from "../util/random.ts";
 
 /** Below this many rows, validation and test sets get a larger share so they stay usable. */
 const SMALL_DATASET = 500;

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { distribution, type Distribution } from "./distribution.ts";
-import { seededShuffle } from "./random.ts";
+import { seededShuffle } from "../util/random.ts";
 import { textFields } from "./text-fields.ts";
 import type { DatasetRow } from "./types.ts";
 

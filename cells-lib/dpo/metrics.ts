@@ -1,8 +1,8 @@
-/** DPO's arithmetic on sequence log-probs, as `shared/reference/algorithms.md` states it and the
- * bridge's `losses.dpo` computes it: implicit rewards r = β·(logπ − logπ_ref) for the chosen
- * and the rejected completion, margin r_c − r_r = β·Δ, loss −log σ(β·Δ), reward accuracy the
- * fraction of pairs with Δ > 0 (a tie, e.g. every pair before the first update of zero-initialised
- * adapters, counts as not won). */
+/** DPO's arithmetic on sequence log-probs for the validation metrics (training takes its loss
+ * and metrics from the bridge's `dpo` loss, which computes the same): implicit rewards
+ * r = β·(logπ − logπ_ref) for the chosen and the rejected completion, margin r_c − r_r = β·Δ,
+ * loss −log σ(β·Δ), reward accuracy the fraction of pairs with Δ > 0 (a tie, e.g. every pair
+ * before the first update of zero-initialised adapters, counts as not won). */
 
 /** The four sequence log-probs (sums over completion tokens) of one pair. */
 export interface PairLogprobs {
@@ -65,12 +65,4 @@ export function dpoMetrics(pairs: readonly PairLogprobs[], beta: number): DpoMet
   }
   const n = pairs.length;
   return { loss: out.loss / n, rewardAccuracy: out.rewardAccuracy / n, margin: out.margin / n, chosenReward: out.chosenReward / n, rejectedReward: out.rejectedReward / n, pairs: n };
-}
-
-/** d loss / d logπ(chosen) of one pair is −β·σ(−β·Δ) (and the opposite for rejected): the
- * weight each sequence's log-prob gradient gets, and the per-sequence advantage under which a
- * policy-gradient loss at ratio 1 has exactly DPO's gradient. */
-export function dpoGradientWeight(pair: PairLogprobs, beta: number): number {
-  const { margin } = implicitRewards(pair, beta);
-  return beta * Math.exp(logSigmoid(-margin));
 }

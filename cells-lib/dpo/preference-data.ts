@@ -11,7 +11,7 @@
  *
  * Deterministic for a seed; the problems are `generateArithmetic`'s for the same options. */
 import { z } from "zod";
-import { mulberry32, pickWeighted, randomInt, type Random } from "../data/random.ts";
+import { mulberry32, pickWeighted, randomInt, type Random } from "../util/random.ts";
 import { checkFormat, formatReasoning, REASONING_STYLES, type ReasoningStyle } from "../reasoning/markers.ts";
 import { ArithmeticProblemShape, formatExample, generateArithmetic, Weight, type ArithmeticRow } from "../reasoning/synthetic.ts";
 import { parseOptions } from "../util/options.ts";

@@ -8,28 +8,25 @@
  *               computes it on every step; the default when the model has adapters (pass
  *               `lora` to add them).
  *   "initial"   the model as it is when training starts, its sequence log-probs computed once
- *               (with `logprobs`) for every pair and kept. Full fine-tuning needs it (there is
- *               nothing to switch off); with LoRA it makes an SFT-trained adapter the reference.
- *               The bridge's `dpo` loss cannot take given reference log-probs, so this mode
- *               scores the batch first and then trains with the `policy_gradient` loss at ratio 1
- *               and per-sequence advantages ±β·σ(−β·Δ): exactly DPO's gradient. */
+ *               (with `logprobs`) for every pair, kept, and given to the bridge's `dpo` loss.
+ *               Full fine-tuning needs it (there is nothing to switch off); with LoRA it makes
+ *               an SFT-trained adapter the reference. */
 import { z } from "zod";
 import { BridgeError } from "../bridge/errors.ts";
 import type { Model } from "../cells/model.ts";
 import { logprobs } from "../cells/sample.ts";
 import { forwardBackward, optimStep, setAdapters, type TrainingExample } from "../cells/train.ts";
-import type { JsonObject } from "../checkpoints/store.ts";
 import { PreferenceRow } from "../data/shapes.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
-import { tokenizeDataset, type TruncationReport } from "../sft/tokenize.ts";
+import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
+import { tokenizeDataset, type TruncationReport } from "../chat/tokenize.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
-import { applyLoraChoice, batchLoopShape, batchRunShape, batchSchedule, checkLoopOptions, LoraChoice } from "../training/cell-options.ts";
-import { TrainingCheckpoints } from "../training/checkpointing.ts";
 import { stopIfAborted } from "../training/abort.ts";
-import { dataOrder } from "../training/data-order.ts";
-import { trainingMonitor } from "../training/monitor.ts";
+import { applyLoraChoice, batchLoopShape, batchSchedule, batchStepShape, checkLoopOptions, LoraChoice, runShape } from "../training/cell-options.ts";
+import { dataOrder, stepBatches } from "../training/data-order.ts";
+import { TrainingLoop, type Trainer } from "../training/loop.ts";
+import type { StopReason } from "../training/stop-rules.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
-import { dpoGradientWeight, dpoMetrics, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
+import { dpoMetrics, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
 
 /** A preference row; extra fields (e.g. `reference`, the verifiable answer) are kept out of training. */
 export type DpoDataRow = PreferenceRow & { reference?: string };
@@ -64,53 +61,66 @@ const TrainDpoOptions = z
     scoreBatchSize: z.number().int().min(2).default(64),
     /** Which evaluation metric ranks checkpoints ("best"). */
     metric: z.enum(EVAL_METRICS).default("valLoss"),
-    /** checkpoint, resume, seed, display, signal. */
-    ...batchRunShape,
+    /** checkpoint, resume, seed, display, signal, stopWhen. */
+    ...runShape,
   })
   .strict();
 export type TrainDpoOptions = Omit<z.input<typeof TrainDpoOptions>, "template"> & { template?: TemplateName | ChatTemplate };
 
-export interface DpoStepMetrics {
-  step: number;
-  epoch: number;
-  /** Mean −log σ(β·Δ) over the step's pairs, before the update; null when not finite. */
-  loss: number | null;
-  rewardAccuracy: number | null;
-  margin: number | null;
-  chosenReward: number | null;
-  rejectedReward: number | null;
-  lr: number;
-  gradNorm: number | null;
-  pairsPerS: number;
-  skipped: boolean;
-}
+/** `loss` is the mean −log σ(β·Δ) over the step's pairs; the rewards are means too. */
+export const DpoStepMetrics = z.object({
+  ...batchStepShape,
+  rewardAccuracy: z.number().nullable(),
+  margin: z.number().nullable(),
+  chosenReward: z.number().nullable(),
+  rejectedReward: z.number().nullable(),
+  pairsPerS: z.number(),
+});
+export type DpoStepMetrics = z.output<typeof DpoStepMetrics>;
 
-export interface DpoEvaluation {
-  step: number;
-  valLoss: number;
-  valRewardAccuracy: number;
-  valMargin: number;
-  valChosenReward: number;
-  valRejectedReward: number;
-}
+export const DpoEvaluation = z.object({
+  step: z.number().int(),
+  valLoss: z.number(),
+  valRewardAccuracy: z.number(),
+  valMargin: z.number(),
+  valChosenReward: z.number(),
+  valRejectedReward: z.number(),
+});
+export type DpoEvaluation = z.output<typeof DpoEvaluation>;
+
+/** What a checkpoint keeps of the reference: which it is, and the "initial" one's log-probs
+ * ([chosen, rejected] per pair), which a resumed run cannot compute again. */
+const DpoState = z.object({
+  reference: z.enum(DPO_REFERENCES),
+  train: z.array(z.number()).optional(),
+  validation: z.array(z.number()).optional(),
+});
 
 export interface DroppedPair {
   row: number;
   reason: "no completion tokens" | "identical completions";
 }
 
-export interface DpoResult {
+/** What a DPO run reports beside the trainer's history and evaluations. */
+interface DpoRun {
+  reference: DpoReference;
+  pairs: { train: number; validation: number };
+  dropped: { train: DroppedPair[]; validation: DroppedPair[] };
+  truncation: { chosen: TruncationReport; rejected: TruncationReport };
+}
+
+export type DpoTrainer = Trainer<DpoStepMetrics, DpoEvaluation> & DpoRun;
+
+export interface DpoResult extends DpoRun {
   model: Model;
   steps: number;
-  reference: DpoReference;
   history: DpoStepMetrics[];
   /** The first (step 0) is the model before training: margins 0 when π = π_ref. */
   evaluations: DpoEvaluation[];
   best: DpoEvaluation | undefined;
+  /** Why the run stopped before its last step (a stop rule), or null. */
+  stopped: StopReason | null;
   checkpoints: string[];
-  pairs: { train: number; validation: number };
-  dropped: { train: DroppedPair[]; validation: DroppedPair[] };
-  truncation: { chosen: TruncationReport; rejected: TruncationReport };
   wallS: number;
 }
 
@@ -122,13 +132,21 @@ interface Pair {
 }
 
 type Options = z.output<typeof TrainDpoOptions>;
+type DataSplits = { train: readonly DpoDataRow[]; validation?: readonly DpoDataRow[] };
 
-export async function trainDpo(
-  model: Model,
-  tokenizer: Tokenizer,
-  data: { train: readonly DpoDataRow[]; validation?: readonly DpoDataRow[] },
-  options: TrainDpoOptions = {},
-): Promise<DpoResult> {
+export async function trainDpo(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainDpoOptions = {}): Promise<DpoResult> {
+  const started = Date.now();
+  const trainer = await dpoTrainer(model, tokenizer, data, options);
+  await trainer.run();
+  const { history, evaluations, best, stopped, checkpoints, reference, pairs, dropped, truncation } = trainer;
+  return {
+    model: trainer.model, steps: history.at(-1)?.step ?? 0, reference, history, evaluations, best, stopped, checkpoints, pairs, dropped, truncation,
+    wallS: (Date.now() - started) / 1000,
+  };
+}
+
+/** trainDpo's trainer, to run step by step (`step()`, `run(n)`); trainDpo runs it to the end. */
+export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainDpoOptions = {}): Promise<DpoTrainer> {
   const o = parseOptions(TrainDpoOptions, options, "trainDpo");
   checkLoopOptions(o, "trainDpo");
   if (o.lora === false && o.reference === "adapters") {
@@ -137,7 +155,6 @@ export async function trainDpo(
   if (!data?.train?.length) throw new OptionsError("trainDpo: data.train is empty");
   checkRows(data.train, "data.train");
   if (data.validation) checkRows(data.validation, "data.validation");
-  const started = Date.now();
   const template = o.template as TemplateName | ChatTemplate;
   const cutoffLength = o.cutoffLength ?? Math.min(512, model.info.max_position_embeddings);
 
@@ -152,21 +169,16 @@ export async function trainDpo(
   model = await applyLoraChoice(model, o.lora);
 
   const { perStep, totalSteps, lr } = batchSchedule(o, train.length, 0.1);
-  const evalEvery = o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10));
   const order = dataOrder(train.length, o.seed);
-  const checkpoints = o.checkpoint ? new TrainingCheckpoints(o.checkpoint, o.metric, MODE[o.metric]) : undefined;
-
-  let history: DpoStepMetrics[] = [];
-  let evaluations: DpoEvaluation[] = [];
-  let firstStep = 0;
-  let saved: { reference: DpoReference; train?: number[]; validation?: number[] } | undefined;
-  if (o.resume && checkpoints) {
-    const state = await checkpoints.resume(model, o.resume);
-    firstStep = state.step;
-    history = state.loop.history as unknown as DpoStepMetrics[];
-    evaluations = state.loop.evaluations as unknown as DpoEvaluation[];
-    saved = state.loop.dpo as unknown as typeof saved;
-  }
+  const loop = new TrainingLoop({
+    kind: "dpo",
+    cell: "trainDpo",
+    schemas: { step: DpoStepMetrics, evaluation: DpoEvaluation, state: DpoState },
+    rank: { metric: o.metric, mode: MODE[o.metric] },
+    options: o,
+  });
+  const resumed = await loop.resume(model);
+  const saved = resumed?.state;
 
   // After resuming: a saved state re-creates its adapters on a model that has none.
   const adapters = await hasAdapters(model);
@@ -199,91 +211,58 @@ export async function trainDpo(
       await setAdapters(model, true);
     }
   }
-  const loopExtra = { reference, ...(reference === "initial" ? { train: trainRef!, validation: valRef } : {}) };
+  const state = { reference, ...(trainRef && { train: trainRef, validation: valRef }) };
 
-  const monitor = trainingMonitor({
-    title: "DPO",
-    metrics: ["loss", "rewardAccuracy", "margin", "chosenReward", "rejectedReward", "valLoss", "valRewardAccuracy", "valMargin"],
-    totalSteps: totalSteps - firstStep,
-    display: o.display,
-    barInfo: ["loss", "rewardAccuracy", "margin"],
-  });
-  for (const h of history) monitor.record(h.step, h);
-  for (const e of evaluations) monitor.record(e.step, e);
-
-  const savedNames: string[] = [];
-  try {
-    if (firstStep === 0 && validation.length > 0) {
-      const e = await evaluateDpo(model, 0, validation, valRef, o);
-      evaluations.push(e);
-      monitor.record(0, e);
+  async function step(index: number): Promise<DpoStepMetrics> {
+    const stepStart = Date.now();
+    const micro = stepBatches(order, index, o);
+    const stepPairs = micro.reduce((n, b) => n + b.length, 0);
+    const parts: { metrics: Partial<DpoMetrics> | null; pairs: number }[] = [];
+    for (const [k, batch] of micro.entries()) {
+      // The loop checks the signal before each step; a step can take seconds, so between its micro-batches too.
+      if (k > 0) await stopIfAborted(model, loop.signal, true);
+      const refLogprobs = trainRef && batch.flatMap((i) => [trainRef[2 * i]!, trainRef[2 * i + 1]!]);
+      const loss = { kind: "dpo" as const, beta: o.beta, ...(refLogprobs && { refLogprobs }) };
+      const r = await forwardBackward(model, batch.flatMap((i) => sequences(train[i]!)), loss, { lossScale: batch.length / stepPairs });
+      parts.push({ metrics: r.loss === null ? null : bridgeMetrics(r.loss, r.metrics), pairs: batch.length });
     }
-    for (let step = firstStep; step < totalSteps; step++) {
-      const stepStart = Date.now();
-      const micro = Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize));
-      const stepPairs = micro.reduce((n, b) => n + b.length, 0);
-      const parts: { metrics: Partial<DpoMetrics> | null; pairs: number }[] = [];
-      for (const [k, batch] of micro.entries()) {
-        // Between micro-batches too: a step can take seconds.
-        await stopIfAborted(model, o.signal, k > 0);
-        const pairs = batch.map((i) => train[i]!);
-        if (reference === "adapters") {
-          const r = await forwardBackward(model, pairs.flatMap(sequences), { kind: "dpo", beta: o.beta }, { lossScale: pairs.length / stepPairs });
-          parts.push({ metrics: r.loss === null ? null : bridgeMetrics(r.loss, r.metrics), pairs: pairs.length });
-        } else {
-          parts.push({ metrics: await initialReferenceStep(model, pairs, batch, trainRef!, stepPairs, o.beta, o.scoreBatchSize), pairs: pairs.length });
-        }
-      }
-      const opt = await optimStep(model, { lr: lr(step), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
-      const m = combine(parts);
-      const metrics: DpoStepMetrics = {
-        step: step + 1,
-        epoch: order.epochAt((step + 1) * perStep),
-        loss: m.loss,
-        rewardAccuracy: m.rewardAccuracy,
-        margin: m.margin,
-        chosenReward: m.chosenReward,
-        rejectedReward: m.rejectedReward,
-        lr: lr(step),
-        gradNorm: opt.gradNorm,
-        pairsPerS: stepPairs / Math.max(1e-3, (Date.now() - stepStart) / 1000),
-        skipped: opt.skipped,
-      };
-      history.push(metrics);
-      monitor.record(step + 1, metrics, true);
-
-      const last = step + 1 === totalSteps;
-      if (validation.length > 0 && ((step + 1) % evalEvery === 0 || last)) {
-        const e = await evaluateDpo(model, step + 1, validation, valRef, o);
-        evaluations.push(e);
-        monitor.record(step + 1, e);
-      }
-      if (checkpoints && ((step + 1) % o.checkpoint!.every === 0 || last)) {
-        const latest = evaluations.at(-1);
-        const loop = { history, evaluations, dpo: loopExtra } as unknown as JsonObject;
-        savedNames.push(await checkpoints.save(model, { step: step + 1, loop }, latest?.step === step + 1 ? { ...latest } : {}));
-      }
-    }
-  } finally {
-    monitor.close();
+    const opt = await optimStep(model, { lr: lr(index), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+    return {
+      step: index + 1,
+      epoch: order.epochAt((index + 1) * perStep),
+      ...combine(parts),
+      lr: lr(index),
+      gradNorm: opt.gradNorm,
+      pairsPerS: stepPairs / Math.max(1e-3, (Date.now() - stepStart) / 1000),
+      skipped: opt.skipped,
+    };
   }
-  const rank = (e: DpoEvaluation) => e[o.metric];
-  const best = evaluations
-    .filter((e) => e.step > 0)
-    .reduce<DpoEvaluation | undefined>((b, e) => (b === undefined || (MODE[o.metric] === "min" ? rank(e) < rank(b) : rank(e) > rank(b)) ? e : b), undefined);
-  return {
-    model,
-    steps: history.length ? history.at(-1)!.step : 0,
+
+  const run: DpoRun = {
     reference,
-    history,
-    evaluations,
-    best,
-    checkpoints: savedNames,
     pairs: { train: train.length, validation: validation.length },
     dropped: { train: trainSet.dropped, validation: valSet.dropped },
     truncation: trainSet.truncation,
-    wallS: (Date.now() - started) / 1000,
   };
+  return loop.start(
+    {
+      model,
+      totalSteps,
+      step,
+      nonFinite: (m) => m.skipped,
+      ...(validation.length > 0 && {
+        evaluation: { every: o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10)), atStart: true, run: (at: number) => evaluateDpo(model, at, validation, valRef, o) },
+      }),
+      state: () => state,
+      chart: {
+        title: "DPO",
+        metrics: ["loss", "rewardAccuracy", "margin", "chosenReward", "rejectedReward", "valLoss", "valRewardAccuracy", "valMargin"],
+        barInfo: ["loss", "rewardAccuracy", "margin"],
+      },
+    },
+    resumed,
+    run,
+  );
 }
 
 function checkRows(rows: readonly unknown[], where: string): void {
@@ -349,50 +328,11 @@ async function scorePairs(model: Model, pairs: readonly Pair[], batchSize: numbe
   return out;
 }
 
-function pairLogprobs(policy: readonly number[], ref: readonly number[], i: number, refIndex = i): PairLogprobs {
-  return { policyChosen: policy[2 * i]!, policyRejected: policy[2 * i + 1]!, refChosen: ref[2 * refIndex]!, refRejected: ref[2 * refIndex + 1]! };
-}
-
 function savedRefs(values: number[] | undefined, pairs: number, which: string): number[] {
-  if (!Array.isArray(values) || values.length !== 2 * pairs) {
-    throw new Error(`trainDpo: the checkpoint's reference log-probs cover ${Array.isArray(values) ? values.length / 2 : 0} ${which} pairs, the data has ${pairs}: resume with the data it was trained on`);
+  if (values?.length !== 2 * pairs) {
+    throw new Error(`trainDpo: the checkpoint's reference log-probs cover ${(values?.length ?? 0) / 2} ${which} pairs, the data has ${pairs}: resume with the data it was trained on`);
   }
   return values;
-}
-
-/** DPO against given reference log-probs: score the pairs, then backward a policy-gradient
- * loss whose gradient at ratio 1 is DPO's: advantage +β·σ(−β·Δ) on chosen, − on rejected,
- * summed over completion tokens and divided by the step's pairs (micro-batches add up). */
-async function initialReferenceStep(
-  model: Model,
-  pairs: readonly Pair[],
-  indices: readonly number[],
-  trainRef: readonly number[],
-  stepPairs: number,
-  beta: number,
-  batchSize: number,
-): Promise<DpoMetrics | null> {
-  const seqs = pairs.flatMap(sequences);
-  const scored: number[][] = [];
-  for (let start = 0; start < seqs.length; start += batchSize) scored.push(...(await logprobs(model, seqs.slice(start, start + batchSize).map((s) => s.tokens))));
-  const policy = seqs.map((s, k) => sequenceLogprob(scored[k]!, s.mask!));
-  const logs = pairs.map((_, i) => pairLogprobs(policy, trainRef, i, indices[i]!));
-  const weights = logs.map((p) => dpoGradientWeight(p, beta));
-  const examples: TrainingExample[] = seqs.map((s, k) => ({
-    ...s,
-    oldLogprobs: [0, ...scored[k]!],
-    advantage: k % 2 === 0 ? weights[k >> 1]! : -weights[k >> 1]!,
-  }));
-  const r = await forwardBackward(model, examples, {
-    kind: "policy_gradient",
-    aggregation: "seq_mean_token_sum_norm",
-    constant: stepPairs,
-    // No clipping: the ratio is 1 up to dropout noise.
-    epsLow: 1,
-    epsHigh: 1e9,
-  });
-  const metrics = dpoMetrics(logs, beta);
-  return r.loss === null || !Number.isFinite(metrics.loss) ? null : metrics;
 }
 
 function bridgeMetrics(loss: number, m: Record<string, number | null>): Partial<DpoMetrics> {
@@ -414,6 +354,7 @@ function combine(parts: readonly { metrics: Partial<DpoMetrics> | null; pairs: n
 
 async function evaluateDpo(model: Model, step: number, pairs: readonly Pair[], ref: readonly number[], o: Options): Promise<DpoEvaluation> {
   const policy = await scorePairs(model, pairs, o.scoreBatchSize);
-  const m = dpoMetrics(pairs.map((_, i) => pairLogprobs(policy, ref, i)), o.beta);
+  const logs = pairs.map((_, i): PairLogprobs => ({ policyChosen: policy[2 * i]!, policyRejected: policy[2 * i + 1]!, refChosen: ref[2 * i]!, refRejected: ref[2 * i + 1]! }));
+  const m = dpoMetrics(logs, o.beta);
   return { step, valLoss: m.loss, valRewardAccuracy: m.rewardAccuracy, valMargin: m.margin, valChosenReward: m.chosenReward, valRejectedReward: m.rejectedReward };
 }

@@ -1,5 +1,6 @@
 /** exportModel: a trained model (LoRA merged in) as a standalone Hugging Face directory, with
- * tokenizer files, a model card and optionally ONNX, written all-or-nothing. */
+ * tokenizer files, a model card and optionally ONNX, written all-or-nothing; or, with
+ * `adapterOnly`, its LoRA adapter alone in PEFT's format, with the same tokenizer files and card. */
 import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -7,7 +8,7 @@ import { MODEL_DTYPES, ONNX_OPSETS } from "../bridge/protocol.ts";
 import type { Model } from "../cells/model.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { escapeRegExp, removeStaleStaging, stagingSuffix, withPath } from "../util/atomic.ts";
-import { AbortSignalOption, parseOptions } from "../util/options.ts";
+import { AbortSignalOption, OptionsError, parseOptions } from "../util/options.ts";
 import { ModelCardInfo, renderModelCard } from "./model-card.ts";
 
 /** The files of a Hugging Face tokenizer directory an export carries along. */
@@ -40,6 +41,11 @@ const ExportOptions = z
     /** Where the tokenizer files come from (default: the tokenizer's own directory, else the
      * directory the model was loaded from). */
     tokenizerDir: z.string().min(1).optional(),
+    /** Write the LoRA adapter alone, in PEFT's format (adapter_config.json +
+     * adapter_model.safetensors, loadable with peft's PeftModel.from_pretrained onto the base
+     * model), instead of merged weights. The model must have LoRA adapters. Not with `onnx`
+     * or a `dtype` other than "auto" (the adapter is written as the bridge holds it). */
+    adapterOnly: z.boolean().default(false),
     signal: AbortSignalOption.optional(),
   })
   .strict();
@@ -47,11 +53,13 @@ export type ExportOptions = z.input<typeof ExportOptions>;
 
 export interface ExportResult {
   dir: string;
+  /** "merged": a standalone model; "peft-adapter": the LoRA adapter alone (adapterOnly). */
+  format: "merged" | "peft-adapter";
   /** Relative paths, sorted. */
   files: string[];
   dtype: string;
   weightBytes: number;
-  /** The merged adapters' settings, or null. */
+  /** The merged (or, adapterOnly, written) adapters' settings, or null. */
   lora: Record<string, unknown> | null;
   onnx: { path: string; opset: number; bytes: number } | null;
   /** The README.md written. */
@@ -98,16 +106,25 @@ async function listRelative(dir: string, rel = ""): Promise<string[]> {
   return out;
 }
 
-/** Throws unless `dir` is absent, empty, or a model directory (has config.json): an export
- * replaces an earlier export, never unrelated files. Returns whether it exists. */
+/** Throws unless `dir` is absent, empty, or a model or adapter directory (has config.json or
+ * adapter_config.json): an export replaces an earlier export, never unrelated files. Returns
+ * whether it exists. */
 export async function checkReplaceable(dir: string, where: string): Promise<boolean> {
   const s = await stat(dir).catch(() => undefined);
   if (!s) return false;
   if (!s.isDirectory()) throw new Error(`${where}: ${dir} exists and is not a directory`);
-  if ((await readdir(dir)).length && !(await exists(path.join(dir, "config.json")))) {
-    throw new Error(`${where}: ${dir} is a non-empty directory that is not a model directory (no config.json); refusing to replace it`);
+  if ((await readdir(dir)).length && !(await exists(path.join(dir, "config.json"))) && !(await exists(path.join(dir, "adapter_config.json")))) {
+    throw new Error(`${where}: ${dir} is a non-empty directory that is not a model directory (no config.json, nor adapter_config.json); refusing to replace it`);
   }
   return true;
+}
+
+interface Written {
+  dtype: string;
+  parameters: number;
+  weightBytes: number;
+  lora: Record<string, unknown> | null;
+  onnx: { path: string; opset: number; bytes: number } | null;
 }
 
 /**
@@ -119,9 +136,17 @@ export async function checkReplaceable(dir: string, where: string): Promise<bool
  * temporary sibling directory and renamed into place, so a failed export leaves nothing
  * half-written (and an earlier export at `outDir` is replaced only on success). What a killed
  * export left beside `outDir` is removed first.
+ *
+ * With `adapterOnly: true` the bridge writes the LoRA adapter in PEFT's format instead of
+ * merged weights (adapter_config.json, whose base_model_name_or_path is `card.baseModel` or the
+ * model's path, and adapter_model.safetensors); tokenizer files and card as above.
  */
 export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: string, options: ExportOptions = {}): Promise<ExportResult> {
   const o = parseOptions(ExportOptions, options, "exportModel");
+  if (o.adapterOnly && o.onnx) throw new OptionsError(`exportModel: options "adapterOnly" and "onnx" exclude each other: ONNX holds a whole model, not an adapter`);
+  if (o.adapterOnly && o.dtype !== "auto") {
+    throw new OptionsError(`exportModel: option "dtype": "${o.dtype}" is not available with adapterOnly (the adapter is written in the dtype the bridge holds it in); leave it "auto"`);
+  }
   const target = path.resolve(outDir);
   await checkReplaceable(target, "exportModel");
   const tokDir = await tokenizerSource(tokenizer, model, o.tokenizerDir);
@@ -138,18 +163,29 @@ export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: st
   const staging = path.join(parent, `.${path.basename(target)}.export-${suffix}`);
   const old = path.join(parent, `.${path.basename(target)}.old-${suffix}`);
   try {
-    const r = await model.client.call(
-      "export_model",
-      {
-        model: model.name,
-        dir: staging,
-        shard_bytes: o.shardBytes,
-        dtype: o.dtype,
-        metadata: { exported_by: "thinkcells" },
-        onnx: o.onnx ? { opset: o.opset } : null,
-      },
-      { signal: o.signal },
-    );
+    let r: Written;
+    if (o.adapterOnly) {
+      const a = await model.client.call(
+        "save_adapter",
+        { model: model.name, dir: staging, base_model_name_or_path: o.card.baseModel ?? null },
+        { signal: o.signal },
+      );
+      r = { dtype: a.dtype, parameters: a.parameters, weightBytes: a.weight_bytes, lora: a.settings, onnx: null };
+    } else {
+      const e = await model.client.call(
+        "export_model",
+        {
+          model: model.name,
+          dir: staging,
+          shard_bytes: o.shardBytes,
+          dtype: o.dtype,
+          metadata: { exported_by: "thinkcells" },
+          onnx: o.onnx ? { opset: o.opset } : null,
+        },
+        { signal: o.signal },
+      );
+      r = { dtype: e.dtype, parameters: e.parameters, weightBytes: e.weight_bytes, lora: e.lora, onnx: e.onnx };
+    }
     for (const file of TOKENIZER_FILES) {
       const from = path.join(tokDir, file);
       if (await exists(from)) {
@@ -164,8 +200,9 @@ export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: st
         title: path.basename(target),
         dtype: r.dtype,
         files,
-        weightBytes: r.weight_bytes,
+        weightBytes: r.weightBytes,
         lora: r.lora,
+        adapter: o.adapterOnly,
         onnx: r.onnx ? { file: "onnx/model.onnx", opset: r.onnx.opset } : null,
         quantization: model.info.quantization,
         parameters: r.parameters,
@@ -191,9 +228,10 @@ export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: st
     await rm(old, { recursive: true, force: true });
     return {
       dir: target,
+      format: o.adapterOnly ? "peft-adapter" : "merged",
       files,
       dtype: r.dtype,
-      weightBytes: r.weight_bytes,
+      weightBytes: r.weightBytes,
       lora: r.lora,
       onnx: r.onnx ? { path: path.join(target, "onnx", "model.onnx"), opset: r.onnx.opset, bytes: r.onnx.bytes } : null,
       card,

@@ -34,8 +34,10 @@ export interface ExportFacts {
   dtype: string;
   files: readonly string[];
   weightBytes: number;
-  /** The merged LoRA adapters' settings, or null. */
+  /** The merged LoRA adapters' settings (with `adapter`, the adapter's), or null. */
   lora: Record<string, unknown> | null;
+  /** The export is the LoRA adapter alone, in PEFT's format (exportModel adapterOnly). */
+  adapter?: boolean;
   onnx: { file: string; opset: number } | null;
   quantization: string | null;
   parameters: number;
@@ -80,7 +82,7 @@ export function cardTags(info: z.output<typeof ModelCardInfo>, facts: Pick<Expor
 export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): string {
   const info = ModelCardInfo.parse(input);
   const data = info.data === undefined ? [] : Array.isArray(info.data) ? info.data : [info.data];
-  const front: string[] = ["---", "library_name: transformers"];
+  const front: string[] = ["---", `library_name: ${facts.adapter ? "peft" : "transformers"}`];
   if (info.baseModel && isHubId(info.baseModel)) front.push(`base_model: ${yamlString(info.baseModel)}`);
   if (info.license) front.push(`license: ${yamlString(info.license)}`);
   const hubData = data.filter(isHubId);
@@ -95,14 +97,20 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
   if (facts.lora) {
     const l = facts.lora;
     const targets = Array.isArray(l.targets) ? l.targets.join(", ") : String(l.targets ?? "?");
-    rows.push(["LoRA", `rank ${l.rank ?? "?"}, alpha ${l.alpha ?? "?"}, targets ${targets}; merged into the weights (${l.merged_modules ?? "?"} modules)`]);
+    const rs = l.use_rslora ? " (rsLoRA)" : "";
+    rows.push([
+      "LoRA",
+      facts.adapter
+        ? `rank ${l.rank ?? "?"}, alpha ${l.alpha ?? "?"}${rs}, targets ${targets}; the adapter alone (PEFT format), not merged`
+        : `rank ${l.rank ?? "?"}, alpha ${l.alpha ?? "?"}${rs}, targets ${targets}; merged into the weights (${l.merged_modules ?? "?"} modules)`,
+    ]);
   } else {
     rows.push(["LoRA", "none (full weights)"]);
   }
   if (facts.quantization) rows.push(["Base weights", `trained quantized (${facts.quantization}), exported dequantized`]);
   rows.push(["Parameters", facts.parameters.toLocaleString("en-US")]);
   rows.push(["Context length", String(facts.contextLength)]);
-  rows.push(["Weights", `${facts.dtype}, ${formatBytes(facts.weightBytes)}`]);
+  rows.push([facts.adapter ? "Adapter weights" : "Weights", `${facts.dtype}, ${formatBytes(facts.weightBytes)}`]);
   rows.push(["Exported", facts.exportedAt.toISOString()]);
 
   const body: string[] = ["", `# ${info.title ?? facts.title}`, ""];
@@ -127,6 +135,32 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
         `unpadded sequence at positions 0..sequence-1; generation re-runs the whole sequence each step.`,
       "",
     );
+  }
+  if (facts.adapter) {
+    const base = info.baseModel ?? "<base model>";
+    body.push(
+      "## Usage",
+      "",
+      "A LoRA adapter: load the base model, then the adapter onto it.",
+      "",
+      "```python",
+      "from peft import PeftModel",
+      "from transformers import AutoModelForCausalLM, AutoTokenizer",
+      "",
+      `base = AutoModelForCausalLM.from_pretrained(${JSON.stringify(base)})`,
+      'model = PeftModel.from_pretrained(base, "<this directory or repo>")',
+      'tokenizer = AutoTokenizer.from_pretrained("<this directory or repo>")',
+      "```",
+      "",
+      "```ts",
+      'import { loadAdapter, loadModel, loadTokenizer, sample } from "thinkcells";',
+      "",
+      `const model = await loadAdapter(await loadModel(${JSON.stringify(base)}), "<this directory>");`,
+      'const [c] = await sample(model, await loadTokenizer("<this directory>"), "Once upon a time", { temperature: 0 });',
+      "```",
+      "",
+    );
+    return front.join("\n") + "\n" + body.join("\n");
   }
   body.push(
     "## Usage",

@@ -7,7 +7,7 @@ import type { AlgorithmSettings } from "./algorithms.ts";
 export interface ScoredGroup {
   /** Weighted reward per completion (null: no reward function gave a value). */
   totals: readonly (number | null)[];
-  /** The correctness reward's verdict per completion, when there is one (for GRPO-LEAD). */
+  /** The correctness reward's verdict per completion, when the run names one (for GRPO-LEAD). */
   correct?: readonly (boolean | null)[];
   /** Completion lengths in tokens. */
   lengths: readonly number[];
@@ -29,8 +29,8 @@ export interface AdvantageContext {
   maxNewTokens: number;
   /** DAPO's soft-penalty buffer (L_cache). */
   overlongCache: number;
-  /** The correctness reward's weight: LEAD swaps its 0/1 term for the length-dependent reward. */
-  correctnessWeight: number;
+  /** GRPO-LEAD: the correctness reward's weight (LEAD swaps its 0/1 term for the length-dependent reward). */
+  correctnessWeight?: number;
 }
 
 export function stepAdvantages(groups: readonly ScoredGroup[], ctx: AdvantageContext): StepAdvantages {
@@ -44,11 +44,13 @@ export function stepAdvantages(groups: readonly ScoredGroup[], ctx: AdvantageCon
     }),
   );
   if (settings.lead) {
+    const weight = ctx.correctnessWeight;
+    if (weight === undefined) throw new Error("stepAdvantages: GRPO-LEAD needs correctnessWeight, the correctness reward's weight");
     groups.forEach((g, gi) => {
       const correct = g.correct;
       if (!correct || correct.some((c) => c === null)) return;
       const lead = leadRewards(correct.map((c, i) => ({ correct: c === true, length: g.lengths[i]! })));
-      rewards[gi] = rewards[gi]!.map((r, i) => (r === null ? null : r - ctx.correctnessWeight * Number(correct[i]) + ctx.correctnessWeight * lead[i]!));
+      rewards[gi] = rewards[gi]!.map((r, i) => (r === null ? null : r - weight * Number(correct[i]) + weight * lead[i]!));
     });
   }
   const { advantages, zeroStdFraction } = groupAdvantages(rewards, { scale: settings.scale });

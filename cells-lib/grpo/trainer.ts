@@ -5,18 +5,18 @@ import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { sample, type Completion } from "../cells/sample.ts";
 import { addValueHead, forwardBackward, optimStep, values as valueHead, type TrainingExample, type TrainingLoss } from "../cells/train.ts";
-import type { JsonObject } from "../checkpoints/store.ts";
 import { table } from "../display/table.ts";
-import { seededShuffle } from "../data/random.ts";
+import { seededShuffle } from "../util/random.ts";
 import { gae, whiten } from "../rl/gae.ts";
 import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
 import { combineRewards, RewardTimeoutMs, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
-import { promptTokens, type PromptRow } from "../sft/tokenize.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../sft/templates.ts";
-import { checkLoopOptions, optimizerShape, WarmupSteps } from "../training/cell-options.ts";
-import { CheckpointOptions, TrainingCheckpoints } from "../training/checkpointing.ts";
+import { mean, present, sampleStd } from "../rl/stats.ts";
+import { promptTokens, type PromptRow } from "../chat/tokenize.ts";
+import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
+import { stopIfAborted } from "../training/abort.ts";
+import { checkLoopOptions, optimizerShape, runShape, WarmupSteps } from "../training/cell-options.ts";
 import { dataOrder } from "../training/data-order.ts";
-import { trainingMonitor, type Monitor } from "../training/monitor.ts";
+import { TrainingLoop, type Trainer } from "../training/loop.ts";
 import { lrSchedule } from "../training/schedule.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
@@ -42,13 +42,19 @@ const Settings = z
   .partial()
   .strict();
 
+type Rewards = RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>);
+
 const GrpoOptions = z
   .object({
     algo: z.enum(ALGORITHMS).default("grpo"),
     /** Overrides of the algorithm's settings (see ALGORITHM_SETTINGS). */
     settings: Settings.default({}),
     /** The reward functions and weights (or a getter): read again every step. */
-    rewards: z.custom<RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>)>((v) => typeof v === "function" || (typeof v === "object" && v !== null), "rewards must be { name: { fn, weight } } or a function returning that"),
+    rewards: z.custom<Rewards>((v) => typeof v === "function" || (typeof v === "object" && v !== null), "rewards must be { name: { fn, weight } } or a function returning that"),
+    /** The name of the reward that says whether a completion is right (a value above 0.5): the
+     * `accuracy` metric and GRPO-LEAD's length-aware reward and difficulty weights read it;
+     * GRPO-LEAD needs it. */
+    correctness: z.string().min(1).optional(),
     /** What a failing reward does: skip the sample (advantage 0) or stop the step. */
     onRewardError: z.enum(["skip-sample", "stop"]).default("stop"),
     /** A reward call that gives no result within this many ms fails (then onRewardError applies). */
@@ -81,54 +87,58 @@ const GrpoOptions = z
     lambda: z.number().min(0).max(1).default(0.95),
     valueCoef: z.number().min(0).default(0.5),
     valueClip: z.number().positive().default(0.2),
-    checkpoint: CheckpointOptions.optional(),
-    /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
-    resume: z.string().optional(),
-    /** Prompt order and sampling. */
-    seed: z.number().int().nonnegative().default(0),
-    display: z.boolean().default(true),
     /** Show a table of sampled completions every N steps (0: never). */
     showSamplesEvery: z.number().int().min(0).default(10),
     /** Total steps, for the schedule and the progress bar. */
     steps: z.number().int().min(1).default(100),
+    /** checkpoint, resume, seed (prompt order and sampling), display, signal, stopWhen. */
+    ...runShape,
   })
   .strict();
 export type GrpoOptions = Omit<z.input<typeof GrpoOptions>, "template"> & { template?: TemplateName | ChatTemplate };
 
-export interface GrpoStepMetrics {
-  step: number;
+/** null: no value this step (e.g. no reward gave one, or it was not finite). */
+const NumberOrNull = z.number().nullable();
+
+export const GrpoStepMetrics = z.object({
+  step: z.number().int(),
   /** Mean total reward over the step's completions (all sampled, before overlong/LEAD adjustments). */
-  reward: number | null;
-  rewardStd: number | null;
+  reward: NumberOrNull,
+  rewardStd: NumberOrNull,
   /** Mean and std of each reward function. */
-  rewards: Record<string, { mean: number | null; std: number | null }>;
-  /** Mean of the "correctness" reward, when there is one. */
-  accuracy: number | null;
-  loss: number | null;
-  kl: number | null;
-  clipFraction: number | null;
-  entropy: number | null;
-  gradNorm: number | null;
+  rewards: z.record(z.string(), z.object({ mean: NumberOrNull, std: NumberOrNull })),
+  /** Mean of the reward option `correctness` names, when it names one. */
+  accuracy: NumberOrNull,
+  loss: NumberOrNull,
+  kl: NumberOrNull,
+  clipFraction: NumberOrNull,
+  entropy: NumberOrNull,
+  gradNorm: NumberOrNull,
   /** Optimizer steps of this step that were skipped (non-finite loss, gradient or update: the
    * weights stayed), and the last one's reason. */
-  skippedUpdates: number;
-  skipReason: string | null;
-  completionLength: number;
+  skippedUpdates: z.number().int(),
+  skipReason: z.string().nullable(),
+  completionLength: z.number(),
   /** Completions cut off by maxNewTokens. */
-  truncatedFraction: number;
+  truncatedFraction: z.number(),
   /** Sampled groups whose rewards all tie (no learning signal). */
-  zeroStdFraction: number;
+  zeroStdFraction: z.number(),
   /** Sampled completion tokens per second of the whole step. */
-  tokensPerS: number;
-  sampleS: number;
-  trainS: number;
-  lr: number;
+  tokensPerS: z.number(),
+  sampleS: z.number(),
+  trainS: z.number(),
+  lr: z.number(),
   /** DAPO's dynamic sampling: groups drawn and kept this step. */
-  groupsDrawn: number;
-  groupsKept: number;
+  groupsDrawn: z.number().int(),
+  groupsKept: z.number().int(),
   /** Reward failures skipped this step (onRewardError: "skip-sample"). */
-  rewardProblems: number;
-}
+  rewardProblems: z.number().int(),
+});
+export type GrpoStepMetrics = z.output<typeof GrpoStepMetrics>;
+
+/** What a checkpoint keeps beside the history: the prompts consumed so far (dynamic sampling
+ * draws a varying number per step). */
+const GrpoState = z.object({ cursor: z.number().int().min(0) });
 
 interface Group {
   row: GrpoRow;
@@ -137,22 +147,21 @@ interface Group {
   scores: RewardScores;
 }
 
-export interface GrpoTrainer {
-  readonly model: Model;
-  readonly history: GrpoStepMetrics[];
+/** RL runs no evaluations: its history is the record. */
+export type GrpoTrainer = Trainer<GrpoStepMetrics, never> & {
   /** Replace the reward functions: the next step uses them. */
-  rewards: RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>);
-  /** One step: sample, score, update. */
-  step(): Promise<GrpoStepMetrics>;
-  /** `count` steps with the live chart and progress bar; stops at `options.steps` in total. */
-  run(count?: number): Promise<GrpoStepMetrics[]>;
-}
+  rewards: Rewards;
+};
 
 export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {
   const o = parseOptions(GrpoOptions, options, "grpo");
   const settings: AlgorithmSettings = { ...ALGORITHM_SETTINGS[o.algo], ...o.settings };
   if (prompts.length === 0) throw new OptionsError("grpo: no prompts");
   checkLoopOptions(o, "grpo");
+  if (settings.lead && o.correctness === undefined) {
+    throw new OptionsError('grpo: GRPO-LEAD needs option "correctness": the name of the reward that says whether a completion is right (e.g. correctness: "correctness")');
+  }
+  if (o.correctness !== undefined) correctnessWeight(o.rewards, o.correctness);
   if (o.beta > 0 && model.info.trainable_parameters === model.info.parameters) {
     throw new OptionsError('grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0');
   }
@@ -161,46 +170,19 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
   const encoded = prompts.map((row) => promptTokens(row, { tokenizer, template }));
   const order = dataOrder(prompts.length, o.seed);
   const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(o.warmupSteps, o.steps - 1), totalSteps: o.schedule === "constant" ? undefined : o.steps });
-  const checkpoints = o.checkpoint ? new TrainingCheckpoints(o.checkpoint, "reward", "max") : undefined;
-  let history: GrpoStepMetrics[] = [];
-  // Prompts consumed so far: the data-order cursor (dynamic sampling draws a varying number).
-  let cursor = 0;
-  if (o.resume && checkpoints) {
-    const state = await checkpoints.resume(model, o.resume);
-    history = state.loop.history as unknown as GrpoStepMetrics[];
-    cursor = state.loop.cursor as number;
-  }
-
-  let monitor: Monitor | undefined;
-  const trainer: GrpoTrainer = {
-    model,
-    get history() {
-      return history;
-    },
-    rewards: o.rewards,
-    step: () => step(),
-    async run(count = o.steps - history.length) {
-      const target = Math.min(o.steps, history.length + count);
-      monitor = trainingMonitor({
-        title: o.algo.toUpperCase(),
-        metrics: ["reward", "accuracy", "kl", "entropy", "clipFraction", "completionLength", "zeroStdFraction", "tokensPerS"],
-        totalSteps: target - history.length,
-        display: o.display,
-        barInfo: ["reward", "accuracy"],
-      });
-      const out: GrpoStepMetrics[] = [];
-      try {
-        while (history.length < target) out.push(await step());
-      } finally {
-        monitor.close();
-        monitor = undefined;
-      }
-      return out;
-    },
-  };
+  const loop = new TrainingLoop({
+    kind: "grpo",
+    cell: "grpo",
+    schemas: { step: GrpoStepMetrics, evaluation: z.never(), state: GrpoState },
+    rank: { metric: "reward", mode: "max" },
+    options: o,
+  });
+  const resumed = await loop.resume(model);
+  // Prompts consumed so far: the data-order cursor.
+  let cursor = resumed?.state.cursor ?? 0;
 
   /** Samples G completions for each of `n` prompts from the cursor, and scores them. */
-  async function draw(n: number): Promise<Group[]> {
+  async function draw(n: number, stepNumber: number): Promise<Group[]> {
     const indices = order.take(cursor, n);
     const seed = (o.seed * 1_000_003 + cursor) >>> 0;
     cursor += n;
@@ -209,7 +191,6 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     });
     // Reward functions are read now: a redefinition in another cell applies from this step on.
     const scorer = combineRewards(trainer.rewards);
-    const stepNumber = history.length + 1;
     return Promise.all(
       indices.map(async (index, k) => {
         const row = prompts[index]!;
@@ -228,13 +209,14 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     );
   }
 
-  async function step(): Promise<GrpoStepMetrics> {
-    const stepIndex = history.length;
+  async function step(stepIndex: number): Promise<GrpoStepMetrics> {
     const started = Date.now();
+    // Read before sampling: rewards renamed between steps fail here, not after the samples.
+    const correctWeight = o.correctness === undefined ? undefined : correctnessWeight(trainer.rewards, o.correctness);
     // Every group sampled this step (for the metrics); `groups` are those trained on.
     const drawn: Group[] = [];
     const drawAndKeep = async (n: number) => {
-      const batch = await draw(n);
+      const batch = await draw(n, stepIndex + 1);
       drawn.push(...batch);
       return batch;
     };
@@ -244,14 +226,17 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     const sampleS = (Date.now() - started) / 1000;
     const trainStart = Date.now();
     const rollouts: Rollout[] = groups.flatMap((g) => g.completions.map((c) => ({ promptIds: g.promptIds, tokenIds: c.tokenIds, logprobs: c.logprobs })));
-    const scored: ScoredGroup[] = groups.map((g) => ({
-      totals: g.scores.totals,
-      ...(g.scores.values.correctness ? { correct: g.scores.values.correctness.map((v) => (v === null ? null : v > 0.5)) } : {}),
-      lengths: g.completions.map((c) => c.tokenIds.length),
-      truncated: g.completions.map((c) => c.stopReason === "length"),
-    }));
-    const correctnessWeight = correctnessWeightOf(trainer.rewards);
-    const adv = stepAdvantages(scored, { settings, maxNewTokens: o.maxNewTokens, overlongCache: o.overlongCache ?? Math.max(1, Math.floor(o.maxNewTokens / 4)), correctnessWeight });
+    const scored: ScoredGroup[] = groups.map((g) => {
+      const correct = o.correctness === undefined ? undefined : g.scores.values[o.correctness];
+      return {
+        totals: g.scores.totals,
+        ...(correct && { correct: correct.map((v) => (v === null ? null : v > 0.5)) }),
+        lengths: g.completions.map((c) => c.tokenIds.length),
+        truncated: g.completions.map((c) => c.stopReason === "length"),
+      };
+    });
+    const overlongCache = o.overlongCache ?? Math.max(1, Math.floor(o.maxNewTokens / 4));
+    const adv = stepAdvantages(scored, { settings, maxNewTokens: o.maxNewTokens, overlongCache, ...(correctWeight !== undefined && { correctnessWeight: correctWeight }) });
 
     let examples: TrainingExample[];
     if (settings.ppo) {
@@ -266,21 +251,21 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     const trainS = (Date.now() - trainStart) / 1000;
 
     const all = drawn.flatMap((g) => g.completions);
-    const totals = drawn.flatMap((g) => g.scores.totals).filter((t): t is number => t !== null);
+    const totals = present(drawn.flatMap((g) => g.scores.totals));
     const rewardNames = new Set(drawn.flatMap((g) => Object.keys(g.scores.values)));
     const perFunction = Object.fromEntries(
       [...rewardNames].map((name) => {
-        const vs = drawn.flatMap((g) => g.scores.values[name] ?? []).filter((v): v is number => v !== null);
-        return [name, { mean: vs.length ? mean(vs) : null, std: vs.length ? std(vs) : null }];
+        const vs = present(drawn.flatMap((g) => g.scores.values[name] ?? []));
+        return [name, { mean: vs.length ? mean(vs) : null, std: vs.length ? sampleStd(vs) : null }];
       }),
     );
     const tokens = all.reduce((s, c) => s + c.tokenIds.length, 0);
     const metrics: GrpoStepMetrics = {
       step: stepIndex + 1,
       reward: totals.length ? mean(totals) : null,
-      rewardStd: totals.length ? std(totals) : null,
+      rewardStd: totals.length ? sampleStd(totals) : null,
       rewards: perFunction,
-      accuracy: perFunction.correctness?.mean ?? null,
+      accuracy: o.correctness === undefined ? null : (perFunction[o.correctness]?.mean ?? null),
       ...train,
       completionLength: all.length ? tokens / all.length : 0,
       truncatedFraction: all.length ? all.filter((c) => c.stopReason === "length").length / all.length : 0,
@@ -293,12 +278,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       groupsKept: groups.length,
       rewardProblems: drawn.reduce((s, g) => s + g.scores.problems.length, 0),
     };
-    history.push(metrics);
-    monitor?.record(metrics.step, metrics, true);
     if (o.display && o.showSamplesEvery > 0 && metrics.step % o.showSamplesEvery === 0) showSamples(drawn, metrics.step);
-    if (checkpoints && (metrics.step % o.checkpoint!.every === 0 || metrics.step === o.steps)) {
-      await checkpoints.save(model, { step: metrics.step, loop: { history, cursor } as unknown as JsonObject }, { reward: metrics.reward, accuracy: metrics.accuracy });
-    }
     return metrics;
   }
 
@@ -347,6 +327,8 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
           ...(settings.ppo ? { valueCoef: o.valueCoef, valueClip: o.valueClip } : {}),
         } as TrainingLoss;
         for (let m = 0; m < mini.length; m += o.microBatchSize) {
+          // Micro-batches already sent leave gradients the next step must not inherit.
+          await stopIfAborted(model, loop.signal, m > 0);
           const micro = mini.slice(m, m + o.microBatchSize);
           const r = await forwardBackward(model, micro, loss);
           if (r.loss === null) lossValid = false;
@@ -381,13 +363,33 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     };
   }
 
+  const trainer: GrpoTrainer = loop.start(
+    {
+      model,
+      totalSteps: o.steps,
+      step,
+      nonFinite: (m) => m.skippedUpdates > 0,
+      state: () => ({ cursor }),
+      checkpointMetrics: (m) => ({ reward: m.reward, accuracy: m.accuracy }),
+      chart: {
+        title: o.algo.toUpperCase(),
+        metrics: ["reward", "accuracy", "kl", "entropy", "clipFraction", "completionLength", "zeroStdFraction", "tokensPerS"],
+        barInfo: ["reward", "accuracy"],
+      },
+    },
+    resumed,
+    { rewards: o.rewards },
+  );
   return trainer;
 }
 
-function correctnessWeightOf(rewards: RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>)): number {
+/** The weight of the reward `name` among the current rewards; a name they lack is an error. */
+function correctnessWeight(rewards: Rewards, name: string): number {
   const specs = typeof rewards === "function" ? rewards() : rewards;
-  const list = Array.isArray(specs) ? specs : Object.entries(specs).map(([name, s]) => ({ name, ...s }));
-  return list.find((s) => s.name === "correctness")?.weight ?? 1;
+  const list = Array.isArray(specs) ? specs : Object.entries(specs).map(([n, s]) => ({ name: n, ...s }));
+  const spec = list.find((s) => s.name === name);
+  if (!spec) throw new OptionsError(`grpo: option "correctness" names the reward "${name}", but the rewards are ${list.map((s) => `"${s.name}"`).join(", ")}`);
+  return spec.weight;
 }
 
 function showSamples(groups: readonly Group[], step: number): void {
@@ -401,13 +403,6 @@ function showSamples(groups: readonly Group[], step: number): void {
   );
   table(rows, { title: `Samples at step ${step}` });
 }
-
-const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: readonly number[]) => {
-  if (xs.length < 2) return 0;
-  const m = mean(xs);
-  return Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1));
-};
 
 /** Runs `options.steps` steps (or the rest of them after a resume) and returns the trainer. */
 export async function trainGrpo(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {

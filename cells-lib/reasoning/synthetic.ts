@@ -11,7 +11,7 @@
  *   5: four-digit operands for add/sub, two-digit × two-digit for mul
  * Subtraction never goes below zero. */
 import { z } from "zod";
-import { mulberry32, pickWeighted, randomInt, type Random } from "../data/random.ts";
+import { mulberry32, pickWeighted, randomInt, type Random } from "../util/random.ts";
 import { parseOptions } from "../util/options.ts";
 import { addColumns, multiplyColumns, subtractColumns, type Worked } from "./columns.ts";
 import { formatReasoning, type ReasoningParts, type ReasoningStyle } from "./markers.ts";

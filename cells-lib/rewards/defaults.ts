@@ -1,6 +1,6 @@
 /** The seed recipe's reward set, ready for `combineRewards`. */
 import { z } from "zod";
-import { DEFAULT_REWARD_WEIGHTS, type RewardSpec } from "../rl/rewards.ts";
+import type { RewardSpec } from "../rl/rewards.ts";
 import { REASONING_STYLES } from "../reasoning/index.ts";
 import { parseOptions } from "../util/options.ts";
 import { consistencyReward } from "./consistency.ts";
@@ -9,6 +9,8 @@ import { formatReward } from "./format.ts";
 import { lengthReward } from "./length.ts";
 import { processReward } from "./process.ts";
 
+/** The seed recipe's weights for the built-in rewards. */
+export const DEFAULT_REWARD_WEIGHTS = Object.freeze({ correctness: 0.4, format: 0.2, consistency: 0.2, length: 0.1, process: 0.1 });
 export type DefaultRewardName = keyof typeof DEFAULT_REWARD_WEIGHTS;
 
 const Weight = z.number().finite().optional();

@@ -6,7 +6,6 @@ export { difficultyWeight, leadRewards, reweightByDifficulty, type DifficultyWei
 export { overlongMask, overlongPenalty, type OverlongOptions } from "./overlong.ts";
 export {
   combineRewards,
-  DEFAULT_REWARD_WEIGHTS,
   RewardError,
   type NamedRewardSpec,
   type RewardCombiner,

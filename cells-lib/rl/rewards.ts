@@ -25,9 +25,6 @@ export interface RewardSpec<Row = unknown> {
 export type NamedRewardSpec<Row = unknown> = RewardSpec<Row> & { name: string };
 export type RewardSpecs<Row = unknown> = Readonly<Record<string, RewardSpec<Row>>> | readonly NamedRewardSpec<Row>[];
 
-/** The seed recipe's weights for the built-in rewards. */
-export const DEFAULT_REWARD_WEIGHTS = Object.freeze({ correctness: 0.4, format: 0.2, consistency: 0.2, length: 0.1, process: 0.1 });
-
 export class RewardError extends Error {
   override name = "RewardError";
   constructor(

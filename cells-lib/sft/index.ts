@@ -2,7 +2,7 @@
  * trainSft cell and its starting hyperparameters. */
 export { recommendHyperparams, type SftHyperparams } from "./hyperparams.ts";
 export { packExamples, type PackableExample, type PackedExample, type PackOptions, type PackResult } from "./packing.ts";
-export { BUILTIN_TEMPLATES, resolveTemplate, TEMPLATE_NAMES, templatesFor, type ChatTemplate, type TemplateName } from "./templates.ts";
+export { BUILTIN_TEMPLATES, resolveTemplate, TEMPLATE_NAMES, templatesFor, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
 export {
   formatTruncationReport,
   promptTokens,
@@ -15,5 +15,5 @@ export {
   type TokenizedExample,
   type TokenizeOptions,
   type TruncationReport,
-} from "./tokenize.ts";
-export { trainSft, type SftDataRow, type SftEvaluation, type SftResult, type SftStepMetrics, type TrainSftOptions } from "./train-sft.ts";
+} from "../chat/tokenize.ts";
+export { sftTrainer, trainSft, type SftDataRow, type SftEvaluation, type SftResult, type SftStepMetrics, type SftTrainer, type TrainSftOptions } from "./train-sft.ts";

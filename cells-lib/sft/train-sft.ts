@@ -5,21 +5,19 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { forwardBackward, optimStep, type TrainingExample } from "../cells/train.ts";
-import { stopIfAborted } from "../training/abort.ts";
-import type { JsonObject } from "../checkpoints/store.ts";
 import { evaluate, type EvalRow } from "../eval/evaluate.ts";
-import { REASONING_STYLES } from "../reasoning/index.ts";
-import { applyLoraChoice, batchLoopShape, batchRunShape, batchSchedule, checkLoopOptions, LoraChoice } from "../training/cell-options.ts";
-import { TrainingCheckpoints } from "../training/checkpointing.ts";
-import { dataOrder } from "../training/data-order.ts";
-import { earlyStopping } from "../training/early-stopping.ts";
-import { trainingMonitor } from "../training/monitor.ts";
+import { REASONING_STYLES, type ReasoningStyle } from "../reasoning/index.ts";
+import { stopIfAborted } from "../training/abort.ts";
+import { applyLoraChoice, batchLoopShape, batchSchedule, batchStepShape, checkLoopOptions, LoraChoice, runShape } from "../training/cell-options.ts";
+import { dataOrder, stepBatches } from "../training/data-order.ts";
+import { TrainingLoop, type Trainer } from "../training/loop.ts";
+import type { StopReason } from "../training/stop-rules.ts";
 import { validationLoss } from "../training/validation-loss.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
 import { packExamples } from "./packing.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "./templates.ts";
-import { tokenizeDataset, type SftRow, type TruncationReport } from "./tokenize.ts";
+import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
+import { tokenizeDataset, type SftRow, type TruncationReport } from "../chat/tokenize.ts";
 
 /** A training row; `reference` (the verifiable answer) enables accuracy in evaluations. */
 export type SftDataRow = SftRow & { reference?: string };
@@ -56,29 +54,25 @@ const TrainSftOptions = z
       .optional(),
     /** Which metric ranks checkpoints ("best") and early stopping's default. */
     metric: z.enum(EVAL_METRICS).default("valLoss"),
-    /** checkpoint, resume, seed, display, signal (checked before each request to the bridge). */
-    ...batchRunShape,
+    /** checkpoint, resume, seed, display, signal, stopWhen. */
+    ...runShape,
   })
   .strict();
 export type TrainSftOptions = Omit<z.input<typeof TrainSftOptions>, "template"> & { template?: TemplateName | ChatTemplate };
 
-export interface SftStepMetrics {
-  step: number;
-  epoch: number;
-  loss: number | null;
-  lr: number;
-  gradNorm: number | null;
-  tokensPerS: number;
-  skipped: boolean;
-}
+export const SftStepMetrics = z.object({ ...batchStepShape, tokensPerS: z.number() });
+export type SftStepMetrics = z.output<typeof SftStepMetrics>;
 
-export interface SftEvaluation {
-  step: number;
-  valLoss: number;
+export const SftEvaluation = z.object({
+  step: z.number().int(),
+  valLoss: z.number(),
   /** null when no validation row has a reference answer. */
-  accuracy: number | null;
-  formatAccuracy: number | null;
-}
+  accuracy: z.number().nullable(),
+  formatAccuracy: z.number().nullable(),
+});
+export type SftEvaluation = z.output<typeof SftEvaluation>;
+
+export type SftTrainer = Trainer<SftStepMetrics, SftEvaluation> & { truncation: TruncationReport };
 
 export interface SftResult {
   model: Model;
@@ -86,22 +80,33 @@ export interface SftResult {
   history: SftStepMetrics[];
   evaluations: SftEvaluation[];
   best: SftEvaluation | undefined;
+  /** Why the run stopped before its last step (early stopping or another stop rule), or null. */
+  stopped: StopReason | null;
+  /** stopped !== null. */
   stoppedEarly: boolean;
   checkpoints: string[];
   truncation: TruncationReport;
   wallS: number;
 }
 
-export async function trainSft(
-  model: Model,
-  tokenizer: Tokenizer,
-  data: { train: readonly SftDataRow[]; validation?: readonly SftDataRow[] },
-  options: TrainSftOptions = {},
-): Promise<SftResult> {
+type DataSplits = { train: readonly SftDataRow[]; validation?: readonly SftDataRow[] };
+
+export async function trainSft(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainSftOptions = {}): Promise<SftResult> {
+  const started = Date.now();
+  const trainer = await sftTrainer(model, tokenizer, data, options);
+  await trainer.run();
+  const { history, evaluations, best, stopped, checkpoints, truncation } = trainer;
+  return {
+    model: trainer.model, steps: history.at(-1)?.step ?? 0, history, evaluations, best, stopped, stoppedEarly: stopped !== null, checkpoints, truncation,
+    wallS: (Date.now() - started) / 1000,
+  };
+}
+
+/** trainSft's trainer, to run step by step (`step()`, `run(n)`); trainSft runs it to the end. */
+export async function sftTrainer(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainSftOptions = {}): Promise<SftTrainer> {
   const o = parseOptions(TrainSftOptions, options, "trainSft");
   checkLoopOptions(o, "trainSft");
   if (!data.train?.length) throw new OptionsError("trainSft: data.train is empty");
-  const started = Date.now();
   const template = o.template as TemplateName | ChatTemplate;
   const cutoffLength = o.cutoffLength ?? Math.min(512, model.info.max_position_embeddings);
 
@@ -118,89 +123,64 @@ export async function trainSft(
     .map((r) => ("messages" in r ? { messages: r.messages, reference: r.reference } : { prompt: r.prompt, reference: r.reference }));
 
   const { perStep, totalSteps, lr } = batchSchedule(o, train.length, 0.05);
-  const evalEvery = o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10));
   const order = dataOrder(train.length, o.seed);
-  const stopMetric = o.earlyStopping?.metric ?? o.metric;
-  const stopper = o.earlyStopping ? earlyStopping({ patience: o.earlyStopping.patience, mode: MODE[stopMetric], minDelta: o.earlyStopping.minDelta }) : undefined;
-  const checkpoints = o.checkpoint ? new TrainingCheckpoints(o.checkpoint, o.metric, MODE[o.metric]) : undefined;
-
-  let history: SftStepMetrics[] = [];
-  let evaluations: SftEvaluation[] = [];
-  let firstStep = 0;
-  if (o.resume && checkpoints) {
-    const state = await checkpoints.resume(model, o.resume);
-    firstStep = state.step;
-    history = state.loop.history as unknown as SftStepMetrics[];
-    evaluations = state.loop.evaluations as unknown as SftEvaluation[];
-    // Early stopping continues from the evaluations already made.
-    for (const e of evaluations) if (e[stopMetric] !== null) stopper?.update(e[stopMetric]!);
-  }
-
-  const monitor = trainingMonitor({
-    title: "SFT",
-    metrics: ["loss", "valLoss", "accuracy", "formatAccuracy", "lr", "gradNorm"],
-    totalSteps: totalSteps - firstStep,
-    display: o.display,
+  const loop = new TrainingLoop({
+    kind: "sft",
+    cell: "trainSft",
+    schemas: { step: SftStepMetrics, evaluation: SftEvaluation, state: z.null() },
+    rank: { metric: o.metric, mode: MODE[o.metric] },
+    earlyStopping: o.earlyStopping && { ...o.earlyStopping, mode: MODE[o.earlyStopping.metric] },
+    options: o,
   });
-  for (const h of history) monitor.record(h.step, h);
-  for (const e of evaluations) monitor.record(e.step, e);
+  const resumed = await loop.resume(model);
 
-  const saved: string[] = [];
-  let stoppedEarly = false;
-  try {
-    for (let step = firstStep; step < totalSteps; step++) {
-      const stepStart = Date.now();
-      const micro = Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize).map((i) => train[i]!));
-      // Normalize by the whole step's trained tokens so micro-batches add up to one batch's mean.
-      const numTokens = micro.flat().reduce((s, e) => s + e.weights!.reduce((a, w) => a + w, 0), 0);
-      let loss: number | null = 0;
-      let tokens = 0;
-      for (const [m, batch] of micro.entries()) {
-        // Between micro-batches too: a step can take seconds. The micro-batches already done
-        // leave gradients in the bridge that the next step must not inherit.
-        await stopIfAborted(model, o.signal, m > 0);
-        const r = await forwardBackward(model, batch, { kind: "cross_entropy", numTokens: Math.max(numTokens, 1) });
-        loss = loss === null || r.loss === null ? null : loss + r.loss;
-        tokens += r.tokens;
-      }
-      const opt = await optimStep(model, { lr: lr(step), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
-      const metrics: SftStepMetrics = {
-        step: step + 1,
-        epoch: order.epochAt((step + 1) * perStep),
-        loss,
-        lr: lr(step),
-        gradNorm: opt.gradNorm,
-        tokensPerS: tokens / Math.max(1e-3, (Date.now() - stepStart) / 1000),
-        skipped: opt.skipped,
-      };
-      history.push(metrics);
-      monitor.record(step + 1, metrics, true);
-
-      const last = step + 1 === totalSteps;
-      if ((step + 1) % evalEvery === 0 || last) {
-        const evaluation = await evaluateSft(model, tokenizer, step + 1, valExamples, evalRows, o);
-        if (evaluation) {
-          evaluations.push(evaluation);
-          monitor.record(step + 1, evaluation);
-          const value = evaluation[stopMetric];
-          if (stopper && value !== null && stopper.update(value)) stoppedEarly = true;
-        }
-      }
-      if (checkpoints && ((step + 1) % o.checkpoint!.every === 0 || last || stoppedEarly)) {
-        const latest = evaluations.at(-1);
-        const loop = { history, evaluations } as unknown as JsonObject;
-        saved.push(await checkpoints.save(model, { step: step + 1, loop }, latest?.step === step + 1 ? { ...latest } : {}));
-      }
-      if (stoppedEarly) break;
+  async function step(index: number): Promise<SftStepMetrics> {
+    const stepStart = Date.now();
+    const micro = stepBatches(order, index, o).map((batch) => batch.map((i) => train[i]!));
+    // Normalize by the whole step's trained tokens so micro-batches add up to one batch's mean.
+    const numTokens = micro.flat().reduce((s, e) => s + e.weights!.reduce((a, w) => a + w, 0), 0);
+    let loss: number | null = 0;
+    let tokens = 0;
+    for (const [m, batch] of micro.entries()) {
+      // The loop checks the signal before each step; a step can take seconds, so between its
+      // micro-batches too, dropping the gradients of those done (the next step must not inherit them).
+      if (m > 0) await stopIfAborted(model, loop.signal, true);
+      const r = await forwardBackward(model, batch, { kind: "cross_entropy", numTokens: Math.max(numTokens, 1) });
+      loss = loss === null || r.loss === null ? null : loss + r.loss;
+      tokens += r.tokens;
     }
-  } finally {
-    monitor.close();
+    const opt = await optimStep(model, { lr: lr(index), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+    return {
+      step: index + 1,
+      epoch: order.epochAt((index + 1) * perStep),
+      loss,
+      lr: lr(index),
+      gradNorm: opt.gradNorm,
+      tokensPerS: tokens / Math.max(1e-3, (Date.now() - stepStart) / 1000),
+      skipped: opt.skipped,
+    };
   }
-  const rank = (e: SftEvaluation) => e[o.metric];
-  const best = evaluations
-    .filter((e) => rank(e) !== null)
-    .reduce<SftEvaluation | undefined>((b, e) => (b === undefined || (MODE[o.metric] === "min" ? rank(e)! < rank(b)! : rank(e)! > rank(b)!) ? e : b), undefined);
-  return { model, steps: history.length ? history.at(-1)!.step : 0, history, evaluations, best, stoppedEarly, checkpoints: saved, truncation: report, wallS: (Date.now() - started) / 1000 };
+
+  const evaluationOptions = { template, maxNewTokens: o.evalMaxNewTokens, style: o.style, signal: loop.signal };
+  return loop.start(
+    {
+      model,
+      totalSteps,
+      step,
+      nonFinite: (m) => m.skipped,
+      ...(valExamples.length > 0 && {
+        evaluation: {
+          every: o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10)),
+          atStart: false,
+          run: (at: number) => evaluateSft(model, tokenizer, at, valExamples, evalRows, evaluationOptions),
+        },
+      }),
+      state: () => null,
+      chart: { title: "SFT", metrics: ["loss", "valLoss", "accuracy", "formatAccuracy", "lr", "gradNorm"] },
+    },
+    resumed,
+    { truncation: report },
+  );
 }
 
 async function evaluateSft(
@@ -209,13 +189,10 @@ async function evaluateSft(
   step: number,
   valExamples: readonly TrainingExample[],
   evalRows: readonly EvalRow[],
-  o: z.output<typeof TrainSftOptions>,
-): Promise<SftEvaluation | undefined> {
-  if (valExamples.length === 0) return undefined;
-  const valLoss = await validationLoss(model, valExamples, { signal: o.signal });
+  options: { template: TemplateName | ChatTemplate; maxNewTokens: number; style: ReasoningStyle; signal: AbortSignal },
+): Promise<SftEvaluation> {
+  const valLoss = await validationLoss(model, valExamples, { signal: options.signal });
   if (evalRows.length === 0) return { step, valLoss, accuracy: null, formatAccuracy: null };
-  const r = await evaluate(model, tokenizer, evalRows, {
-    template: o.template as TemplateName | ChatTemplate, maxNewTokens: o.evalMaxNewTokens, style: o.style, signal: o.signal,
-  });
+  const r = await evaluate(model, tokenizer, evalRows, options);
   return { step, valLoss, accuracy: r.accuracy, formatAccuracy: r.formatAccuracy };
 }

@@ -8,6 +8,7 @@ import { applyLora, removeLora } from "../cells/train.ts";
 import { AbortSignalOption, OptionsError } from "../util/options.ts";
 import { CheckpointOptions } from "./checkpointing.ts";
 import { lrSchedule } from "./schedule.ts";
+import { StopWhen } from "./stop-rules.ts";
 
 /** `lora`: LoRA options to add adapters, or false for full fine-tuning (the adapters are removed). */
 export const LoraChoice = z.union([
@@ -54,17 +55,37 @@ export function batchLoopShape(defaults: { lr: number }) {
   };
 }
 
-/** The options that run a step-or-epoch cell, last in its schema: where to save checkpoints and
- * resume from, the data order, the live display and a signal to stop the run. */
-export const batchRunShape = {
+/** The options that run a training cell, last in its schema: where to save checkpoints and
+ * resume from, the seed of the data order (and of sampling), the live display, a signal to
+ * stop the run, and the stop rules. */
+export const runShape = {
   checkpoint: CheckpointOptions.optional(),
   /** Continue from a checkpoint of `checkpoint.store`: "latest", "best" or a name. */
   resume: z.string().optional(),
-  /** Data order (a new shuffle each epoch). */
+  /** Data order (a new shuffle each epoch) and, for RL, sampling. */
   seed: z.number().int().nonnegative().default(0),
   /** Live chart and progress bar. */
   display: z.boolean().default(true),
+  /** Checked before each request to the bridge: an abort stops the run there. */
   signal: AbortSignalOption.optional(),
+  /** When to stop before the last step (see StopWhen); the reason is in the result. */
+  stopWhen: StopWhen,
+};
+/** The parsed options of `runShape`, as the training loop reads them. */
+export type RunOptions = z.output<z.ZodObject<typeof runShape>>;
+
+/** The step metrics every step-or-epoch cell records (each adds its own). */
+export const batchStepShape = {
+  step: z.number().int(),
+  /** Epochs done after the step (fractional). */
+  epoch: z.number(),
+  /** The step's loss before its update; null when not finite. */
+  loss: z.number().nullable(),
+  lr: z.number(),
+  /** Before clipping; null when not finite. */
+  gradNorm: z.number().nullable(),
+  /** The update was refused for a non-finite loss or gradient (the weights stayed). */
+  skipped: z.boolean(),
 };
 
 /** The parsed options `batchSchedule` reads. */

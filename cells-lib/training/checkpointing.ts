@@ -7,7 +7,7 @@ import path from "node:path";
 import { z } from "zod";
 import { CheckpointManager } from "../checkpoints/manager.ts";
 import { localStore } from "../checkpoints/local-store.ts";
-import type { CheckpointStore, JsonObject } from "../checkpoints/store.ts";
+import type { CheckpointStore, JsonObject, JsonValue } from "../checkpoints/store.ts";
 import type { Model } from "../cells/model.ts";
 import { loadState, saveState } from "../cells/train.ts";
 import { stagingDir } from "../util/atomic.ts";
@@ -55,14 +55,17 @@ export class TrainingCheckpoints {
     }
   }
 
-  /** Loads a checkpoint ("latest", "best" or a name) into the model; returns the loop's state. */
-  async resume(model: Model, which: string): Promise<LoopState> {
+  /** Loads a checkpoint ("latest", "best" or a name) into the model and returns its loop state,
+   * as `read` makes it of the metadata; `read` runs first, so a checkpoint it refuses leaves
+   * the model as it was. */
+  async resume<T>(model: Model, which: string, read: (loop: JsonValue | undefined, checkpoint: string) => T): Promise<T> {
     const staging = await stagingDir(os.tmpdir(), "thinkcells-ckpt");
     try {
       const dir = path.join(staging, "checkpoint");
       const entry = await this.manager.restore(which, dir);
+      const loop = read(entry.meta.loop, entry.name);
       await loadState(model, path.join(dir, "state"));
-      return { step: entry.meta.step as number, loop: (entry.meta.loop ?? {}) as JsonObject };
+      return loop;
     } finally {
       await rm(staging, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 /** Which examples each step trains on: a fresh seeded shuffle every epoch, so the order is a
  * pure function of (seed, step) and a resumed run continues on exactly the batches it would
  * have seen (the step is the whole data-order cursor). */
-import { seededShuffle } from "../data/random.ts";
+import { seededShuffle } from "../util/random.ts";
 
 export interface DataOrder {
   /** Example indices of the `count` examples starting at global position `start`. */
@@ -33,4 +33,9 @@ export function dataOrder(size: number, seed: number): DataOrder {
     },
     epochAt: (position) => position / size,
   };
+}
+
+/** The example indices of each micro-batch of optimizer step `step` (0-based). */
+export function stepBatches(order: DataOrder, step: number, o: { batchSize: number; gradientAccumulation: number }): number[][] {
+  return Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize));
 }

@@ -14,9 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
-import shutil
-import uuid
 
 import torch
 
@@ -24,7 +21,7 @@ from .hf_checkpoint import CONFIG, GENERATION_CONFIG, save_checkpoint, write_jso
 from .lora import LoRALinear
 from .language_model import LanguageModel
 from .model_config import ModelConfig, text_model_config
-from .staging import naming, remove_stale
+from .staging import check_replaceable, fsync_dir, replace_directory
 
 ONNX_FILE = os.path.join("onnx", "model.onnx")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -126,27 +123,6 @@ def generation_config(source_dir: str | None, config: dict) -> dict:
     return gen
 
 
-def check_replaceable(target: str) -> bool:
-    """Whether `target` exists. An existing directory is only replaced when it is empty or a
-    model directory (has config.json): an export never deletes unrelated files."""
-    if not os.path.lexists(target):
-        return False
-    if not os.path.isdir(target) or os.path.islink(target):
-        raise ExportError(f"{target} exists and is not a directory")
-    if os.listdir(target) and not os.path.exists(os.path.join(target, CONFIG)):
-        raise ExportError(f"{target} is a non-empty directory that is not a model directory (no {CONFIG}); "
-                          f"refusing to replace it: export to a new or empty directory")
-    return True
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_export(
     directory: str,
     config: dict,
@@ -161,35 +137,15 @@ def write_export(
     given, writes the ONNX file into the temporary directory before the rename. Returns the
     files written (relative paths)."""
     target = os.path.abspath(directory)
-    exists = check_replaceable(target)
-    parent, base = os.path.split(target)
-    os.makedirs(parent, exist_ok=True)
-    remove_stale(parent, rf"\.{re.escape(base)}\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]+")
-    suffix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = os.path.join(parent, f".{base}.tmp-{suffix}")
-    old = os.path.join(parent, f".{base}.old-{suffix}")
-    os.mkdir(tmp)
-    try:
-        with naming(tmp):  # a write in save_checkpoint that names no file
-            save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
+
+    def write(tmp: str) -> None:
+        save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
         write_json(os.path.join(tmp, GENERATION_CONFIG), gen_config)
         if onnx is not None:
             onnx(os.path.join(tmp, ONNX_FILE))
-            _fsync_dir(os.path.join(tmp, os.path.dirname(ONNX_FILE)))
-        _fsync_dir(tmp)
-        if exists:
-            os.rename(target, old)
-        try:
-            os.rename(tmp, target)
-        except BaseException:
-            if exists:
-                os.rename(old, target)
-            raise
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+            fsync_dir(os.path.join(tmp, os.path.dirname(ONNX_FILE)))
+
+    replace_directory(target, check_replaceable(target, CONFIG, "a model", ExportError), write)
     files = []
     for root, _, names in os.walk(target):
         files.extend(os.path.relpath(os.path.join(root, n), target) for n in names)

@@ -11,7 +11,6 @@ so weights load, save and export under the names transformers reads.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 import torch
@@ -43,9 +42,6 @@ class LanguageModel(Protocol):
     def new_cache(self, start: torch.Tensor, capacity: int, dtype: torch.dtype):
         """An empty KV cache for len(start) rows of up to `capacity` tokens; row b's first
         start[b] slots will be left padding."""
-
-    def sampling_mode(self) -> AbstractContextManager:
-        """A block in which the weights stay fixed, where decoding may use faster layouts."""
 
     def add_value_head(self) -> None: ...
 

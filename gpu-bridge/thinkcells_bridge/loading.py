@@ -89,20 +89,20 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 # Where multimodal checkpoints (Gemma 3 4B and up) keep their text model: transformers 5 saves
 # model.language_model.*, the published files hold language_model.model.*.
-_TEXT_MODEL = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."))
-_VISION = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+TEXT_MODEL_PREFIXES = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."))
+VISION_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
 
 
 def text_model_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A multimodal checkpoint's text-model weights under a text-only model's names (the
     vision tower and projector dropped); any other checkpoint's weights as they are."""
-    if not any(key.startswith(prefix) for key in weights for prefix, _ in _TEXT_MODEL):
+    if not any(key.startswith(prefix) for key in weights for prefix, _ in TEXT_MODEL_PREFIXES):
         return weights
     text = {}
     for key, tensor in weights.items():
-        if key.startswith(_VISION):
+        if key.startswith(VISION_PREFIXES):
             continue
-        for prefix, native in _TEXT_MODEL:
+        for prefix, native in TEXT_MODEL_PREFIXES:
             if key.startswith(prefix):
                 key = native + key[len(prefix):]
                 break

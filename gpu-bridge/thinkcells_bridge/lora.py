@@ -69,12 +69,14 @@ def merged_weight(linear: nn.Linear) -> torch.Tensor:
     return linear.weight
 
 
-def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str], seed: int = 0) -> list[str]:
+def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str], seed: int = 0,
+               use_rslora: bool = False) -> list[str]:
     """Freezes every base parameter and puts an adapter on each targeted Linear of the decoder
     layers ("all-linear": all of the model's `adapter_targets`, or some of those names, like
     ["q_proj", "v_proj"]). Returns the adapted modules' names. Applying again replaces the
     adapters. `seed` fixes the adapters' random initialisation without touching the global
-    random state."""
+    random state. `use_rslora`: rank-stabilized LoRA's scale α/√r instead of α/r (PEFT's
+    use_rslora, arXiv 2312.03732)."""
     offered = model.adapter_targets
     if not offered:
         raise ValueError(f"this {model.config.model_type} model offers no LoRA targets: its decoder layers have no nn.Linear "
@@ -96,7 +98,10 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
                 if child_name in names and isinstance(child, nn.Linear):
                     # A quantized base brings its own adapter class (quant.py).
                     wrap = getattr(child, "lora_class", LoRALinear).wrap
-                    setattr(parent, child_name, wrap(child, rank, alpha, dropout))
+                    layer = wrap(child, rank, alpha, dropout)
+                    if use_rslora:
+                        layer.scale = alpha / math.sqrt(rank)
+                    setattr(parent, child_name, layer)
                     adapted.append(f"{parent_name}.{child_name}")
     return adapted
 

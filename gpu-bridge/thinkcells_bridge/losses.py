@@ -40,8 +40,9 @@ def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> float:
 
 
 def sequence_logprob_sums(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ_t mask·logp per row: [B, T] → [B] fp32 (the sequence log-probs DPO compares)."""
-    return _fp32(logprobs, mask > 0).sum(dim=-1)
+    """Σ_t mask·logp per row: [B, T] → [B] fp32 (the sequence log-probs DPO compares), summed in
+    fp64 as the client sums the reference log-probs it sends, so equal terms give equal sums."""
+    return _fp32(logprobs, mask > 0).double().sum(dim=-1).float()
 
 
 def cross_entropy(logprobs: torch.Tensor, weights: torch.Tensor, *, num_tokens: float | None = None):

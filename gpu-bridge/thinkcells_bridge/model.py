@@ -7,24 +7,18 @@ Gemma) with their own RoPE base (Gemma 3).
 
 Parameter names follow Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
 Hugging Face state dict loads as is. One forward serves prefill, decode with a KV cache and
-teacher-forced scoring. While sampling on CPU in fp32, one-token decode steps go to the same
-math written in C (native/decode.c, through native_kernels.decode_step): per-op overhead, not
-arithmetic, limits a small model's decode speed in eager PyTorch.
+teacher-forced scoring. The fast sampling path sits beside this code, not in it: sampling runs
+one-token steps of Llama-shaped models in C (native_kernels.NativeDecoder).
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from . import native_kernels
 from .language_model import ValueHead
-from .lora import merged_weight
 from .model_config import FULL, SUPPORTED_MODEL_TYPES, ModelConfig, ModelConfigError  # noqa: F401 (re-exported)
 from .rope_scaling import inv_freq_and_attention_factor
 
@@ -90,7 +84,6 @@ class KVCache:
         self.start = start
         self.length = 0
         self.capacity = capacity
-        self.native_pointers = None  # set by native_kernels.decode_step
 
 
 class Attention(nn.Module):
@@ -111,19 +104,12 @@ class Attention(nn.Module):
             # Per head, before RoPE: keeps attention logits bounded (Qwen3, Gemma 3).
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps, offset=config.gemma)
             self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps, offset=config.gemma)
-        self.inference: InferenceWeights | None = None  # see inference_weights
 
     def forward(self, x, cos, sin, mask_fn, cache: KVCache | None, layer: int):
         b, t, _ = x.shape
         h, kv, d = self.n_heads, self.n_kv, self.head_dim
-        fast = self.inference
-        if fast is None:
-            qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1)
-            v = self.v_proj(x)
-        else:
-            qkv = torch.matmul(x, fast.qkv_t) if fast.qkv_bias is None else torch.addmm(fast.qkv_bias, x.view(b * t, -1), fast.qkv_t).view(b, t, -1)
-            qk, v = qkv[..., : (h + kv) * d], qkv[..., (h + kv) * d :]
-        qk, v = qk.view(b, t, h + kv, d), v.view(b, t, kv, d)
+        qk = torch.cat((self.q_proj(x), self.k_proj(x)), dim=-1).view(b, t, h + kv, d)
+        v = self.v_proj(x).view(b, t, kv, d)
         if hasattr(self, "q_norm"):
             qk = torch.cat((self.q_norm(qk[:, :, :h]), self.k_norm(qk[:, :, h:])), dim=2)
         # Queries and keys rotate together: one set of RoPE ops instead of two.
@@ -137,10 +123,7 @@ class Attention(nn.Module):
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
         out = attention(q.transpose(1, 2), k, v, mask_fn(self.window), self.scale, self.softcap).transpose(1, 2).reshape(b, t, h * d)
-        if fast is None:
-            return self.o_proj(out)
-        out = torch.matmul(out, fast.o_t)
-        return out if self.o_proj.bias is None else out + self.o_proj.bias
+        return self.o_proj(out)
 
 
 def attention(q, k, v, mask, scale: float | None = None, softcap: float | None = None):
@@ -167,14 +150,9 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.act = ACTIVATION_FUNCTIONS[config.hidden_act]
-        self.inference: InferenceWeights | None = None  # see inference_weights
 
     def forward(self, x):
-        fast = self.inference
-        if fast is None or self.down_proj.bias is not None:
-            return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
-        gate, up = torch.matmul(x, fast.gate_up_t).chunk(2, dim=-1)
-        return torch.matmul(self.act(gate) * up, fast.down_t)
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -221,7 +199,6 @@ class CausalLM(ValueHead, nn.Module):
         self._rope: dict[str, torch.Tensor] = {}  # a table per kind of layer (config.rope_kinds)
         # Gemma scales embeddings by √hidden, rounded to the model's dtype as transformers does.
         self.embed_scale = config.hidden_size ** 0.5 if config.gemma else None
-        self.head_t: torch.Tensor | None = None  # see inference_weights
         # PPO's critic: a scalar per position from the final hidden state (add_value_head).
         self.value_head: nn.Linear | None = None
 
@@ -260,14 +237,11 @@ class CausalLM(ValueHead, nn.Module):
         past = 0 if cache is None else cache.length
         # A position never exceeds its cache slot (left padding only lowers it).
         ropes = {kind: self.rope(positions, past + input_ids.shape[1], x.dtype, kind) for kind in config.rope_kinds}
-        if cache is not None and input_ids.shape[1] == 1 and native_kernels.decode_step(self, x, ropes[FULL], cache):
-            cache.length += 1
-            return self.model.norm(x)
         tables = {kind: (rope[:, :, None, 0], rope[:, :, None, 1]) for kind, rope in ropes.items()}
         masks: dict[int | None, torch.Tensor] = {}
 
         def mask_fn(window: int | None) -> torch.Tensor:
-            # Built once per forward and window size, and only if some layer has no faster path.
+            # Built once per forward and window size.
             if window not in masks:
                 masks[window] = causal_mask(pad, input_ids.shape[1], past, x.dtype, window)
             return masks[window]
@@ -285,54 +259,12 @@ class CausalLM(ValueHead, nn.Module):
         return self.model.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = torch.matmul(hidden, self.head_t) if self.head_t is not None else F.linear(hidden, self.output_weight())
+        logits = F.linear(hidden, self.output_weight())
         cap = self.config.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def new_cache(self, start: torch.Tensor, capacity: int, dtype) -> "KVCache":
         return KVCache(self.config, start, capacity, dtype)
-
-    def sampling_mode(self):
-        return inference_weights(self)
-
-
-@dataclass
-class InferenceWeights:
-    """Projection weights laid out for a no-grad loop: q/k/v and gate/up concatenated so each
-    runs as one matmul, and every matrix stored transposed, [in, out], which small CPU matmuls
-    run about twice as fast as a Linear's [out, in]."""
-
-    qkv_t: torch.Tensor | None = None
-    qkv_bias: torch.Tensor | None = None
-    o_t: torch.Tensor | None = None
-    gate_up_t: torch.Tensor | None = None
-    down_t: torch.Tensor | None = None
-
-
-@contextmanager
-def inference_weights(model: CausalLM):
-    """For sampling, whose weights cannot change while it runs: fewer, larger, better-shaped
-    ops are what CPU decoding speed comes from. The copies exist only inside the block, so
-    they never go stale."""
-    layers = list(model.model.layers)
-
-    def t(*linears: nn.Linear) -> torch.Tensor:
-        # LoRA adapters that are on are merged in: sampling sees the policy being trained.
-        return torch.cat([merged_weight(linear) for linear in linears]).t().contiguous().detach()
-
-    for layer in layers:
-        attn, mlp = layer.self_attn, layer.mlp
-        bias = None if attn.q_proj.bias is None else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
-        attn.inference = InferenceWeights(qkv_t=t(attn.q_proj, attn.k_proj, attn.v_proj), qkv_bias=bias, o_t=t(attn.o_proj))
-        mlp.inference = InferenceWeights(gate_up_t=t(mlp.gate_proj, mlp.up_proj), down_t=t(mlp.down_proj))
-    model.head_t = model.output_weight().t().contiguous().detach()
-    try:
-        yield model
-    finally:
-        for layer in layers:
-            layer.self_attn.inference = None
-            layer.mlp.inference = None
-        model.head_t = None
 
 
 def causal_mask(pad: torch.Tensor, t: int, past: int, dtype, window: int | None = None) -> torch.Tensor:

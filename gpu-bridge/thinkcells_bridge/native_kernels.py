@@ -1,9 +1,11 @@
 """The CPU decode step in C (native/decode.c), compiled on first use with the system's C
 compiler and loaded with ctypes.
 
-Used only where it applies: CPU, fp32, no autograd, inside `inference_weights` (sampling).
-Without a compiler, without an optimised BLAS (see blas_sgemm), or with THINKCELLS_NATIVE=0,
-the model runs its plain torch code instead; tests hold the two to the same numbers.
+Beside the model, not inside it: sampling asks native_decoder for a decoder and, where one
+applies (a Llama-shaped native model, CPU, fp32), runs its one-token steps through it; the
+prefill and everything else run the model's plain torch code. Without a compiler, without an
+optimised BLAS (see blas_sgemm), or with THINKCELLS_NATIVE=0 there is no decoder; tests hold
+the two paths to the same numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+
+from .lora import merged_weight
 
 _SOURCE = Path(__file__).parent / "native" / "decode.c"
 _LAYER_POINTERS = 9  # norm1, qkv, qkv_bias, o, norm2, gate_up, down, kt, vt (decode.c)
@@ -51,16 +55,20 @@ def _compile() -> ctypes.CDLL | None:
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         return None
-    digest = hashlib.sha256(_SOURCE.read_bytes() + _cpu_key().encode()).hexdigest()[:16]
+    # Compiled with -ffast-math, linked without it: gcc < 13 links crtfastmath.o into a shared
+    # library built with that flag, which turns on flush-to-zero for the whole process when the
+    # library loads, changing every torch op's handling of subnormals.
+    compile_flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"]
+    link_flags = ["-shared", "-fopenmp"]
+    digest = hashlib.sha256(_SOURCE.read_bytes() + _cpu_key().encode() + " ".join(compile_flags + link_flags).encode()).hexdigest()[:16]
     target = _cache_dir() / f"decode-{digest}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            out = Path(tmp) / target.name
-            cmd = [cc, "-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC",
-                   "-o", str(out), str(_SOURCE), "-lm"]
-            if subprocess.run(cmd, capture_output=True).returncode != 0:
-                return None
+            out, obj = Path(tmp) / target.name, Path(tmp) / "decode.o"
+            for cmd in ([cc, *compile_flags, "-c", "-o", str(obj), str(_SOURCE)], [cc, *link_flags, "-o", str(out), str(obj), "-lm"]):
+                if subprocess.run(cmd, capture_output=True).returncode != 0:
+                    return None
             os.replace(out, target)  # atomic: concurrent bridges never load a half-written file
     lib = ctypes.CDLL(str(target))
     P, I = ctypes.c_void_p, ctypes.c_int64
@@ -136,33 +144,53 @@ def _threads(work: int) -> int:
     return 1 if work < 100_000 else _CORES
 
 
-def decode_step(model, x: torch.Tensor, rope: torch.Tensor, cache) -> bool:
-    """Runs every layer for one new token per row, in place on x [B, 1, hidden], writing the
-    cache's next slot. False (and nothing done) when the native step does not apply.
-    rope: [B, 1, 2, D] cos and signed sin per row (CausalLM.rope)."""
+def native_decoder(model) -> "NativeDecoder | None":
+    """The C decode step for one sampling call of `model`, or None where it does not apply:
+    no library, not a Llama-shaped native model, or not fp32 on the CPU."""
     native = native_library()
-    layers = list(model.model.layers)
-    if (native is None or x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled()
-            or layers[0].self_attn.inference is None or not model.config.llama_shaped):
-        return False
-    lib, sgemm = native
-    if cache.native_pointers is None:
-        # Weights and cache are fixed for the whole sampling call: collect their addresses once.
-        pointers = []
-        for i, layer in enumerate(layers):
-            attn, mlp = layer.self_attn.inference, layer.mlp.inference
-            pointers += [layer.input_layernorm.weight, attn.qkv_t, attn.qkv_bias, attn.o_t,
-                         layer.post_attention_layernorm.weight, mlp.gate_up_t, mlp.down_t, cache.k[i], cache.v[i]]
-        assert len(pointers) == _LAYER_POINTERS * len(layers)
-        cache.native_pointers = (ctypes.c_void_p * len(pointers))(*[None if p is None else p.data_ptr() for p in pointers])
-    c = model.config
-    b = x.shape[0]
-    length = cache.length + 1
-    rope = rope.contiguous()  # held in a name: C reads it after this line
-    status = lib.decode_step_f32(
-        sgemm.address, sgemm.fortran, len(layers), cache.native_pointers, x.data_ptr(), rope.data_ptr(), cache.start.data_ptr(),
-        b, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.intermediate_size,
-        cache.capacity, length, c.rms_norm_eps, _threads(b * c.num_attention_heads * length * c.head_dim))
-    if status != 0:
-        raise MemoryError("decode step: could not allocate its scratch memory")
-    return True
+    weight = model.output_weight()
+    if (native is None or model.backend != "native" or not model.config.llama_shaped
+            or weight.device.type != "cpu" or weight.dtype != torch.float32):
+        return None
+    return NativeDecoder(model, *native)
+
+
+class NativeDecoder:
+    """Runs every layer for one new token per row in C, writing the cache's next slot. Built
+    for one sampling call, whose weights cannot change while it runs: the projections are
+    copied as decode.c reads them (q/k/v and gate/up concatenated, each matrix transposed to
+    [in, out], LoRA adapters that are on merged in), so sampling sees the policy being trained."""
+
+    def __init__(self, model, lib: ctypes.CDLL, sgemm: Sgemm):
+        self.model, self.lib, self.sgemm = model, lib, sgemm
+
+        def t(*linears) -> torch.Tensor:
+            return torch.cat([merged_weight(linear) for linear in linears]).t().contiguous().detach()
+
+        self.layers = []
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            bias = None if attn.q_proj.bias is None else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
+            self.layers.append([layer.input_layernorm.weight.detach(), t(attn.q_proj, attn.k_proj, attn.v_proj), bias, t(attn.o_proj),
+                                layer.post_attention_layernorm.weight.detach(), t(mlp.gate_proj, mlp.up_proj), t(mlp.down_proj)])
+        self._pointers = None  # (cache, the addresses decode.c reads), made at the cache's first step
+
+    def step(self, ids: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        """ids, positions: [B, 1] → final-norm hidden states [B, 1, hidden]."""
+        model, c = self.model, self.model.config
+        x = model.model.embed_tokens(ids).contiguous()
+        length = cache.length + 1
+        rope = model.rope(positions, length, x.dtype).contiguous()  # held in a name: C reads it after this line
+        if self._pointers is None or self._pointers[0] is not cache:
+            tensors = [t for i, weights in enumerate(self.layers) for t in (*weights, cache.k[i], cache.v[i])]
+            assert len(tensors) == _LAYER_POINTERS * len(self.layers)
+            self._pointers = (cache, (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr() for t in tensors]))
+        b = x.shape[0]
+        status = self.lib.decode_step_f32(
+            self.sgemm.address, self.sgemm.fortran, len(self.layers), self._pointers[1], x.data_ptr(), rope.data_ptr(),
+            cache.start.data_ptr(), b, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+            c.intermediate_size, cache.capacity, length, c.rms_norm_eps, _threads(b * c.num_attention_heads * length * c.head_dim))
+        if status != 0:
+            raise MemoryError("decode step: could not allocate its scratch memory")
+        cache.length = length
+        return model.model.norm(x)

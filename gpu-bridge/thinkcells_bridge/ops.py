@@ -24,6 +24,7 @@ from .language_model import LanguageModel
 from .native_kernels import native_library, torch_blas
 from .onnx_export import check_exportable, export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
+from .peft_adapter import load_adapter, save_adapter
 from .quant import memory_bytes, quantization, quantize_base
 from .sampling import Cancelled, SampleParams, sample, sequence_logprobs
 from .state import load_state, read_state_meta, save_state
@@ -314,6 +315,34 @@ class Worker:
             loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state
         return self.info(loaded)
 
+    def save_adapter(self, body, ctx):
+        loaded = self.get(body["model"])
+        if loaded.lora is None or not has_lora(loaded.model):
+            raise OpError(f"model {loaded.name!r} has no LoRA adapters to save (apply_lora or load_adapter first)")
+        base = body["base_model_name_or_path"] or loaded.path
+        with loaded.lock:
+            # A multimodal checkpoint's text model: the adapter is for the whole model, as peft sees it.
+            multimodal = loaded.model.backend == "native" and isinstance(loaded.hf_config.get("text_config"), dict)
+            files, tensors = save_adapter(loaded.model, loaded.lora, body["dir"], base, multimodal)
+            settings = dict(loaded.lora)
+        return {
+            "dir": os.path.abspath(body["dir"]),
+            "files": files,
+            "settings": settings,
+            "dtype": str(next(iter(tensors.values())).dtype).removeprefix("torch."),
+            "parameters": sum(t.numel() for t in tensors.values()),
+            "weight_bytes": sum(t.numel() * t.element_size() for t in tensors.values()),
+        }
+
+    def load_adapter(self, body, ctx):
+        loaded = self.get(body["model"])
+        with loaded.lock:
+            loaded.lora = load_adapter(loaded.model, body["dir"])
+            if loaded.model.value_head is not None:
+                loaded.model.value_head.requires_grad_(True)  # the critic trains in full
+            loaded.trainer = Trainer(loaded.model)  # new parameters: new optimizer state
+        return self.info(loaded)
+
     def remove_lora(self, body, ctx):
         loaded = self.get(body["model"])
         with loaded.lock:
@@ -348,7 +377,7 @@ class Worker:
     def forward_backward(self, body, ctx):
         loaded = self.get(body["model"])
         spec = body["loss"]
-        needs_reference = spec["kind"] == "dpo" or (spec["kind"] == "policy_gradient" and spec["beta"] > 0)
+        needs_reference = (spec["kind"] == "dpo" and spec["ref_logprobs"] is None) or (spec["kind"] == "policy_gradient" and spec["beta"] > 0)
         if needs_reference and not has_lora(loaded.model):
             raise OpError(f"{spec['kind']} with a reference policy needs LoRA adapters: the reference is the model with them off (apply_lora first)")
         self._check_ids(loaded, body["token_ids"], "token_ids")

@@ -25,8 +25,10 @@ codes and scales: saving a quantized model writes an ordinary checkpoint. Loadin
 dict into a quantized model quantizes the weights again.
 
 On CUDA with bitsandbytes installed, NF4 dequantization runs its fused kernel (the storage
-layout is the same). int8 needs nothing from it: dequantizing is one multiply, and its
-Linear8bitLt is LLM.int8() (int8 activations too), not this weight-only scheme.
+layout is the same); on CPU the plain PyTorch path always runs. test_quant checks codes, absmax
+and dequantization against bitsandbytes' own quantize_4bit / dequantize_4bit, value for value.
+int8 needs nothing from it: dequantizing is one multiply, and its Linear8bitLt is LLM.int8()
+(int8 activations too), not this weight-only scheme.
 """
 
 from __future__ import annotations
@@ -75,9 +77,13 @@ def quantize_nf4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     flat = weight.detach().float().reshape(-1)
     blocks = F.pad(flat, (0, -flat.numel() % NF4_BLOCK)).view(-1, NF4_BLOCK)
     absmax = blocks.abs().amax(dim=1).to(weight.dtype)
-    normalized = blocks / absmax.float().clamp(min=_TINY)[:, None]
+    # Times the reciprocal, not divided, as bitsandbytes' CUDA kernel (and its CPU backend, in
+    # whole blocks): the two differ in the last bit, which flips the code of a value within a
+    # rounding of a midpoint.
+    normalized = blocks * (1 / absmax.float().clamp(min=_TINY))[:, None]
     code = torch.tensor(NF4_CODE, device=weight.device)
-    # The nearest code value: the number of midpoints between neighbouring values below x.
+    # The nearest code value: the number of midpoints between neighbouring values below x; a
+    # value exactly on a midpoint takes the lower code, as in bitsandbytes (x > midpoint → upper).
     codes = torch.bucketize(normalized, (code[1:] + code[:-1]) / 2).to(torch.uint8).view(-1, 2)
     return (codes[:, 0] << 4) | codes[:, 1], absmax
 
@@ -106,7 +112,9 @@ def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, 
 @functools.lru_cache(maxsize=None)
 def _bitsandbytes():
     """bitsandbytes.functional, or None. Imported on first CUDA use only: the import is slow
-    and may fail in ways other than ImportError on machines without a working CUDA setup."""
+    (it loads torch.compile), may fail in ways other than ImportError on machines without a
+    working CUDA setup, and on CPUs with AVX512-BF16 asks the Hugging Face Hub for a CPU matmul
+    kernel through `kernels` where that is installed (transformers needs it)."""
     try:
         import bitsandbytes.functional as bnb_functional
     except Exception:

@@ -8,6 +8,8 @@ from typing import Callable
 import torch
 
 from .language_model import LanguageModel
+from .native_kernels import native_decoder
+from .training import token_logprobs
 
 
 class Cancelled(Exception):
@@ -75,11 +77,6 @@ def sample(
     params: SampleParams,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SampleResult:
-    with model.sampling_mode():
-        return _sample(model, prompts, params, cancelled)
-
-
-def _sample(model: LanguageModel, prompts: list[torch.Tensor], params: SampleParams, cancelled: Callable[[], bool]) -> SampleResult:
     device = model.output_weight().device
     rows = [p for p in prompts for _ in range(params.n)]
     ids, pad = left_pad(rows, device)
@@ -91,6 +88,9 @@ def _sample(model: LanguageModel, prompts: list[torch.Tensor], params: SamplePar
 
     dtype = model.output_weight().dtype
     cache = model.new_cache(pad, prompt_len + params.max_new_tokens, dtype) if params.use_cache else None
+    # One-token steps in C where that applies (Llama-shaped, CPU, fp32): per-op overhead, not
+    # arithmetic, limits a small model's decode speed in eager PyTorch.
+    decoder = native_decoder(model) if params.use_cache else None
     positions = (torch.arange(prompt_len, device=device)[None, :] - pad[:, None]).clamp(min=0)
     hidden = model.hidden_states(ids, positions, pad, cache)[:, -1]
     next_pos = positions[:, -1:] + 1
@@ -126,7 +126,9 @@ def _sample(model: LanguageModel, prompts: list[torch.Tensor], params: SamplePar
             logprobs[:, step] = chosen_logprob
         if step + 1 == params.max_new_tokens:
             break
-        if params.use_cache:
+        if decoder is not None:
+            hidden = decoder.step(chosen[:, None], next_pos, cache)[:, -1]
+        elif params.use_cache:
             hidden = model.hidden_states(chosen[:, None], next_pos, pad, cache)[:, -1]
         else:
             # Recompute the whole prefix: what the cache saves, made measurable.
@@ -141,15 +143,16 @@ def _sample(model: LanguageModel, prompts: list[torch.Tensor], params: SamplePar
 
 @torch.inference_mode()
 def sequence_logprobs(model: LanguageModel, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence."""
+    """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence, computed by
+    training's own `token_logprobs`: a reference scored here (DPO's initial weights) has the same
+    arithmetic as the policy's log-probs in forward_backward."""
     device = model.output_weight().device
     longest = max(len(s) for s in sequences)
     # Right padding: causal attention never looks ahead, so padded tail tokens need no mask.
     ids = torch.zeros(len(sequences), longest, dtype=torch.long, device=device)
     for row, s in enumerate(sequences):
         ids[row, : len(s)] = s.to(device)
-    positions = torch.arange(longest, device=device)[None, :].expand(len(sequences), -1)
-    pad = torch.zeros(len(sequences), dtype=torch.long, device=device)
-    logits = model.logits(model.hidden_states(ids, positions, pad)).float()
-    scores = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    if longest < 2:
+        return [torch.zeros(0) for _ in sequences]
+    scores = token_logprobs(model, ids, with_entropy=False)[0]
     return [scores[row, : len(s) - 1].cpu() for row, s in enumerate(sequences)]

@@ -154,5 +154,11 @@ def _dpo(model, ids, lengths, spec, device, checkpointing):
     mask = per_token(spec["mask"], lengths, "loss.mask", device)
     logp, _, _ = token_logprobs(model, ids, with_entropy=False, checkpoint_layers=checkpointing)
     policy = losses.sequence_logprob_sums(logp, mask)
-    ref = losses.sequence_logprob_sums(_reference_logprobs(model, ids), mask)
+    if spec["ref_logprobs"] is None:
+        ref = losses.sequence_logprob_sums(_reference_logprobs(model, ids), mask)
+    else:
+        # Given (e.g. the initial weights' log-probs, computed once): no reference forward.
+        ref = spec["ref_logprobs"].float().to(device)
+        if ref.numel() != len(lengths):
+            raise BatchError(f"dpo: ref_logprobs has {ref.numel()} values for {len(lengths)} sequences (one per sequence)")
     return losses.dpo(policy[0::2], policy[1::2], ref[0::2], ref[1::2], beta=spec["beta"])

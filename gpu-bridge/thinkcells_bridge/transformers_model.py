@@ -11,7 +11,6 @@ DynamicCache: the same inputs transformers' generate() gives these models.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -152,9 +151,6 @@ class TransformersCausalLM(ValueHead, nn.Module):
 
     def new_cache(self, start: torch.Tensor, capacity: int, dtype: torch.dtype) -> TransformersCache:
         return TransformersCache(self.hf.config)  # grows as it fills: capacity is not needed
-
-    def sampling_mode(self):
-        return contextlib.nullcontext(self)
 
 
 def unsupported(model_type, reason: str, source: str) -> ModelConfigError:

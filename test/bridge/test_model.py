@@ -1,4 +1,3 @@
-import contextlib
 import math
 
 import pytest
@@ -7,7 +6,7 @@ import torch.nn.functional as F
 
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import native_kernels
-from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention, inference_weights
+from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention
 from thinkcells_bridge.sampling import SampleParams, sample
 
 CONFIGS = {
@@ -34,63 +33,41 @@ def full_logits(model, ids, pad=None):
     return model.logits(model.hidden_states(ids, positions, pad))
 
 
-def cached_logits(model, ids, pad=None, prefill=1):
-    """Prefill the first `prefill` tokens, then feed the rest one token at a time."""
+def cached_logits(model, ids, pad=None, prefill=1, decoder=None):
+    """Prefill the first `prefill` tokens, then feed the rest one token at a time (through
+    `decoder`, a native_kernels.NativeDecoder, when given)."""
     b, t = ids.shape
     pad = torch.zeros(b, dtype=torch.long) if pad is None else pad
     positions = (torch.arange(t)[None, :] - pad[:, None]).clamp(min=0)
     cache = KVCache(model.config, pad, t, model.output_weight().dtype)
     out = [model.logits(model.hidden_states(ids[:, :prefill], positions[:, :prefill], pad, cache))]
     for i in range(prefill, t):
-        out.append(model.logits(model.hidden_states(ids[:, i : i + 1], positions[:, i : i + 1], pad, cache)))
+        one, at = ids[:, i : i + 1], positions[:, i : i + 1]
+        hidden = decoder.step(one, at, cache) if decoder is not None else model.hidden_states(one, at, pad, cache)
+        out.append(model.logits(hidden))
     assert cache.length == t
     return torch.cat(out, dim=1)
 
 
-@pytest.fixture
-def native_spy(monkeypatch):
-    """Counts the model's calls of the native decode step, and how many it ran natively."""
-    calls = {"called": 0, "native": 0}
-    original = native_kernels.decode_step
-
-    def spy(*args):
-        ran = original(*args)
-        calls["called"] += 1
-        calls["native"] += ran
-        return ran
-
-    monkeypatch.setattr(native_kernels, "decode_step", spy)
-    return calls
-
-
 @pytest.mark.parametrize("prefill", [1, 4])
-def test_cached_decode_matches_full_forward_no_grad(model, native_spy, prefill):
+def test_cached_decode_matches_full_forward_no_grad(model, prefill):
     ids = random_ids((3, 9), seed=1)
     with torch.no_grad():
         expected = full_logits(model, ids)
         plain = cached_logits(model, ids, prefill=prefill)
-        assert native_spy["native"] == 0  # outside inference_weights: the torch path
-        with inference_weights(model):
-            native = cached_logits(model, ids, prefill=prefill)
+        native = cached_logits(model, ids, prefill=prefill, decoder=native_kernels.native_decoder(model))
     assert expected.shape == (3, 9, 97)
     assert torch.allclose(plain, expected, atol=1e-5), (plain - expected).abs().max()
     assert torch.allclose(native, expected, atol=1e-5), (native - expected).abs().max()
-    # Every single-token forward (a 1-token prefill is one too) inside inference_weights ran
-    # natively.
-    single_token_forwards = 9 - prefill + (prefill == 1)
-    assert native_spy["native"] == single_token_forwards
-    assert native_spy["called"] == 2 * single_token_forwards
 
 
-def test_cached_decode_matches_full_forward_with_grad(model, native_spy):
+def test_cached_decode_matches_full_forward_with_grad(model):
     ids = random_ids((2, 7), seed=2)
     with torch.no_grad():
         expected = full_logits(model, ids)
-    with inference_weights(model):
-        got = cached_logits(model, ids, prefill=2)
-    assert got.requires_grad  # really the autograd (torch) path
+    got = cached_logits(model, ids, prefill=2)
+    assert got.requires_grad  # the autograd path
     assert torch.allclose(got.detach(), expected, atol=1e-5), (got.detach() - expected).abs().max()
-    assert native_spy["native"] == 0
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
@@ -103,15 +80,16 @@ def test_left_padding_matches_unpadded_rows(model, grad):
     steps = 4
     cont_short, cont_long = random_ids((1, steps), seed=6), random_ids((1, steps), seed=7)
 
-    # Without grad the cached runs go through the native step (inference_weights), with grad
+    # Without grad the cached steps go through the native decoder, as sampling's do; with grad
     # through torch.
-    with torch.set_grad_enabled(grad), (contextlib.nullcontext() if grad else inference_weights(model)):
+    decoder = None if grad else native_kernels.native_decoder(model)
+    with torch.set_grad_enabled(grad):
         # Alone: unpadded prompt then teacher-forced continuation, through the cache.
-        alone = [cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1])[:, p.shape[1] - 1 :]
+        alone = [cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1], decoder=decoder)[:, p.shape[1] - 1 :]
                  for p, c in [(short, cont_short), (long, cont_long)]]
         # Together: left-padded prefill, then the same continuations step by step.
         ids = torch.cat([batch_prompt, torch.cat([cont_short, cont_long])], dim=1)
-        together = cached_logits(model, ids, pad=pad, prefill=batch_prompt.shape[1])[:, batch_prompt.shape[1] - 1 :]
+        together = cached_logits(model, ids, pad=pad, prefill=batch_prompt.shape[1], decoder=decoder)[:, batch_prompt.shape[1] - 1 :]
         # And without a cache: one forward over the padded batch.
         full = full_logits(model, ids, pad=pad)[:, batch_prompt.shape[1] - 1 :]
 
@@ -122,16 +100,11 @@ def test_left_padding_matches_unpadded_rows(model, grad):
 
 
 def native_vs_torch(m, ids, pad, prefill):
-    """Cached decode inside inference_weights: with the native step, then with it disabled."""
-    with torch.no_grad(), inference_weights(m):
-        native = cached_logits(m, ids, pad=pad, prefill=prefill)
-        library = native_kernels.native_library
-        native_kernels.native_library = lambda: None
-        try:
-            fallback = cached_logits(m, ids, pad=pad, prefill=prefill)
-        finally:
-            native_kernels.native_library = library
-    return native, fallback
+    """Cached decode with the native decoder, then with the model's torch code."""
+    decoder = native_kernels.native_decoder(m)
+    assert decoder is not None, "the native step should apply (and build) here"
+    with torch.no_grad():
+        return cached_logits(m, ids, pad=pad, prefill=prefill, decoder=decoder), cached_logits(m, ids, pad=pad, prefill=prefill)
 
 
 @pytest.mark.parametrize("head_dim", [8, 12, 16, 32, 64, 128])
@@ -139,7 +112,6 @@ def native_vs_torch(m, ids, pad, prefill):
 def test_native_step_matches_torch(head_dim, heads, kv):
     """Every specialised head size (and the generic loop, 12), GQA, MHA and MQA, with left
     padding: the C step gives torch's numbers."""
-    assert native_kernels.native_library() is not None, "the native step should build on this machine"
     m = random_model(llama_config(head_dim=head_dim, num_attention_heads=heads, num_key_value_heads=kv), seed=head_dim + heads)
     ids = random_ids((3, 10), seed=head_dim)
     native, fallback = native_vs_torch(m, ids, torch.tensor([0, 3, 7]), prefill=8)
@@ -176,39 +148,28 @@ def test_native_step_multithreaded_matches_torch():
     assert torch.allclose(native, fallback, atol=1e-4), (native - fallback).abs().max()
 
 
-def test_native_step_declines_other_dtypes(native_spy):
-    m = random_model(llama_config(), seed=13).double()
-    with torch.no_grad(), inference_weights(m):
-        got = cached_logits(m, random_ids((2, 5), seed=14), prefill=2)
-    assert got.dtype == torch.float64
-    assert native_spy["called"] > 0 and native_spy["native"] == 0
+def test_native_decoder_applies_to_llama_shaped_fp32_cpu_models_only():
+    assert native_kernels.native_decoder(random_model(llama_config(), seed=13)) is not None
+    assert native_kernels.native_decoder(random_model(llama_config(), seed=13).double()) is None
+    for departure in (dict(model_type="qwen3"), dict(model_type="mistral", sliding_window=4), dict(attention_bias=True),
+                      dict(model_type="gemma2", head_dim=8, query_pre_attn_scalar=8)):
+        model = random_model(llama_config(**departure), seed=13)
+        assert not model.config.llama_shaped and native_kernels.native_decoder(model) is None, departure
+
+
+def test_loading_the_native_step_keeps_subnormals():
+    """The library must not switch the process to flush-to-zero (as a -ffast-math link does)."""
+    assert native_kernels.native_library() is not None
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0 and (tiny + tiny).item() > 1e-40
 
 
 def test_thinkcells_native_0_disables_the_native_step(monkeypatch):
     monkeypatch.setenv("THINKCELLS_NATIVE", "0")
     monkeypatch.setattr(native_kernels, "_native", False)  # not tried yet
     assert native_kernels.native_library() is None
-
-
-def test_inference_weights_match_unfused(model):
-    ids = random_ids((3, 8), seed=9)
-    pad = torch.tensor([0, 3, 1])
-    with torch.no_grad():
-        plain_full, plain_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
-        with inference_weights(model):
-            assert all(layer.self_attn.inference is not None and layer.mlp.inference is not None for layer in model.model.layers)
-            fused_full, fused_cached = full_logits(model, ids, pad), cached_logits(model, ids, pad, prefill=3)
-    assert all(layer.self_attn.inference is None and layer.mlp.inference is None for layer in model.model.layers) and model.head_t is None
-    assert torch.allclose(fused_full, plain_full, atol=1e-5), (fused_full - plain_full).abs().max()
-    assert torch.allclose(fused_cached, plain_cached, atol=1e-5), (fused_cached - plain_cached).abs().max()
-
-
-def test_inference_weights_cleared_after_an_error():
-    m = random_model(llama_config(), seed=2)
-    with pytest.raises(KeyError):
-        with inference_weights(m):
-            raise KeyError("boom")
-    assert all(layer.self_attn.inference is None and layer.mlp.inference is None for layer in m.model.layers) and m.head_t is None
+    assert native_kernels.native_decoder(random_model(llama_config(), seed=13)) is None
+    monkeypatch.setattr(native_kernels, "_native", False)  # the next test picks again
 
 
 @torch.no_grad()

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from bridge_wire import llama_config, qwen2_config, random_model
+from test_model import cached_logits, full_logits
 from thinkcells_bridge import native_kernels
-from thinkcells_bridge.model import CausalLM, KVCache, ModelConfig, ModelConfigError, inference_weights, rope_tables
+from thinkcells_bridge.model import CausalLM, ModelConfig, ModelConfigError, rope_tables
 from thinkcells_bridge.rope_scaling import RopeScaling, inv_freq_and_attention_factor, parse_rope_scaling, with_rope_scaling
 
 
@@ -267,33 +268,17 @@ def scaled_model(kind):
     return base, rebuilt(base, config)
 
 
-def logits_of(model, ids, pad, cache_prefill=None):
-    """Full forward, or with cache_prefill: prefill that many tokens, then one at a time."""
-    b, t = ids.shape
-    positions = (torch.arange(t)[None, :] - pad[:, None]).clamp(min=0)
-    if cache_prefill is None:
-        return model.logits(model.hidden_states(ids, positions, pad))
-    cache = KVCache(model.config, pad, t, torch.float32)
-    out = [model.logits(model.hidden_states(ids[:, :cache_prefill], positions[:, :cache_prefill], pad, cache))]
-    for i in range(cache_prefill, t):
-        out.append(model.logits(model.hidden_states(ids[:, i : i + 1], positions[:, i : i + 1], pad, cache)))
-    return torch.cat(out, dim=1)
-
-
 @pytest.mark.parametrize("kind", ["linear", "dynamic", "yarn", "llama3"])
-def test_scaled_model_cached_native_decode_matches_full_forward(kind, monkeypatch):
-    native_runs = []
-    original = native_kernels.decode_step
-    monkeypatch.setattr(native_kernels, "decode_step", lambda *args: native_runs.append(original(*args)) or native_runs[-1])
+def test_scaled_model_cached_native_decode_matches_full_forward(kind):
     plain, model = scaled_model(kind)
     ids = torch.randint(3, 97, (3, 40), generator=torch.Generator().manual_seed(6))
     pad = torch.tensor([0, 3, 9])
+    decoder = native_kernels.native_decoder(model)
+    assert decoder is not None  # every step runs in C, reading the scaled table
     with torch.no_grad():
-        expected = logits_of(model, ids, pad)
-        with inference_weights(model):
-            got = logits_of(model, ids, pad, cache_prefill=5)
-        unscaled = logits_of(plain, ids, pad)
-    assert native_runs == [True] * 35  # every step ran in C, reading the scaled table
+        expected = full_logits(model, ids, pad)
+        got = cached_logits(model, ids, pad, prefill=5, decoder=decoder)
+        unscaled = full_logits(plain, ids, pad)
     for row, start in enumerate(pad.tolist()):  # left padding's own logits mean nothing
         assert torch.allclose(got[row, start:], expected[row, start:], atol=1e-5), (got[row, start:] - expected[row, start:]).abs().max()
         assert (expected[row, start:] - unscaled[row, start:]).abs().max() > 1e-2  # the scaling changed the numbers

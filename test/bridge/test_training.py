@@ -10,7 +10,9 @@ from bridge_wire import llama_config, random_model
 from thinkcells_bridge.lora import apply_lora
 from thinkcells_bridge.optim import AdamWConfig, Trainer
 from thinkcells_bridge.state import StateError, load_state, read_state_meta, save_state
-from thinkcells_bridge.training import BatchError, forward_backward
+from thinkcells_bridge.losses import sequence_logprob_sums
+from thinkcells_bridge.lora import adapters_disabled
+from thinkcells_bridge.training import BatchError, forward_backward, pack, per_token, token_logprobs
 
 CONFIG = AdamWConfig(lr=1e-2, weight_decay=0.01, max_grad_norm=1.0)
 
@@ -34,7 +36,7 @@ def batch(seed=0, rows=3, length=7, kind="cross_entropy"):
                 "entropy_coef": 0.01, "old_values": torch.randn(n, generator=g) * 0.1, "returns": torch.randn(n, generator=g),
                 "value_clip": 0.2, "value_coef": 0.5}
     else:
-        loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1}
+        loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1, "ref_logprobs": None}
     return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0, "gradient_checkpointing": False}
 
 
@@ -89,6 +91,26 @@ def test_every_loss_kind_gives_finite_gradients_on_the_trainable_parameters_only
     if kind == "dpo":
         # Adapters start at B = 0: the policy is the reference, so Δ = 0 and nothing is "won".
         assert out["metrics"]["reward_accuracy"] == 0.0 and out["metrics"]["reward_margin"] == 0.0
+
+
+def test_dpo_takes_given_reference_logprobs_as_its_own():
+    """The reference's sequence log-probs sent with the batch give the loss and gradient the
+    adapters-off pass gives, and need no adapters (full fine-tuning against the initial model)."""
+    computed, given = lora_model(dropout=0.0), lora_model(dropout=0.0)
+    b = batch(seed=7, rows=4, kind="dpo")
+    with torch.no_grad(), adapters_disabled(given):
+        logp = token_logprobs(given, pack(b["token_ids"], b["lengths"], "cpu"), with_entropy=False)[0]
+    ref = sequence_logprob_sums(logp, per_token(b["loss"]["mask"], b["lengths"], "mask", "cpu"))
+    expected = forward_backward(computed, Trainer(computed), b)
+    out = forward_backward(given, Trainer(given), {**b, "loss": {**b["loss"], "ref_logprobs": ref}})
+    assert out["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    for (name, p), q in zip(computed.named_parameters(), given.parameters()):
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-7), name
+    full = random_model(llama_config(), seed=1).eval()
+    assert math.isfinite(forward_backward(full, Trainer(full), {**b, "loss": {**b["loss"], "ref_logprobs": ref}})["loss"])
+    with pytest.raises(BatchError, match="ref_logprobs has 3 values for 4 sequences"):
+        forward_backward(full, Trainer(full), {**b, "loss": {**b["loss"], "ref_logprobs": ref[:3]}})
 
 
 def test_micro_batches_accumulate_to_the_whole_batch_gradient():

@@ -2,25 +2,25 @@
  * example, declared once with commander (which also writes the help from them). */
 import process from "node:process";
 import { Command, Help, InvalidArgumentError, Option, type CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { BridgeError } from "../bridge/errors.ts";
-import { MODEL_DTYPES } from "../bridge/protocol.ts";
-import { convertLlama2c } from "../cells/convert.ts";
-import { loadModel, status } from "../cells/model.ts";
-import { sample } from "../cells/sample.ts";
-import { bridge } from "../cells/session.ts";
-import { evaluate } from "../eval/evaluate.ts";
-import { loadEvalRows } from "../eval/eval-rows.ts";
-import { exportCheckpoint } from "../export/checkpoint.ts";
-import { DEFAULT_SHARD_BYTES } from "../export/export-model.ts";
-import { formatBytes } from "../hub/progress.ts";
-import { pushToHub } from "../hub/push.ts";
-import { REASONING_STYLES } from "../reasoning/markers.ts";
-import { TEMPLATE_NAMES } from "../sft/templates.ts";
-import { loadTokenizer } from "../tokenizer/tokenizer.ts";
-import { checkNotebook, describeProblem } from "../../kernel/check.ts";
-import { installKernel, KERNEL_NAME, uninstallKernel } from "../../kernel/kernelspec.ts";
-import { parseAssignments } from "../../kernel/parameters.ts";
-import { describeFailure, runNotebook } from "../../kernel/run.ts";
+import { BridgeError } from "../cells-lib/bridge/errors.ts";
+import { MODEL_DTYPES } from "../cells-lib/bridge/protocol.ts";
+import { convertLlama2c } from "../cells-lib/cells/convert.ts";
+import { loadModel, status } from "../cells-lib/cells/model.ts";
+import { sample } from "../cells-lib/cells/sample.ts";
+import { bridge } from "../cells-lib/cells/session.ts";
+import { evaluate } from "../cells-lib/eval/evaluate.ts";
+import { loadEvalRows } from "../cells-lib/eval/eval-rows.ts";
+import { exportCheckpoint } from "../cells-lib/export/checkpoint.ts";
+import { DEFAULT_SHARD_BYTES } from "../cells-lib/export/export-model.ts";
+import { formatBytes } from "../cells-lib/hub/progress.ts";
+import { pushToHub } from "../cells-lib/hub/push.ts";
+import { REASONING_STYLES } from "../cells-lib/reasoning/markers.ts";
+import { TEMPLATE_NAMES } from "../cells-lib/chat/templates.ts";
+import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
+import { checkNotebook, describeProblem } from "../kernel/check.ts";
+import { installKernel, KERNEL_NAME, uninstallKernel } from "../kernel/kernelspec.ts";
+import { parseAssignments } from "../kernel/parameters.ts";
+import { describeFailure, runNotebook } from "../kernel/run.ts";
 
 /** The exit status of a command line that was not understood (a failed command exits 1). */
 export const USAGE_EXIT = 2;

@@ -3,7 +3,7 @@
  * understood. The bridge keeps running for the next command; only this connection is closed. */
 import process from "node:process";
 import { CommanderError } from "@commander-js/extra-typings";
-import { disconnect } from "../cells/session.ts";
+import { disconnect } from "../cells-lib/cells/session.ts";
 import { cliProgram, USAGE_EXIT, UsageError } from "./program.ts";
 
 try {

@@ -1,0 +1,178 @@
+/** The one training loop behind trainSft, trainDpo and grpoTrainer. A trainer supplies its step,
+ * its evaluation and its own state (LoopHooks); the loop owns the rest: resume, the live chart
+ * and progress bar, evaluation and checkpoint cadence, the stop rules, the best evaluation and
+ * abort. Every trainer has the same shape (Trainer): `step()`, `run(n)`, `history`, `model`,
+ * `abort()`. */
+import type { Model } from "../cells/model.ts";
+import { show } from "../display/show.ts";
+import { stopIfAborted } from "./abort.ts";
+import type { RunOptions } from "./cell-options.ts";
+import { TrainingCheckpoints } from "./checkpointing.ts";
+import { decodeLoopState, encodeLoopState, type LoopSchemas, type LoopState, type TrainerKind } from "./loop-state.ts";
+import { trainingMonitor, type Monitor } from "./monitor.ts";
+import { stopRules, type EarlyStoppingRule, type StopReason } from "./stop-rules.ts";
+
+/** What the loop reads of a step's metrics. */
+export type StepRecord = { step: number; gradNorm: number | null };
+/** What the loop reads of an evaluation: its step (0 is before training) and its loss. */
+export type EvaluationRecord = { step: number; valLoss: number | null };
+
+/** What a trainer declares before it starts. */
+export interface LoopConfig<S, E, X> {
+  kind: TrainerKind;
+  /** The cell, first in messages. */
+  cell: string;
+  schemas: LoopSchemas<S, E, X>;
+  /** The metric that ranks checkpoints ("best") and picks `best` among the evaluations. */
+  rank: { metric: string; mode: "min" | "max" };
+  earlyStopping?: EarlyStoppingRule;
+  options: RunOptions;
+}
+
+/** What a trainer does; the loop does everything around it. */
+export interface LoopHooks<S, E, X> {
+  model: Model;
+  /** Where `run()` ends, and the last step's checkpoint and evaluation. */
+  totalSteps: number;
+  /** Trains step `index` (0-based) and returns its metrics. */
+  step(index: number): Promise<S>;
+  /** Whether a step's update was skipped for a non-finite loss or gradient. */
+  nonFinite(metrics: S): boolean;
+  /** Evaluates every `every` steps and after the last one (and first at step 0 with `atStart`). */
+  evaluation?: { every: number; atStart: boolean; run(step: number): Promise<E> };
+  /** The trainer's own state, saved in each checkpoint. */
+  state(): X;
+  /** What a checkpoint is ranked by; default: the evaluation made at its step. */
+  checkpointMetrics?(metrics: S): Record<string, number | null>;
+  chart: { title: string; metrics: string[]; barInfo?: string[] };
+}
+
+export interface Trainer<S, E> {
+  readonly kind: TrainerKind;
+  readonly model: Model;
+  readonly history: S[];
+  readonly evaluations: E[];
+  /** The evaluation after training started that ranks first by the rank metric. */
+  readonly best: E | undefined;
+  /** Why the last `run` stopped before its end (a stop rule), or null. */
+  readonly stopped: StopReason | null;
+  /** The checkpoints saved by this trainer, in order. */
+  readonly checkpoints: string[];
+  /** One step, with its evaluation and checkpoint when they are due. */
+  step(): Promise<S>;
+  /** `count` steps (default: up to the total), with the live chart and progress bar; ends early when a stop rule says so. */
+  run(count?: number): Promise<S[]>;
+  /** Stops the run before its next request to the bridge (as the `signal` option does). */
+  abort(reason?: unknown): void;
+}
+
+export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
+  /** Aborted by the `signal` option or by `abort()`: trainers check it between their requests. */
+  readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
+  private readonly checkpoints: { store: TrainingCheckpoints; every: number } | undefined;
+
+  constructor(readonly config: LoopConfig<S, E, X>) {
+    const { checkpoint, signal } = config.options;
+    this.checkpoints = checkpoint && { store: new TrainingCheckpoints(checkpoint, config.rank.metric, config.rank.mode), every: checkpoint.every };
+    this.signal = signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
+  }
+
+  /** The loop state of the checkpoint the `resume` option names, its training state loaded into
+   * `model`; undefined when not resuming. A checkpoint another trainer saved is refused. */
+  async resume(model: Model): Promise<LoopState<S, E, X> | undefined> {
+    const { kind, cell, schemas, options } = this.config;
+    if (options.resume === undefined || !this.checkpoints) return undefined;
+    return this.checkpoints.store.resume(model, options.resume, (loop, name) => decodeLoopState(kind, schemas, loop, `${cell}: checkpoint "${name}"`));
+  }
+
+  /** The trainer, continuing from `resumed`; `extra` adds the trainer's own fields. */
+  start<T extends object>(hooks: LoopHooks<S, E, X>, resumed: LoopState<S, E, X> | undefined, extra: T): Trainer<S, E> & T {
+    const { kind, options, rank } = this.config;
+    const { model, evaluation } = hooks;
+    const signal = this.signal;
+    const checkpoints = this.checkpoints;
+    const history = resumed?.history ?? [];
+    const evaluations = resumed?.evaluations ?? [];
+    const saved: string[] = [];
+    const rules = stopRules(options.stopWhen, this.config.earlyStopping);
+    // The rules go on from what was recorded before the checkpoint (their verdicts then are past).
+    for (const s of history) rules.afterStep(s.step, s.gradNorm, hooks.nonFinite(s));
+    for (const e of evaluations) rules.afterEvaluation(e.step, e.valLoss, e);
+    let stopped: StopReason | null = null;
+    let monitor: Monitor | undefined;
+
+    const evaluate = async (step: number): Promise<StopReason | null> => {
+      const e = await evaluation!.run(step);
+      evaluations.push(e);
+      monitor?.record(step, e);
+      return rules.afterEvaluation(step, e.valLoss, e);
+    };
+
+    const step = async (): Promise<S> => {
+      await stopIfAborted(model, signal, false);
+      if (evaluation?.atStart && history.length === 0 && evaluations.length === 0) await evaluate(0);
+      const metrics = await hooks.step(history.length);
+      history.push(metrics);
+      monitor?.record(metrics.step, metrics, true);
+      const n = metrics.step;
+      const last = n === hooks.totalSteps;
+      const stepStop = rules.afterStep(n, metrics.gradNorm, hooks.nonFinite(metrics));
+      const evaluationStop = evaluation && (n % evaluation.every === 0 || last) ? await evaluate(n) : null;
+      stopped = stepStop ?? evaluationStop;
+      if (checkpoints && (n % checkpoints.every === 0 || last || stopped)) {
+        const latest = evaluations.at(-1);
+        const ranked = hooks.checkpointMetrics?.(metrics) ?? (latest?.step === n ? { ...latest } : {});
+        const loop = encodeLoopState(kind, { history, evaluations, state: hooks.state() });
+        saved.push(await checkpoints.store.save(model, { step: n, loop }, ranked));
+      }
+      if (stopped && options.display) show(`${hooks.chart.title} stopped after step ${n}: ${stopped.message}`);
+      return metrics;
+    };
+
+    const run = async (count = hooks.totalSteps - history.length): Promise<S[]> => {
+      const target = Math.min(hooks.totalSteps, history.length + count);
+      stopped = null;
+      monitor = trainingMonitor({ ...hooks.chart, totalSteps: target - history.length, display: options.display });
+      for (const s of history) monitor.record(s.step, s);
+      for (const e of evaluations) monitor.record(e.step, e);
+      const out: S[] = [];
+      try {
+        while (history.length < target && !stopped) out.push(await step());
+      } finally {
+        monitor.close();
+        monitor = undefined;
+      }
+      return out;
+    };
+
+    const better = (a: number, b: number) => (rank.mode === "min" ? a < b : a > b);
+    const trainer: Trainer<S, E> = {
+      kind,
+      model,
+      history,
+      evaluations,
+      get best() {
+        let best: { e: E; value: number } | undefined;
+        for (const e of evaluations) {
+          const value = metricOf(e, rank.metric);
+          if (e.step > 0 && value !== undefined && (!best || better(value, best.value))) best = { e, value };
+        }
+        return best?.e;
+      },
+      get stopped() {
+        return stopped;
+      },
+      checkpoints: saved,
+      step,
+      run,
+      abort: (reason) => this.controller.abort(reason),
+    };
+    return Object.assign(trainer, extra);
+  }
+}
+
+function metricOf(e: Readonly<Record<string, unknown>>, name: string): number | undefined {
+  const value = e[name];
+  return typeof value === "number" ? value : undefined;
+}

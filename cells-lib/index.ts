@@ -3,7 +3,7 @@ import "./notebook-dir.ts";
 export { BridgeClient, findPython, type BridgeOptions, type OpRequest, type OpResponse } from "./bridge/client.ts";
 export { BridgeError, type BridgeErrorKind } from "./bridge/errors.ts";
 export { Tensor } from "./bridge/frames.ts";
-export { PROTOCOL_VERSION, type ModelInfo } from "./bridge/protocol.ts";
+export { ERROR_KINDS, PROTOCOL_VERSION, type ModelInfo } from "./bridge/protocol.ts";
 export { loadAdapter, saveAdapter, type SaveAdapterOptions, type SaveAdapterResult } from "./cells/adapter.ts";
 export { convertLlama2c } from "./cells/convert.ts";
 export { attachModel, loadModel, status, type BridgeStatus, type Model } from "./cells/model.ts";

@@ -155,7 +155,7 @@ describe("resuming", () => {
   it("refuses a checkpoint that records no trainer, or a loop state of another shape", async () => {
     await expect(resume(await storeWith({ history: [], evaluations: [] }), "sft")).rejects.toThrow("does not record which trainer saved it");
     await expect(resume(await storeWith({ trainer: "sft", history: [{ step: "one" }], evaluations: [], state: { note: "x" } }), "sft")).rejects.toThrow(
-      /the checkpoint's loop state is not what trainSft saves: history\.0\.step: .*; history\.0\.gradNorm/,
+      /the checkpoint's loop state is not what trainSft saves: "history\.0\.step" .*; "history\.0\.gradNorm"/,
     );
   });
 });

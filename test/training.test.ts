@@ -27,7 +27,12 @@ async function steps(model: Model, from: number, count: number): Promise<number[
 
 describe("training through the bridge", () => {
   it("resumes bit for bit: 6 steps straight = 3 steps, save, a fresh bridge, load, 3 steps", async () => {
-    const straight = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "straight" }), { rank: 4, dropout: 0.1 });
+    const base = await loadModel(suite.modelDir, { client: suite.client, name: "straight" });
+    expect(base.info.lora).toBeNull();
+    const straight = await applyLora(base, { rank: 4, dropout: 0.1 });
+    expect(straight.info.lora).toMatchObject({ rank: 4, alpha: 8, dropout: 0.1, targets: "all-linear" });
+    expect((await removeLora(straight)).info.lora).toBeNull();
+    await applyLora(straight, { rank: 4, dropout: 0.1 });
     const expected = await steps(straight, 0, 6);
 
     const first = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "resumed" }), { rank: 4, dropout: 0.1 });

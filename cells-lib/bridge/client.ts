@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { BridgeError } from "./errors.ts";
 import { dehydrate, encodeFrame, hydrate, splitFrame, type Hydrated } from "./frames.ts";
-import { EXIT_CODES, ops, PROTOCOL_VERSION, ResponseEnvelope, type OpName } from "./protocol.ts";
+import { EXIT_CODES, ops, PROTOCOL_VERSION, ResponseEnvelope, SessionFile, type OpName } from "./protocol.ts";
 import { parseOptions } from "../util/options.ts";
 import { processAlive } from "../util/atomic.ts";
 import { venvProgram } from "../util/project-python.ts";
@@ -54,13 +54,6 @@ interface Pending {
   op: string;
   resolve: (body: unknown) => void;
   reject: (err: Error) => void;
-}
-
-interface SessionInfo {
-  pid: number;
-  socket: string;
-  token: string;
-  protocol_version: number;
 }
 
 /** The runtime directory, absolute: the dir option, else $THINKCELLS_BRIDGE_DIR, else
@@ -140,7 +133,7 @@ export function findPython(explicit?: string): string {
 }
 
 /** The session file's bridge, if its process lives; a file that is not private is refused. */
-function readSession(file: string): SessionInfo | undefined {
+function readSession(file: string): SessionFile | undefined {
   let text: string;
   try {
     text = readPrivate(file);
@@ -149,8 +142,9 @@ function readSession(file: string): SessionInfo | undefined {
     throw err;
   }
   try {
-    const info = JSON.parse(text) as SessionInfo;
-    return processAlive(info.pid) ? info : undefined;
+    // A file that is not what a bridge writes (hand-edited, another program's) names no bridge.
+    const info = SessionFile.safeParse(JSON.parse(text));
+    return info.success && processAlive(info.data.pid) ? info.data : undefined;
   } catch {
     return undefined;
   }
@@ -223,7 +217,7 @@ export class BridgeClient {
   }
 
   /** A client that has said hello to the bridge `info` names, or why nobody answered there. */
-  private static async attach(info: SessionInfo, session: string, logFile: string, infoFile: string): Promise<BridgeClient | { unreachable: string }> {
+  private static async attach(info: SessionFile, session: string, logFile: string, infoFile: string): Promise<BridgeClient | { unreachable: string }> {
     let socket: net.Socket;
     try {
       socket = await openSocket(info.socket);
@@ -254,7 +248,7 @@ export class BridgeClient {
     infoFile: string,
     logFile: string,
     deadline: number,
-  ): Promise<{ info: SessionInfo | undefined; ours: boolean }> {
+  ): Promise<{ info: SessionFile | undefined; ours: boolean }> {
     const python = findPython(opts.python);
     const log = openPrivate(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
     const logStart = fstatSync(log).size;
@@ -383,8 +377,7 @@ export class BridgeClient {
     }
     const message = parsed.data;
     if (!message.ok) {
-      const kind = (["bad_input", "invalid_request", "cancelled"] as const).find((k) => k === message.error.type) ?? "internal";
-      pending.reject(new BridgeError(kind, pending.op, message.error.message, message.error.traceback));
+      pending.reject(new BridgeError(message.error.type, pending.op, message.error.message, message.error.traceback));
       return;
     }
     const schema = ops[pending.op as OpName]?.response;

@@ -1,14 +1,11 @@
 /** Errors from the bridge, typed so a notebook can tell a bad input from a crash. */
 
-export type BridgeErrorKind =
-  | "bad_input" // the bridge understood the request but could not carry it out
-  | "invalid_request" // the request did not match the protocol schema
-  | "internal" // an unexpected Python exception
-  | "cancelled" // the caller cancelled the request
-  | "crashed" // the bridge process died or the connection dropped
-  | "start_failed" // the bridge could not be started
-  | "not_running" // connect({ start: false }) found no bridge running
-  | "handshake"; // wrong token or protocol version
+import type { ErrorKind } from "./protocol.ts";
+
+/** Declared once, with the protocol (ERROR_KINDS in protocol.ts): the bridge's own kinds
+ * ("bad_input", "invalid_request", "internal", "cancelled") and the client's ("crashed",
+ * "start_failed", "not_running", "handshake"). */
+export type BridgeErrorKind = ErrorKind;
 
 export class BridgeError extends Error {
   override name = "BridgeError";

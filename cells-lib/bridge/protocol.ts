@@ -47,6 +47,17 @@ export const MODEL_DTYPES = ["auto", "float32", "bfloat16", "float16"] as const;
 const name = z.string().min(1).max(128);
 const int = z.number().int();
 
+/** The session file a bridge publishes in its runtime directory (`<session>.json`, 0600): how a
+ * client finds and authenticates to it. Read by the client, written by the worker's server.py. */
+export const SessionFile = z.object({
+  pid: int.positive(),
+  socket: z.string().min(1),
+  token: z.string().min(1),
+  protocol_version: int,
+  started_at: z.number(),
+});
+export type SessionFile = z.infer<typeof SessionFile>;
+
 /** Which code runs a model: thinkcells' own PyTorch modules, or transformers' for other architectures. */
 export const MODEL_BACKENDS = ["native", "transformers"] as const;
 
@@ -69,6 +80,8 @@ const ModelInfo = z.object({
   rope_scaling: z.record(z.string(), z.unknown()).nullable(),
   /** Weight-only quantization of the frozen base linears, or null. */
   quantization: z.enum(["int8", "nf4"]).nullable(),
+  /** The LoRA adapters' settings (rank, alpha, dropout, targets, seed), or null: no adapters. */
+  lora: z.record(z.string(), z.unknown()).nullable(),
   /** Whether PPO's value head is attached. */
   value_head: z.boolean(),
   /** Bytes of parameters and buffers as held (quantized weights count at their stored size). */
@@ -85,6 +98,9 @@ export type ModelInfo = z.infer<typeof ModelInfo>;
  * (Llama-family names for the native models; the worker checks them against the model). */
 export const LoraTargets = z.union([z.literal("all-linear"), z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1)]);
 
+/** How the policy-gradient loss reduces its token terms (docs/algorithms.md): GRPO's, DAPO's, Dr.GRPO's. */
+export const AGGREGATIONS = ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"] as const;
+
 const policyGradient = {
   mask: TensorRef,
   old_logprobs: TensorRef,
@@ -93,7 +109,7 @@ const policyGradient = {
   eps_low: z.number().min(0),
   eps_high: z.number().min(0),
   ratio_level: z.enum(["token", "sequence"]),
-  aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
+  aggregation: z.enum(AGGREGATIONS),
   constant: z.number().positive().nullable(),
   num_tokens: z.number().positive().nullable(),
   num_sequences: z.number().positive().nullable(),
@@ -435,8 +451,28 @@ export const RequestEnvelope = z
   })
   .strict();
 
+/** The kinds of error the Python bridge reports in a failed response's `error.type`. */
+export const REMOTE_ERROR_KINDS = [
+  "bad_input", // the bridge understood the request but could not carry it out
+  "invalid_request", // the request did not match the protocol schema
+  "internal", // an unexpected Python exception
+  "cancelled", // the caller cancelled the request
+] as const;
+export type RemoteErrorKind = (typeof REMOTE_ERROR_KINDS)[number];
+
+/** Every kind a BridgeError can have: the bridge's, then those the client raises itself. */
+export const ERROR_KINDS = [
+  ...REMOTE_ERROR_KINDS,
+  "crashed", // the bridge process died or the connection dropped
+  "start_failed", // the bridge could not be started
+  "not_running", // connect({ start: false }) found no bridge running
+  "handshake", // wrong token or protocol version
+] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
 const ErrorBody = z.object({
-  type: z.string(),
+  /** A kind this client does not know (a newer bridge) reads as "internal". */
+  type: z.enum(REMOTE_ERROR_KINDS).catch("internal"),
   message: z.string(),
   traceback: z.string(),
 });
@@ -462,6 +498,7 @@ export function protocolJsonSchema(): Record<string, unknown> {
     generated_from: "cells-lib/bridge/protocol.ts",
     exit_codes: EXIT_CODES,
     onnx_opsets: ONNX_OPSETS,
+    error_kinds: REMOTE_ERROR_KINDS,
     envelope: z.toJSONSchema(RequestEnvelope, { target: "draft-2020-12" }),
     requests,
   };

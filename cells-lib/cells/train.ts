@@ -3,7 +3,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { Tensor } from "../bridge/frames.ts";
-import { LoraTargets } from "../bridge/protocol.ts";
+import { AGGREGATIONS, LoraTargets } from "../bridge/protocol.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
 import type { Model } from "./model.ts";
 
@@ -86,7 +86,7 @@ const policyGradient = {
   epsLow: z.number().min(0).default(0.2),
   epsHigh: z.number().min(0).default(0.2),
   ratioLevel: z.enum(["token", "sequence"]).default("token"),
-  aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]).default("seq_mean_token_mean"),
+  aggregation: z.enum(AGGREGATIONS).default("seq_mean_token_mean"),
   constant: z.number().positive().optional(),
   numTokens: z.number().positive().optional(),
   numSequences: z.number().positive().optional(),

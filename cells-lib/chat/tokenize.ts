@@ -4,7 +4,7 @@
 import { z } from "zod";
 import { errorMessage } from "../tokenizer/error-message.ts";
 import { Tokenizer, type ChatMessage } from "../tokenizer/tokenizer.ts";
-import { OptionsError, parseOptions } from "../util/options.ts";
+import { formatIssues, issuesFrom, OptionsError, parseOptions } from "../util/options.ts";
 import { encodeSegments, type EncodedSegments } from "./template-encoding.ts";
 import { conversationSegments } from "./template-segments.ts";
 import { ChatTemplateSchema, resolveTemplate, type ChatTemplate, type TemplateName } from "./templates.ts";
@@ -161,7 +161,7 @@ function rowMessages(row: unknown, withCompletion: boolean): ChatMessage[] {
 function parseRow<S extends z.ZodType>(schema: S, row: unknown): z.output<S> {
   const result = schema.safeParse(row);
   if (result.success) return result.data;
-  throw new Error(result.error.issues.map((issue) => `${issue.path.length ? `"${issue.path.join(".")}" ` : ""}${issue.message}`).join("; "));
+  throw new Error(formatIssues(issuesFrom(result.error, row), "field"));
 }
 
 /** One paragraph for the notebook: how many rows the cutoff cut, which, and which were dropped. */

@@ -1,5 +1,6 @@
 /** zod issues about one row, as sentences: which field, what was expected, what was there. */
 import type { z } from "zod";
+import { describeValue, valueAt } from "../util/options.ts";
 
 export function describeIssue(issue: z.core.$ZodIssue, row: unknown): string {
   const field = issue.path.length ? `field "${issue.path.map(String).join(".")}": ` : "";
@@ -17,24 +18,4 @@ function expectation(issue: z.core.$ZodIssue): string {
 
 function withArticle(noun: string): string {
   return `${/^[aeiou]/.test(noun) ? "an" : "a"} ${noun}`;
-}
-
-function valueAt(row: unknown, path: readonly PropertyKey[]): unknown {
-  let value = row;
-  for (const key of path) {
-    if (typeof value !== "object" || value === null) return undefined;
-    value = (value as Record<PropertyKey, unknown>)[key];
-  }
-  return value;
-}
-
-const MAX_SHOWN = 40;
-
-function describeValue(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object" && value !== null) return "an object";
-  if (typeof value !== "string") return String(value);
-  const shown = JSON.stringify(value);
-  return shown.length <= MAX_SHOWN ? shown : `${shown.slice(0, MAX_SHOWN - 1)}…"`;
 }

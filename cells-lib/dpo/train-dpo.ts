@@ -12,7 +12,6 @@
  *               Full fine-tuning needs it (there is nothing to switch off); with LoRA it makes
  *               an SFT-trained adapter the reference. */
 import { z } from "zod";
-import { BridgeError } from "../bridge/errors.ts";
 import type { Model } from "../cells/model.ts";
 import { logprobs } from "../cells/sample.ts";
 import { forwardBackward, optimStep, setAdapters, type TrainingExample } from "../cells/train.ts";
@@ -25,7 +24,7 @@ import { applyLoraChoice, batchLoopShape, batchSchedule, batchStepShape, checkLo
 import { dataOrder, stepBatches } from "../training/data-order.ts";
 import { TrainingLoop, type Trainer } from "../training/loop.ts";
 import type { StopReason } from "../training/stop-rules.ts";
-import { OptionsError, parseOptions } from "../util/options.ts";
+import { formatIssues, issuesFrom, OptionsError, parseOptions } from "../util/options.ts";
 import { dpoMetrics, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
 
 /** A preference row; extra fields (e.g. `reference`, the verifiable answer) are kept out of training. */
@@ -269,8 +268,8 @@ function checkRows(rows: readonly unknown[], where: string): void {
   rows.forEach((row, i) => {
     const r = PreferenceRow.safeParse(row);
     if (!r.success) {
-      const problems = r.error.issues.map((issue) => `${issue.path.length ? `"${issue.path.join(".")}" ` : ""}${issue.message}`).join("; ");
-      throw new OptionsError(`trainDpo: ${where} row ${i} is not a preference row {prompt, chosen, rejected}: ${problems}`);
+      const issues = issuesFrom(r.error, row);
+      throw new OptionsError(`trainDpo: ${where} row ${i} is not a preference row {prompt, chosen, rejected}: ${formatIssues(issues, "field")}`, { where: "trainDpo", issues });
     }
   });
 }
@@ -305,15 +304,13 @@ const sequences = (p: Pair): TrainingExample[] => [
   { tokens: p.rejected.tokens, mask: p.rejected.mask },
 ];
 
-/** Whether the model has LoRA adapters (and, if so, turns them on). */
+/** Whether the model has LoRA adapters (and, if so, turns them on). Asked of the bridge, not
+ * read from `model.info`: resuming may have re-created them since that was taken. */
 async function hasAdapters(model: Model): Promise<boolean> {
-  try {
-    await setAdapters(model, true);
-    return true;
-  } catch (err) {
-    if (err instanceof BridgeError && err.kind === "bad_input" && /no LoRA adapters/.test(err.message)) return false;
-    throw err;
-  }
+  const { models } = await model.client.call("status", {});
+  if (!models.find((m) => m.name === model.name)?.lora) return false;
+  await setAdapters(model, true);
+  return true;
 }
 
 /** Sequence log-probs of each pair under the model as it is: [chosen, rejected] per pair. */

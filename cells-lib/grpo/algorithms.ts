@@ -1,25 +1,31 @@
 /** What each RL algorithm changes, as data: the advantage's scale, the loss's aggregation and
  * clip range, sequence-level ratios, dynamic sampling, overlong handling, GRPO-LEAD's rewards,
- * PPO's critic. Formulas: shared/reference/algorithms.md. Every field can be overridden. */
+ * PPO's critic. Formulas: docs/algorithms.md. Every field can be overridden. */
+import { z } from "zod";
+import { AGGREGATIONS } from "../bridge/protocol.ts";
+
 export const ALGORITHMS = ["grpo", "dr_grpo", "dapo", "gspo", "grpo_lead", "ppo"] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
-export interface AlgorithmSettings {
-  /** Group normalization of rewards into advantages (not used by PPO, which uses GAE). */
-  scale: "group" | "batch" | "none";
-  aggregation: "seq_mean_token_mean" | "token_mean" | "seq_mean_token_sum_norm";
-  epsLow: number;
-  epsHigh: number;
-  ratioLevel: "token" | "sequence";
-  /** DAPO: draw more prompts until the batch holds only groups whose rewards differ. */
-  dynamicSampling: boolean;
-  /** DAPO: a soft length penalty added to the reward, or truncated completions masked out. */
-  overlong: "none" | "penalty" | "mask";
-  /** GRPO-LEAD: length-dependent correctness reward and difficulty-weighted advantages. */
-  lead: boolean;
-  /** PPO: value head, GAE over completion tokens, clipped value loss. */
-  ppo: boolean;
-}
+export const AlgorithmSettings = z
+  .object({
+    /** Group normalization of rewards into advantages (not used by PPO, which uses GAE). */
+    scale: z.enum(["group", "batch", "none"]),
+    aggregation: z.enum(AGGREGATIONS),
+    epsLow: z.number().min(0),
+    epsHigh: z.number().min(0),
+    ratioLevel: z.enum(["token", "sequence"]),
+    /** DAPO: draw more prompts until the batch holds only groups whose rewards differ. */
+    dynamicSampling: z.boolean(),
+    /** DAPO: a soft length penalty added to the reward, or truncated completions masked out. */
+    overlong: z.enum(["none", "penalty", "mask"]),
+    /** GRPO-LEAD: length-dependent correctness reward and difficulty-weighted advantages. */
+    lead: z.boolean(),
+    /** PPO: value head, GAE over completion tokens, clipped value loss. */
+    ppo: z.boolean(),
+  })
+  .strict();
+export type AlgorithmSettings = z.infer<typeof AlgorithmSettings>;
 
 const GRPO: AlgorithmSettings = {
   scale: "group",

@@ -20,25 +20,14 @@ import { TrainingLoop, type Trainer } from "../training/loop.ts";
 import { lrSchedule } from "../training/schedule.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
-import { ALGORITHM_SETTINGS, ALGORITHMS, type AlgorithmSettings } from "./algorithms.ts";
+import { ALGORITHM_SETTINGS, ALGORITHMS, AlgorithmSettings } from "./algorithms.ts";
 import { stepAdvantages, type ScoredGroup } from "./advantages.ts";
 import { policyExample, ppoExample, type Rollout } from "./examples.ts";
 
 /** A prompt (or conversation) to train on; `reference` is what correctness rewards check. */
 export type GrpoRow = PromptRow & { reference?: string };
 
-const Settings = z
-  .object({
-    scale: z.enum(["group", "batch", "none"]),
-    aggregation: z.enum(["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"]),
-    epsLow: z.number().min(0),
-    epsHigh: z.number().min(0),
-    ratioLevel: z.enum(["token", "sequence"]),
-    dynamicSampling: z.boolean(),
-    overlong: z.enum(["none", "penalty", "mask"]),
-    lead: z.boolean(),
-    ppo: z.boolean(),
-  })
+const Settings = AlgorithmSettings
   .partial()
   .strict();
 
@@ -162,7 +151,7 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     throw new OptionsError('grpo: GRPO-LEAD needs option "correctness": the name of the reward that says whether a completion is right (e.g. correctness: "correctness")');
   }
   if (o.correctness !== undefined) correctnessWeight(o.rewards, o.correctness);
-  if (o.beta > 0 && model.info.trainable_parameters === model.info.parameters) {
+  if (o.beta > 0 && model.info.lora === null) {
     throw new OptionsError('grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0');
   }
   if (settings.ppo && !model.info.value_head) model = await addValueHead(model);

@@ -2,7 +2,7 @@
  * turn is the reasoning and answer in one reasoning format, labelled with a reasoning type. */
 import { z } from "zod";
 import type { ChatMessage } from "../tokenizer/tokenizer.ts";
-import { parseOptions } from "../util/options.ts";
+import { formatIssues, issuesFrom, parseOptions } from "../util/options.ts";
 import { classifyReasoningType, REASONING_TYPES, type ReasoningType } from "./classify.ts";
 import { gsm8kToCot } from "./gsm8k.ts";
 import { formatReasoning, REASONING_STYLES } from "./markers.ts";
@@ -68,6 +68,5 @@ export function gsm8kCotDataset(rows: readonly { question: string; answer: strin
 function parseRow(row: unknown, index: number): z.output<typeof Row> {
   const result = Row.safeParse(row);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.length ? `"${issue.path.join(".")}" ` : ""}${issue.message}`);
-  throw new Error(`toCotDataset: row ${index}: ${problems.join("; ")}`);
+  throw new Error(`toCotDataset: row ${index}: ${formatIssues(issuesFrom(result.error, row), "field")}`);
 }

@@ -3,7 +3,7 @@
  * trainer's schema, so a resumed run gets back exactly what it saved, or a clear refusal. */
 import { z } from "zod";
 import type { JsonObject, JsonValue } from "../checkpoints/store.ts";
-import { OptionsError } from "../util/options.ts";
+import { formatIssues, issuesFrom, OptionsError } from "../util/options.ts";
 
 export const TRAINER_KINDS = ["sft", "dpo", "grpo"] as const;
 export type TrainerKind = (typeof TRAINER_KINDS)[number];
@@ -41,7 +41,7 @@ export function decodeLoopState<S, E, X>(kind: TrainerKind, schemas: LoopSchemas
   const schema = z.object({ history: z.array(schemas.step), evaluations: z.array(schemas.evaluation), state: schemas.state });
   const parsed = schema.safeParse(saved);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "loop"}: ${i.message}`).join("; ");
+    const problems = formatIssues(issuesFrom(parsed.error, saved), "field");
     throw new Error(`${where}: the checkpoint's loop state is not what ${TRAINER_CELLS[kind]} saves: ${problems}`);
   }
   return parsed.data;

@@ -98,3 +98,11 @@ def protocol_schema() -> dict:
 def exit_code(name: str) -> int:
     """An exit code declared with the protocol."""
     return protocol_schema()["exit_codes"][name]
+
+
+def error_kind(name: str) -> str:
+    """An error kind declared with the protocol (REMOTE_ERROR_KINDS in protocol.ts): the
+    `error.type` of a failed response. A KeyError for a kind the protocol does not declare."""
+    if name not in protocol_schema()["error_kinds"]:
+        raise KeyError(f"error kind {name!r} is not declared in protocol.ts (REMOTE_ERROR_KINDS)")
+    return name

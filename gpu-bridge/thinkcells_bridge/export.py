@@ -18,13 +18,13 @@ import os
 import torch
 
 from .hf_checkpoint import CONFIG, GENERATION_CONFIG, save_checkpoint, write_json
-from .lora import LoRALinear
 from .language_model import LanguageModel
+from .loading import TORCH_DTYPES
+from .lora import LoRALinear
 from .model_config import ModelConfig, text_model_config
 from .staging import check_replaceable, fsync_dir, replace_directory
 
 ONNX_FILE = os.path.join("onnx", "model.onnx")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ExportError(ValueError):
@@ -161,5 +161,5 @@ def lora_summary(lora: dict | None, merged: list[str]) -> dict | None:
 def export_dtype(requested: str, model: LanguageModel) -> torch.dtype:
     if requested == "auto":
         return model.output_weight().dtype
-    return DTYPES[requested]
+    return TORCH_DTYPES[requested]
 

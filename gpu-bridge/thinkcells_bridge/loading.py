@@ -16,6 +16,10 @@ from .quant import QuantizedLinear
 from .rope_scaling import with_rope_scaling
 
 
+# The protocol's MODEL_DTYPES other than "auto", as torch dtypes.
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -28,7 +32,7 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[requested]
+    return TORCH_DTYPES[requested]
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -115,6 +115,7 @@ class Worker:
             "max_position_embeddings": config.max_position_embeddings,
             "rope_scaling": None if config.rope_scaling is None else dataclasses.asdict(config.rope_scaling),
             "quantization": quantization(loaded.model),
+            "lora": loaded.lora if has_lora(loaded.model) else None,
             "value_head": loaded.model.value_head is not None,
             "weight_bytes": memory_bytes(loaded.model)["stored"],
             "tie_word_embeddings": config.tie_word_embeddings,

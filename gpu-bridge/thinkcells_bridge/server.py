@@ -35,7 +35,7 @@ from typing import Literal
 import torch
 
 from . import __version__
-from .environment import MissingPackage, exit_code
+from .environment import MissingPackage, error_kind, exit_code
 from .ops import OpError, RequestContext, Worker
 from .protocol import MAX_FRAME, PROTOCOL_VERSION, ProtocolError, decode_frame, encode_frame
 from .sampling import Cancelled
@@ -119,13 +119,14 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> b
 
 
 def error_type(exc: BaseException) -> str:
+    """The failed response's `error.type`: one of the kinds protocol.ts declares."""
     if isinstance(exc, Cancelled):
-        return "cancelled"
+        return error_kind("cancelled")
     if isinstance(exc, ProtocolError):
-        return "invalid_request"
+        return error_kind("invalid_request")
     if isinstance(exc, (OpError, ValueError, OSError, MissingPackage)):
-        return "bad_input"  # includes missing or unreadable files the request named, and packages a feature lacks
-    return "internal"
+        return error_kind("bad_input")  # includes missing or unreadable files the request named, and packages a feature lacks
+    return error_kind("internal")
 
 
 class Connection:

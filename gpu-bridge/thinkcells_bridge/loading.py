@@ -82,6 +82,12 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
     else:
         on_device = {label: n * dtype.itemsize for label, n in counts.items()}
         needs = {torch.device("cpu"): (build, built), device: (dtype, on_device | rope)}
+    refuse_unless_fits(needs, source)
+
+
+def refuse_unless_fits(needs: dict[torch.device, tuple[torch.dtype, dict[str, int]]], source: str) -> None:
+    """needs: per device, the dtype the model is held in there and its parts' bytes by label.
+    Raises, naming the largest parts, where they exceed the memory available."""
     for where, (as_dtype, parts) in needs.items():
         need, available = sum(parts.values()), available_memory(where)
         if available is not None and need > available:

@@ -22,7 +22,7 @@ from torch import nn
 from .environment import require
 from .hf_checkpoint import CONFIG, CheckpointError, load_state_dict
 from .language_model import ValueHead
-from .loading import available_memory, human_size
+from .loading import refuse_unless_fits
 from .model_config import SUPPORTED_MODEL_TYPES, ModelConfigError
 
 
@@ -192,12 +192,8 @@ def check_memory(hf_config, device: torch.device, dtype: torch.dtype, source: st
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(hf_config)
     count = sum(t.numel() for t in [*skeleton.parameters(), *skeleton.buffers()])
-    need = count * dtype.itemsize
-    for where in dict.fromkeys([torch.device("cpu"), device]):
-        available = available_memory(where)
-        if available is not None and need > available:
-            raise CheckpointError(f"{source}: this model needs {human_size(need)} of {where} memory in "
-                                  f"{str(dtype).removeprefix('torch.')} ({count} parameters) but {human_size(available)} is available")
+    parts = {f"{count} parameters and buffers": count * dtype.itemsize}
+    refuse_unless_fits({where: (dtype, parts) for where in dict.fromkeys([torch.device("cpu"), device])}, source)
 
 
 def _first(keys) -> tuple[str, str]:

@@ -13,7 +13,6 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the bridge runs
 
 import torch  # noqa: E402
-
 from thinkcells_bridge import native_kernels  # noqa: E402
 from thinkcells_bridge.loading import load_model  # noqa: E402
 from thinkcells_bridge.sampling import SampleParams, sample  # noqa: E402

@@ -12,9 +12,8 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the bridge runs
 
 import torch  # noqa: E402
-
-from thinkcells_bridge.lora import apply_lora  # noqa: E402
 from thinkcells_bridge.loading import load_model  # noqa: E402
+from thinkcells_bridge.lora import apply_lora  # noqa: E402
 from thinkcells_bridge.losses import cross_entropy  # noqa: E402
 from thinkcells_bridge.training import token_logprobs  # noqa: E402
 

@@ -1,21 +1,28 @@
 /** The `thinkcells` command line: every command, its options with their defaults and an
  * example, declared once with commander (which also writes the help from them). */
 import process from "node:process";
-import { Command, Help, InvalidArgumentError, Option, type CommanderError, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import {
+  Command,
+  type CommanderError,
+  type CommandUnknownOpts,
+  Help,
+  InvalidArgumentError,
+  Option,
+} from "@commander-js/extra-typings";
 import { BridgeError } from "../cells-lib/bridge/errors.ts";
 import { MODEL_DTYPES } from "../cells-lib/bridge/protocol.ts";
 import { convertLlama2c } from "../cells-lib/cells/convert.ts";
 import { loadModel, status } from "../cells-lib/cells/model.ts";
 import { sample } from "../cells-lib/cells/sample.ts";
 import { bridge } from "../cells-lib/cells/session.ts";
-import { evaluate } from "../cells-lib/eval/evaluate.ts";
+import { TEMPLATE_NAMES } from "../cells-lib/chat/templates.ts";
 import { loadEvalRows } from "../cells-lib/eval/eval-rows.ts";
+import { evaluate } from "../cells-lib/eval/evaluate.ts";
 import { exportCheckpoint } from "../cells-lib/export/checkpoint.ts";
 import { DEFAULT_SHARD_BYTES } from "../cells-lib/export/export-model.ts";
 import { formatBytes } from "../cells-lib/hub/progress.ts";
 import { pushToHub } from "../cells-lib/hub/push.ts";
 import { REASONING_STYLES } from "../cells-lib/reasoning/markers.ts";
-import { TEMPLATE_NAMES } from "../cells-lib/chat/templates.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { checkNotebook, describeProblem } from "../kernel/check.ts";
 import { installKernel, KERNEL_NAME, uninstallKernel } from "../kernel/kernelspec.ts";
@@ -24,7 +31,6 @@ import { describeFailure, runNotebook } from "../kernel/run.ts";
 
 /** The exit status of a command line that was not understood (a failed command exits 1). */
 export const USAGE_EXIT = 2;
-
 
 /** A command line that was not understood; the message names what and shows the usage. */
 export class UsageError extends Error {
@@ -35,7 +41,10 @@ export class UsageError extends Error {
 function numeric(kind: "a number" | "an integer" | "a positive integer"): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    const ok = value.trim() !== "" && Number.isFinite(n) && (kind === "a number" || (Number.isInteger(n) && (kind === "an integer" || n > 0)));
+    const ok =
+      value.trim() !== "" &&
+      Number.isFinite(n) &&
+      (kind === "a number" || (Number.isInteger(n) && (kind === "an integer" || n > 0)));
     if (!ok) throw new InvalidArgumentError(`Expected ${kind}.`);
     return n;
   };
@@ -61,7 +70,10 @@ function usageMessage(cmd: CommandUnknownOpts, err: CommanderError): string {
     : `${sub} takes no arguments`;
   let what: string;
   if (err.code === "commander.missingArgument") {
-    const missing = cmd.registeredArguments.slice(cmd.args.length).filter((a) => a.required).map((a) => a.name());
+    const missing = cmd.registeredArguments
+      .slice(cmd.args.length)
+      .filter((a) => a.required)
+      .map((a) => a.name());
     what = `missing ${missing.join(" and ")} (${expects})`;
   } else if (err.code === "commander.excessArguments") {
     const extra = cmd.args.slice(cmd.registeredArguments.length);
@@ -73,7 +85,9 @@ function usageMessage(cmd: CommandUnknownOpts, err: CommanderError): string {
   } else {
     what = err.message.replace(/^error: /, "");
   }
-  const more = sub ? `Run "thinkcells help ${sub}" for its options, their defaults and an example.` : 'Run "thinkcells help" for the commands.';
+  const more = sub
+    ? `Run "thinkcells help ${sub}" for its options, their defaults and an example.`
+    : 'Run "thinkcells help" for the commands.';
   return `${path}: ${what}\nusage: ${path} ${cmd.usage()}\n${more}`;
 }
 
@@ -106,7 +120,7 @@ async function loadCliModel(dir: string) {
 
 /** Stops the session's bridge if one runs (never starting one) and says which. */
 async function stopBridge(): Promise<void> {
-  let client;
+  let client: Awaited<ReturnType<typeof bridge>>;
   try {
     client = await bridge({ start: false });
   } catch (err) {
@@ -134,7 +148,9 @@ export function cliProgram(): CommandUnknownOpts {
       // .default(undefined, text).
       optionDescription(option) {
         const text = Help.prototype.optionDescription.call(this, option);
-        return option.defaultValue === undefined && option.defaultValueDescription ? `${text} (default: ${option.defaultValueDescription})` : text;
+        return option.defaultValue === undefined && option.defaultValueDescription
+          ? `${text} (default: ${option.defaultValueDescription})`
+          : text;
       },
     })
     .addHelpText(
@@ -147,7 +163,9 @@ export function cliProgram(): CommandUnknownOpts {
         'Run "thinkcells help COMMAND" (or "thinkcells COMMAND --help") for a command\'s options.',
     );
 
-  const convert = program.command("convert").description("Convert a checkpoint of another format into a Hugging Face model directory");
+  const convert = program
+    .command("convert")
+    .description("Convert a checkpoint of another format into a Hugging Face model directory");
   const llama2c = convert
     .command("llama2c")
     .summary("Convert a llama2.c checkpoint and tokenizer into a Hugging Face model directory")
@@ -163,7 +181,10 @@ export function cliProgram(): CommandUnknownOpts {
       const { outDir: out, files } = await convertLlama2c(modelBin, tokenizerBin, outDir);
       console.log(`wrote ${out}: ${files.join(", ")}`);
     });
-  example(llama2c, "thinkcells convert llama2c assets/stories260K/stories260K.bin assets/stories260K/tok512.bin runs/stories260K");
+  example(
+    llama2c,
+    "thinkcells convert llama2c assets/stories260K/stories260K.bin assets/stories260K/tok512.bin runs/stories260K",
+  );
 
   const sampleCmd = program
     .command("sample")
@@ -180,7 +201,11 @@ export function cliProgram(): CommandUnknownOpts {
     .option("--top-p <P>", "nucleus sampling: keep the smallest set of tokens with this much probability", number, 1)
     .option("--top-k <K>", "keep the K most likely tokens; 0 keeps all", integer, 0)
     .option("--n <N>", "completions of the prompt", integer, 1)
-    .addOption(new Option("--seed <S>", "the same seed gives the same samples").argParser(integer).default(undefined, "a fresh seed each run"))
+    .addOption(
+      new Option("--seed <S>", "the same seed gives the same samples")
+        .argParser(integer)
+        .default(undefined, "a fresh seed each run"),
+    )
     .action(async (dir, o) => {
       const { model, tokenizer } = await loadCliModel(dir);
       const completions = await sample(model, tokenizer, o.prompt, {
@@ -191,9 +216,12 @@ export function cliProgram(): CommandUnknownOpts {
         topK: o.topK,
         n: o.n,
       });
-      process.stdout.write(completions.map((c) => c.text).join("\n\n") + "\n");
+      process.stdout.write(`${completions.map((c) => c.text).join("\n\n")}\n`);
     });
-  example(sampleCmd, 'thinkcells sample runs/stories260K --prompt "Once upon a time" --temperature 0 --max-new-tokens 64');
+  example(
+    sampleCmd,
+    'thinkcells sample runs/stories260K --prompt "Once upon a time" --temperature 0 --max-new-tokens 64',
+  );
 
   const exportCmd = program
     .command("export")
@@ -202,14 +230,38 @@ export function cliProgram(): CommandUnknownOpts {
       "Export a training checkpoint as a standalone Hugging Face model directory: LoRA merged into the " +
         "base weights, the tokenizer, the generation config and a model card (and ONNX with --onnx).",
     )
-    .argument("<CHECKPOINT>", "a checkpoint directory (a store's checkpoint, or a bare saveState directory with --base)")
+    .argument(
+      "<CHECKPOINT>",
+      "a checkpoint directory (a store's checkpoint, or a bare saveState directory with --base)",
+    )
     .argument("<OUT_DIR>", "the directory to write")
     .option("--onnx", "also write onnx/model.onnx", false)
-    .addOption(new Option("--base <MODEL_DIR>", "the base model directory").default(undefined, "the base model the checkpoint names"))
-    .addOption(new Option("--dtype <DTYPE>", "the weights' dtype; auto keeps the model's").choices(MODEL_DTYPES).default("auto" as const))
-    .option("--shard-bytes <N>", "split the weights into safetensors shards of at most N bytes", positiveInteger, DEFAULT_SHARD_BYTES)
-    .addOption(new Option("--algorithm <NAME>", "the training algorithm the model card names").default(undefined, "the checkpoint's"))
-    .addOption(new Option("--data <NAME>", "the training data the model card names").default(undefined, "the checkpoint's"))
+    .addOption(
+      new Option("--base <MODEL_DIR>", "the base model directory").default(
+        undefined,
+        "the base model the checkpoint names",
+      ),
+    )
+    .addOption(
+      new Option("--dtype <DTYPE>", "the weights' dtype; auto keeps the model's")
+        .choices(MODEL_DTYPES)
+        .default("auto" as const),
+    )
+    .option(
+      "--shard-bytes <N>",
+      "split the weights into safetensors shards of at most N bytes",
+      positiveInteger,
+      DEFAULT_SHARD_BYTES,
+    )
+    .addOption(
+      new Option("--algorithm <NAME>", "the training algorithm the model card names").default(
+        undefined,
+        "the checkpoint's",
+      ),
+    )
+    .addOption(
+      new Option("--data <NAME>", "the training data the model card names").default(undefined, "the checkpoint's"),
+    )
     .action(async (checkpoint, outDir, o) => {
       const result = await exportCheckpoint(checkpoint, outDir, {
         base: o.base,
@@ -218,8 +270,12 @@ export function cliProgram(): CommandUnknownOpts {
         shardBytes: o.shardBytes,
         card: { ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(o.data ? { data: o.data } : {}) },
       });
-      const lora = result.lora ? `, LoRA rank ${String(result.lora.rank)} merged into ${String(result.lora.merged_modules)} modules` : "";
-      console.log(`exported step ${result.step} of ${result.baseModel}${lora} to ${result.dir} (${result.dtype}): ${result.files.join(", ")}`);
+      const lora = result.lora
+        ? `, LoRA rank ${String(result.lora.rank)} merged into ${String(result.lora.merged_modules)} modules`
+        : "";
+      console.log(
+        `exported step ${result.step} of ${result.baseModel}${lora} to ${result.dir} (${result.dtype}): ${result.files.join(", ")}`,
+      );
     });
   example(exportCmd, "thinkcells export runs/sft/ckpt/best runs/sft/model --onnx");
 
@@ -233,29 +289,60 @@ export function cliProgram(): CommandUnknownOpts {
     )
     .argument("<OUT_DIR>", "the directory to upload")
     .argument("<REPO_ID>", "the Hub repo, e.g. you/stories-sft")
-    .addOption(new Option("--private", "make a repo this push creates private").default(undefined, "the namespace's default, usually public"))
+    .addOption(
+      new Option("--private", "make a repo this push creates private").default(
+        undefined,
+        "the namespace's default, usually public",
+      ),
+    )
     .option("--revision <R>", "the branch to commit to (created if missing)", "main")
-    .addOption(new Option("--endpoint <URL>", "the Hub's URL").default(undefined, "$HF_ENDPOINT, else https://huggingface.co"))
+    .addOption(
+      new Option("--endpoint <URL>", "the Hub's URL").default(undefined, "$HF_ENDPOINT, else https://huggingface.co"),
+    )
     .addOption(new Option("--message <M>", "the commit message").default(undefined, '"Upload N files with thinkcells"'))
     .action(async (dir, repoId, o) => {
       // The progress bar goes to stderr (the terminal renderer's place for it); the result to stdout.
-      const result = await pushToHub(dir, repoId, { private: o.private, revision: o.revision, endpoint: o.endpoint, commitMessage: o.message });
+      const result = await pushToHub(dir, repoId, {
+        private: o.private,
+        revision: o.revision,
+        endpoint: o.endpoint,
+        commitMessage: o.message,
+      });
       const files = `${result.files} file${result.files === 1 ? "" : "s"}`;
-      console.log(`${result.created ? "created and pushed to" : "pushed to"} ${result.repoUrl}: ${files}, ${formatBytes(result.bytes)}, commit ${result.commitUrl}`);
+      console.log(
+        `${result.created ? "created and pushed to" : "pushed to"} ${result.repoUrl}: ${files}, ${formatBytes(result.bytes)}, commit ${result.commitUrl}`,
+      );
     });
   example(push, "HF_TOKEN=hf_… thinkcells push runs/sft/model you/stories-sft --private");
 
   const evalCmd = program
     .command("eval")
     .summary("Evaluate a model on rows with reference answers")
-    .description("Evaluate a model on rows with reference answers; prints accuracy, format accuracy and pass@k as JSON.")
+    .description(
+      "Evaluate a model on rows with reference answers; prints accuracy, format accuracy and pass@k as JSON.",
+    )
     .argument("<MODEL_DIR>", "a Hugging Face model directory")
-    .requiredOption("--data <FILE>", "the rows (required): JSONL, JSON or CSV with a reference answer (RL prompt + answer, GSM8K, MATH)")
+    .requiredOption(
+      "--data <FILE>",
+      "the rows (required): JSONL, JSON or CSV with a reference answer (RL prompt + answer, GSM8K, MATH)",
+    )
     .option("--samples <K>", "completions per prompt; pass@k is reported for k = 1 and K", integer, 1)
     .option("--max-new-tokens <N>", "the most tokens per completion", integer, 256)
-    .addOption(new Option("--temperature <T>", "sampling temperature").argParser(number).default(undefined, "0 with one sample, else 1"))
-    .addOption(new Option("--template <NAME>", "how prompts are rendered: the template the model was trained with").choices(TEMPLATE_NAMES).default("plain" as const))
-    .addOption(new Option("--style <STYLE>", "the reasoning format completions are scored in").choices(REASONING_STYLES).default("think" as const))
+    .addOption(
+      new Option("--temperature <T>", "sampling temperature")
+        .argParser(number)
+        .default(undefined, "0 with one sample, else 1"),
+    )
+    .addOption(
+      new Option("--template <NAME>", "how prompts are rendered: the template the model was trained with")
+        .choices(TEMPLATE_NAMES)
+        .default("plain" as const),
+    )
+    .addOption(
+      new Option("--style <STYLE>", "the reasoning format completions are scored in")
+        .choices(REASONING_STYLES)
+        .default("think" as const),
+    )
     .addOption(new Option("--limit <N>", "evaluate the first N rows").argParser(integer).default(undefined, "all rows"))
     .action(async (dir, o) => {
       const rows = await loadEvalRows(o.data);
@@ -274,7 +361,9 @@ export function cliProgram(): CommandUnknownOpts {
   const check = program
     .command("check")
     .summary("Type-check a notebook")
-    .description("Type-check a notebook's code cells together, as the kernel runs them; names the cell and line of each error and exits 1.")
+    .description(
+      "Type-check a notebook's code cells together, as the kernel runs them; names the cell and line of each error and exits 1.",
+    )
     .argument("<NOTEBOOK.ipynb>", "the notebook")
     .action(async (notebook) => {
       const result = await checkNotebook(notebook);
@@ -301,11 +390,27 @@ export function cliProgram(): CommandUnknownOpts {
         .argParser((value: string, previous: string[]) => [...previous, value])
         .default([] as string[], "the parameters cell's values"),
     )
-    .addOption(new Option("--out <EXECUTED.ipynb>", "write the executed notebook (also when a cell fails)").default(undefined, "not written"))
-    .addOption(new Option("--html <REPORT.html>", "write a self-contained HTML report").default(undefined, "not written"))
-    .addOption(new Option("--timeout <SECONDS>", "stop a cell that runs longer (and its kernel)").argParser(number).default(undefined, "no limit"))
+    .addOption(
+      new Option("--out <EXECUTED.ipynb>", "write the executed notebook (also when a cell fails)").default(
+        undefined,
+        "not written",
+      ),
+    )
+    .addOption(
+      new Option("--html <REPORT.html>", "write a self-contained HTML report").default(undefined, "not written"),
+    )
+    .addOption(
+      new Option("--timeout <SECONDS>", "stop a cell that runs longer (and its kernel)")
+        .argParser(number)
+        .default(undefined, "no limit"),
+    )
     .option("--kernel <NAME>", "the Jupyter kernel", KERNEL_NAME)
-    .addOption(new Option("--server <URL>", "a running jupyter-server, http://host:port/?token=…").default(undefined, "a private one on 127.0.0.1"))
+    .addOption(
+      new Option("--server <URL>", "a running jupyter-server, http://host:port/?token=…").default(
+        undefined,
+        "a private one on 127.0.0.1",
+      ),
+    )
     .action(async (notebook, o) => {
       // @jupyterlab/services logs each WebSocket connection with console.debug (to stdout).
       console.debug = () => {};
@@ -325,27 +430,43 @@ export function cliProgram(): CommandUnknownOpts {
         process.exitCode = 1;
       }
     });
-  example(run, "thinkcells run notebooks/02-sft-cold-start.ipynb -p sftSteps=100 --out runs/executed.ipynb --html runs/report.html");
+  example(
+    run,
+    "thinkcells run notebooks/02-sft-cold-start.ipynb -p sftSteps=100 --out runs/executed.ipynb --html runs/report.html",
+  );
 
-  const kernel = program.command("kernel").description('Install or remove the "TypeScript (thinkcells)" Jupyter kernel');
+  const kernel = program
+    .command("kernel")
+    .description('Install or remove the "TypeScript (thinkcells)" Jupyter kernel');
   const kernelOptions = (cmd: Command) =>
     cmd
       .option("--name <NAME>", "the kernelspec's name", KERNEL_NAME)
-      .addOption(new Option("--prefix <DIR>", "use PREFIX/share/jupyter (a virtualenv or conda prefix)").default(undefined, "the user's Jupyter data directory"));
-  const install = kernelOptions(kernel.command("install").description("Install the kernelspec (again: updates it)")).action(async (o) => {
+      .addOption(
+        new Option("--prefix <DIR>", "use PREFIX/share/jupyter (a virtualenv or conda prefix)").default(
+          undefined,
+          "the user's Jupyter data directory",
+        ),
+      );
+  const install = kernelOptions(
+    kernel.command("install").description("Install the kernelspec (again: updates it)"),
+  ).action(async (o) => {
     const { dir, changed } = await installKernel(o);
     console.log(`${changed ? "installed" : "already installed:"} kernelspec ${o.name} in ${dir}`);
   });
   example(install, "thinkcells kernel install --prefix .venv");
-  const uninstall = kernelOptions(kernel.command("uninstall").description("Remove the kernelspec")).action(async (o) => {
-    console.log(`removed ${await uninstallKernel(o)}`);
-  });
+  const uninstall = kernelOptions(kernel.command("uninstall").description("Remove the kernelspec")).action(
+    async (o) => {
+      console.log(`removed ${await uninstallKernel(o)}`);
+    },
+  );
   example(uninstall, "thinkcells kernel uninstall");
 
   const statusCmd = program
     .command("status")
     .summary("Print the bridge's device, memory and models")
-    .description("Print the bridge's device, dtype, memory and loaded models as JSON (starts the session's bridge if none runs).")
+    .description(
+      "Print the bridge's device, dtype, memory and loaded models as JSON (starts the session's bridge if none runs).",
+    )
     .action(async () => {
       console.log(JSON.stringify(await status(), null, 2));
     });
@@ -370,7 +491,10 @@ export function cliProgram(): CommandUnknownOpts {
       let cmd: CommandUnknownOpts = program;
       for (const name of names) {
         const sub = cmd.commands.find((c) => c.name() === name);
-        if (!sub) throw new UsageError(`thinkcells help: unknown command ${JSON.stringify(names.join(" "))}\nRun "thinkcells help" for the commands.`);
+        if (!sub)
+          throw new UsageError(
+            `thinkcells help: unknown command ${JSON.stringify(names.join(" "))}\nRun "thinkcells help" for the commands.`,
+          );
         cmd = sub;
       }
       cmd.outputHelp();

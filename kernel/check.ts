@@ -39,7 +39,10 @@ interface CellStart {
 }
 
 /** Joins the code cells into one module and remembers where each cell starts. */
-export function joinCells(cells: { cell_type: string; source: string | string[]; id?: unknown }[]): { code: string; starts: CellStart[] } {
+export function joinCells(cells: { cell_type: string; source: string | string[]; id?: unknown }[]): {
+  code: string;
+  starts: CellStart[];
+} {
   const parts: string[] = [];
   const starts: CellStart[] = [];
   let line = 1;
@@ -51,7 +54,7 @@ export function joinCells(cells: { cell_type: string; source: string | string[];
     line += source.split("\n").length - 1;
   });
   // A module, so top-level await type-checks as it runs in the kernel.
-  return { code: parts.join("") + "export {};\n", starts };
+  return { code: `${parts.join("")}export {};\n`, starts };
 }
 
 /** The project's import map, plus the joined module's directory mapped to the notebook's, so
@@ -60,14 +63,20 @@ export function joinCells(cells: { cell_type: string; source: string | string[];
 async function importMap(dir: string, notebookDir: string): Promise<string> {
   const config = path.join(projectRoot, "deno.json");
   const { imports } = JSON.parse(await readFile(config, "utf8")) as { imports: Record<string, string> };
-  const mapped = Object.fromEntries(Object.entries(imports).map(([name, target]) => [name, new URL(target, pathToFileURL(config)).href]));
+  const mapped = Object.fromEntries(
+    Object.entries(imports).map(([name, target]) => [name, new URL(target, pathToFileURL(config)).href]),
+  );
   mapped[pathToFileURL(path.join(dir, "/")).href] = pathToFileURL(path.join(notebookDir, "/")).href;
   return JSON.stringify({ imports: mapped });
 }
 
 /** Maps deno check's locations in the joined module back to cells; errors elsewhere (in a
  * module the cells import) keep their own file. */
-function locateProblems(output: string, file: string, starts: CellStart[]): { problems: CheckProblem[]; elsewhere: string[] } {
+function locateProblems(
+  output: string,
+  file: string,
+  starts: CellStart[],
+): { problems: CheckProblem[]; elsewhere: string[] } {
   const problems: CheckProblem[] = [];
   const elsewhere: string[] = [];
   for (const { file: url, line, column, message } of parseDenoDiagnostics(output)) {
@@ -96,7 +105,15 @@ export async function checkNotebook(notebookFile: string): Promise<CheckResult> 
     const map = path.join(dir, "import-map.json");
     await writeFile(file, code);
     await writeFile(map, await importMap(dir, path.dirname(path.resolve(notebookFile))));
-    const output = await runDeno(["check", "--quiet", "--config", path.join(projectRoot, "deno.json"), "--import-map", map, file]);
+    const output = await runDeno([
+      "check",
+      "--quiet",
+      "--config",
+      path.join(projectRoot, "deno.json"),
+      "--import-map",
+      map,
+      file,
+    ]);
     if (output.code === 0) return { ok: true, problems: [], output: "" };
     const { problems, elsewhere } = locateProblems(output.text, file, starts);
     return { ok: false, problems, output: problems.length || elsewhere.length ? elsewhere.join("\n") : output.text };

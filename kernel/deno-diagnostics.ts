@@ -20,10 +20,18 @@ export interface DenoDiagnostic {
  * in the environment would otherwise add a Rust backtrace to every error. */
 export function runDeno(args: string[], input?: string): Promise<{ code: number; text: string }> {
   return new Promise((resolve) => {
-    const child = execFile(deno, args, { env: { ...process.env, NO_COLOR: "1", RUST_BACKTRACE: "0" } }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({ code: err ? (typeof code === "number" ? code : 1) : 0, text: stdout + stderr || (err?.message ?? "") });
-    });
+    const child = execFile(
+      deno,
+      args,
+      { env: { ...process.env, NO_COLOR: "1", RUST_BACKTRACE: "0" } },
+      (err, stdout, stderr) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        resolve({
+          code: err ? (typeof code === "number" ? code : 1) : 0,
+          text: stdout + stderr || (err?.message ?? ""),
+        });
+      },
+    );
     child.stdin!.end(input ?? "");
   });
 }

@@ -1,9 +1,9 @@
 /** One notebook cell as a report section. */
 import { escapeHtml } from "../cells-lib/display/html.ts";
-import { renderMarkdown, type Attachments } from "./html-markdown.ts";
-import { renderOutputs, type CellError } from "./html-outputs.ts";
-import { cellTiming, formatSeconds, type CellTiming } from "./html-timing.ts";
+import { type Attachments, renderMarkdown } from "./html-markdown.ts";
+import { type CellError, renderOutputs } from "./html-outputs.ts";
 import { joinText } from "./html-text.ts";
+import { type CellTiming, cellTiming, formatSeconds } from "./html-timing.ts";
 
 /** The fields of an nbformat 4 cell the report reads; anything else is ignored. */
 export interface ReportCell {
@@ -40,7 +40,13 @@ export function renderCell(cell: ReportCell, number: number): RenderedCell {
     return { kind: "markdown", html, anchor, chart: false, errors: [] };
   }
   if (cell.cell_type !== "code") {
-    return { kind: "raw", html: section("raw-cell", `<pre>${escapeHtml(source)}</pre>`), anchor, chart: false, errors: [] };
+    return {
+      kind: "raw",
+      html: section("raw-cell", `<pre>${escapeHtml(source)}</pre>`),
+      anchor,
+      chart: false,
+      errors: [],
+    };
   }
   const outputs = renderOutputs(cell.outputs);
   const timing = cellTiming(cell.metadata);

@@ -59,7 +59,10 @@ function readOutput(raw: unknown): Item {
   const parsed = Output.safeParse(raw);
   if (parsed.success) return parsed.data;
   const type = typeof raw === "object" && raw !== null ? (raw as { output_type?: unknown }).output_type : undefined;
-  return { output_type: "unreadable", what: typeof type === "string" ? `output_type "${type}"` : "not an nbformat output" };
+  return {
+    output_type: "unreadable",
+    what: typeof type === "string" ? `output_type "${type}"` : "not an nbformat output",
+  };
 }
 
 /** Kernels send a stream in many small messages; joined, a progress line's "\r" redraws

@@ -1,7 +1,7 @@
 /** A run notebook as one self-contained HTML page that works offline: markdown, code, outputs
  * (plotly charts drawn by an inlined plotly.js), per-cell timing, and links to failed cells. */
 import { escapeHtml } from "../cells-lib/display/html.ts";
-import { renderCell, type RenderedCell, type ReportCell } from "./html-cells.ts";
+import { type RenderedCell, type ReportCell, renderCell } from "./html-cells.ts";
 import { plotlyScripts } from "./html-plotly.ts";
 import { REPORT_CSS } from "./html-style.ts";
 import { formatSeconds } from "./html-timing.ts";

@@ -10,7 +10,10 @@ header.report-head h1 { margin: 0 0 4px; font-size: 1.7em; }
 .error-banner { margin: 0 0 16px; padding: 10px 14px; border: 1px solid var(--err); border-radius: 6px; background: var(--err-bg); }
 .error-banner ul { margin: 4px 0 0; padding-left: 20px; }
 .error-banner a { color: var(--err); }
-pre { margin: 0; padding: 8px 12px; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+pre {
+  margin: 0; padding: 8px 12px; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere;
+  font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+}
 .cell { margin: 14px 0; scroll-margin-top: 12px; }
 .cell:target { outline: 2px solid #0969da; outline-offset: 4px; border-radius: 4px; }
 .markdown-cell img, .output-markdown img { max-width: 100%; }

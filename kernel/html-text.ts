@@ -10,6 +10,7 @@ export function joinText(text: MultilineString): string {
 
 // CSI sequences (colours, cursor moves), OSC sequences (titles, links) ended by BEL or ST,
 // and the remaining two-character escapes.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes start with ESC
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]/g;
 
 /** Deno's kernel colours tracebacks and plain-text results; a report shows the bare text. */

@@ -2,7 +2,7 @@
  * passed through the environment (not argv, which other users can read), and its own data
  * directory holding the thinkcells kernelspec, so a run never depends on what is installed.
  * The kernel launcher's warnings (kernel/launch.sh, on the server's stderr) reach the caller. */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import net from "node:net";
@@ -36,18 +36,29 @@ function freePort(): Promise<number> {
 }
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", () => r()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => child.once("exit", () => r()));
 }
 
 /** Starts jupyter-server with `rootDir` as its root (kernels start in the notebook's directory);
  * `log` gets the kernel launcher's warnings. */
-export async function startJupyterServer(rootDir: string, { startTimeoutS = 60, log: warn = (_line: string) => {} } = {}): Promise<JupyterServer> {
+export async function startJupyterServer(
+  rootDir: string,
+  { startTimeoutS = 60, log: warn = (_line: string) => {} } = {},
+): Promise<JupyterServer> {
   // Named with our pid: the next run removes what a killed one left.
   const home = await stagingDir(os.tmpdir(), "thinkcells-jupyter");
   await installKernel({ dataDir: path.join(home, "data") });
   const token = randomBytes(24).toString("hex");
   const port = await freePort();
-  const args = ["--ip=127.0.0.1", `--port=${port}`, "--port-retries=0", "--no-browser", `--ServerApp.root_dir=${rootDir}`];
+  const args = [
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    "--no-browser",
+    `--ServerApp.root_dir=${rootDir}`,
+  ];
   if (process.getuid?.() === 0) args.push("--allow-root");
   const log: string[] = [];
   const child = spawn(venvProgram("jupyter-server"), args, {
@@ -87,7 +98,9 @@ export async function startJupyterServer(rootDir: string, { startTimeoutS = 60, 
   while (Date.now() < deadline) {
     if (spawnError) {
       await stop();
-      throw new Error(`cannot start jupyter-server (${spawnError.message}); run npm run setup, which installs it into the project's .venv`);
+      throw new Error(
+        `cannot start jupyter-server (${spawnError.message}); run npm run setup, which installs it into the project's .venv`,
+      );
     }
     if (child.exitCode !== null) {
       await stop();

@@ -53,11 +53,13 @@ export interface InstallResult {
 export async function installKernel(options: InstallOptions = {}): Promise<InstallResult> {
   const name = options.name ?? KERNEL_NAME;
   if (!/^[a-zA-Z0-9._-]+$/.test(name)) {
-    throw new Error(`kernel install: name "${name}" may only contain letters, digits, ".", "_" and "-" (Jupyter's rule)`);
+    throw new Error(
+      `kernel install: name "${name}" may only contain letters, digits, ".", "_" and "-" (Jupyter's rule)`,
+    );
   }
   const dataDir = options.dataDir ?? (options.prefix ? path.join(options.prefix, "share/jupyter") : userDataDir());
   const dir = path.join(dataDir, "kernels", name);
-  const text = JSON.stringify(kernelSpec(name), null, 2) + "\n";
+  const text = `${JSON.stringify(kernelSpec(name), null, 2)}\n`;
   const file = path.join(dir, "kernel.json");
   const old = await readFile(file, "utf8").catch(() => undefined);
   // git and npm keep the execute bit, but a copied checkout may not.

@@ -35,7 +35,9 @@ export function firstLine(source: string): string {
 /** How messages name a cell: its 1-based index among all cells, as a notebook UI counts them,
  * with its id, or its first line when it has no id (nbformat before 4.5). */
 export function cellName(index: number, cell: { id?: unknown; source: string | string[] }): string {
-  return typeof cell.id === "string" && cell.id ? `cell ${index} (id ${cell.id})` : `cell ${index} (\`${firstLine(cellSource(cell))}\`)`;
+  return typeof cell.id === "string" && cell.id
+    ? `cell ${index} (id ${cell.id})`
+    : `cell ${index} (\`${firstLine(cellSource(cell))}\`)`;
 }
 
 export async function readNotebook(file: string): Promise<Notebook> {
@@ -43,7 +45,9 @@ export async function readNotebook(file: string): Promise<Notebook> {
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new Error(`${file}: cannot read the notebook (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new Error(
+      `${file}: cannot read the notebook (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   let json: unknown;
   try {

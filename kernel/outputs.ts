@@ -43,7 +43,12 @@ export class OutputCollector {
         const output: DataOutput =
           msg.header.msg_type === "display_data"
             ? { output_type: "display_data", data, metadata }
-            : { output_type: "execute_result", data, metadata, execution_count: (c.execution_count as number | undefined) ?? null };
+            : {
+                output_type: "execute_result",
+                data,
+                metadata,
+                execution_count: (c.execution_count as number | undefined) ?? null,
+              };
         outputs.push(output);
         const id = displayId(c);
         if (id !== undefined) this.byDisplayId.set(id, [...(this.byDisplayId.get(id) ?? []), output]);
@@ -93,7 +98,8 @@ function normalizeData(data: unknown): MimeData {
   const out: MimeData = {};
   for (const [mime, value] of Object.entries((data as MimeData | undefined) ?? {})) {
     const isJson = mime === "application/json" || mime.endsWith("+json");
-    out[mime] = isJson || typeof value === "string" ? value : Array.isArray(value) ? value.join("") : JSON.stringify(value);
+    out[mime] =
+      isJson || typeof value === "string" ? value : Array.isArray(value) ? value.join("") : JSON.stringify(value);
   }
   return out;
 }

@@ -21,7 +21,10 @@ interface Cell {
 const DECLARATION = /^(?:export\s+)?(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::\s*([^=]+?))?\s*=\s*(.*)$/;
 
 function kindOf(init: string): DeclaredParameter["kind"] {
-  const value = init.trim().replace(/;$/, "").replace(/\s+as\s+const$/, "");
+  const value = init
+    .trim()
+    .replace(/;$/, "")
+    .replace(/\s+as\s+const$/, "");
   if (/^["'`]/.test(value)) return "string";
   if (/^[+-]?(\d[\d_]*\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value)) return "number";
   if (value === "true" || value === "false") return "boolean";
@@ -56,7 +59,9 @@ export function parseAssignments(pairs: readonly string[]): Map<string, string> 
 /** The TypeScript literal for `text`, read as the declared default's kind. */
 export function parameterLiteral(param: DeclaredParameter, text: string): string {
   const fail = (expected: string): never => {
-    throw new Error(`-p ${param.name}=${text}: expected ${expected} (the parameters cell's line ${param.line} declares ${param.name} with a ${param.kind} default)`);
+    throw new Error(
+      `-p ${param.name}=${text}: expected ${expected} (the parameters cell's line ${param.line} declares ${param.name} with a ${param.kind} default)`,
+    );
   };
   switch (param.kind) {
     case "string":
@@ -95,18 +100,23 @@ export function injectParameters<C extends Cell>(
   const kept = cells.filter((c) => !cellTags(c).includes("injected-parameters"));
   if (values.size === 0) return { cells: kept, injectedAt: -1 };
   const at = kept.findIndex((c) => c.cell_type === "code" && cellTags(c).includes("parameters"));
-  if (at < 0) throw new Error(`${notebookName}: no code cell is tagged "parameters", so -p ${[...values.keys()].join(", ")} cannot be injected`);
+  if (at < 0)
+    throw new Error(
+      `${notebookName}: no code cell is tagged "parameters", so -p ${[...values.keys()].join(", ")} cannot be injected`,
+    );
   const declared = new Map(declaredParameters(cellSource(kept[at]!)).map((p) => [p.name, p]));
   const lines = ["// Parameters injected by `thinkcells run`."];
   for (const [name, text] of values) {
     const param = declared.get(name);
     if (!param) {
       const known = [...declared.keys()];
-      throw new Error(`-p ${name}: unknown parameter; the parameters cell (cell ${cells.indexOf(kept[at]!) + 1}) declares ${known.length ? known.join(", ") : "none"}`);
+      throw new Error(
+        `-p ${name}: unknown parameter; the parameters cell (cell ${cells.indexOf(kept[at]!) + 1}) declares ${known.length ? known.join(", ") : "none"}`,
+      );
     }
     lines.push(`const ${name}${param.type ? `: ${param.type}` : ""} = ${parameterLiteral(param, text)};`);
   }
   const out = [...kept];
-  out.splice(at + 1, 0, makeCell(lines.join("\n") + "\n"));
+  out.splice(at + 1, 0, makeCell(`${lines.join("\n")}\n`));
   return { cells: out, injectedAt: at + 1 };
 }

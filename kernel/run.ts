@@ -5,16 +5,16 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KernelManager, ServerConnection, SessionManager, type Kernel, type KernelMessage } from "@jupyterlab/services";
+import { type Kernel, KernelManager, type KernelMessage, ServerConnection, SessionManager } from "@jupyterlab/services";
 import WebSocket from "ws";
-import { writeFileAtomic } from "../cells-lib/util/atomic.ts";
 import { formatDuration } from "../cells-lib/display/format.ts";
-import { renderNotebookHtml } from "./html-report.ts";
-import { startJupyterServer, type JupyterServer } from "./jupyter-server.ts";
-import { KERNEL_NAME } from "./kernelspec.ts";
+import { writeFileAtomic } from "../cells-lib/util/atomic.ts";
 import { findSyntaxError } from "./deno-diagnostics.ts";
-import { cellName, cellSource, firstLine, readNotebook, type Notebook } from "./notebook.ts";
-import { OutputCollector, type IopubMessage, type Output } from "./outputs.ts";
+import { renderNotebookHtml } from "./html-report.ts";
+import { type JupyterServer, startJupyterServer } from "./jupyter-server.ts";
+import { KERNEL_NAME } from "./kernelspec.ts";
+import { cellName, cellSource, firstLine, type Notebook, readNotebook } from "./notebook.ts";
+import { type IopubMessage, type Output, OutputCollector } from "./outputs.ts";
 import { injectParameters } from "./parameters.ts";
 
 export interface RunOptions {
@@ -80,7 +80,8 @@ function prepareCells(notebook: Notebook): ExecutedCell[] {
     while (seen.has(id)) id = newCellId();
     seen.add(id);
     const base = { id, cell_type: cell.cell_type, source: cellSource(cell), metadata: { ...cell.metadata } };
-    if (cell.cell_type !== "code") return cell.cell_type === "raw" || !cell.attachments ? base : { ...base, attachments: cell.attachments };
+    if (cell.cell_type !== "code")
+      return cell.cell_type === "raw" || !cell.attachments ? base : { ...base, attachments: cell.attachments };
     delete base.metadata.execution;
     return { ...base, outputs: [], execution_count: null };
   });
@@ -139,7 +140,14 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
   const { cells } = injectParameters(
     prepareCells(source),
     options.parameters ?? new Map(),
-    (text): ExecutedCell => ({ id: newCellId(), cell_type: "code", source: text, metadata: { tags: ["injected-parameters"] }, outputs: [], execution_count: null }),
+    (text): ExecutedCell => ({
+      id: newCellId(),
+      cell_type: "code",
+      source: text,
+      metadata: { tags: ["injected-parameters"] },
+      outputs: [],
+      execution_count: null,
+    }),
     notebookFile,
   );
   const kernelName = options.kernel ?? KERNEL_NAME;
@@ -149,13 +157,17 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
     metadata: { ...source.metadata },
     cells,
   };
-  const code = cells.map((c, i) => ({ cell: c, index: i })).filter(({ cell }) => cell.cell_type === "code" && cell.source.trim());
+  const code = cells
+    .map((c, i) => ({ cell: c, index: i }))
+    .filter(({ cell }) => cell.cell_type === "code" && cell.source.trim());
   let failure: CellFailure | undefined;
   let server: JupyterServer | undefined;
   let sessions: SessionManager | undefined;
   let kernels: KernelManager | undefined;
   try {
-    log(`${name}: starting ${options.server ? "a kernel on " + new URL(options.server).host : "jupyter-server"} (kernel ${kernelName})`);
+    log(
+      `${name}: starting ${options.server ? `a kernel on ${new URL(options.server).host}` : "jupyter-server"} (kernel ${kernelName})`,
+    );
     server = options.server ? undefined : await startJupyterServer(path.dirname(path.resolve(notebookFile)), { log });
     const settings = serverSettings(options.server ?? `${server!.baseUrl}?token=${server!.token}`);
     kernels = new KernelManager({ serverSettings: settings });
@@ -170,7 +182,11 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
     const kernel = session.kernel!;
     const info = await kernel.info;
     const spec = await kernel.spec;
-    notebook.metadata.kernelspec = { name: kernelName, display_name: spec?.display_name ?? kernelName, language: spec?.language ?? info.language_info.name };
+    notebook.metadata.kernelspec = {
+      name: kernelName,
+      display_name: spec?.display_name ?? kernelName,
+      language: spec?.language ?? info.language_info.name,
+    };
     notebook.metadata.language_info = info.language_info;
 
     // Outputs are routed by their parent request from the kernel's whole iopub stream, not the
@@ -195,20 +211,33 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
       cell.metadata.execution = timing;
       cell.metadata.thinkcells = { ...(cell.metadata.thinkcells as object | undefined), duration_s: durationS };
       if (content) cell.execution_count = content.execution_count;
-      log(`[${n + 1}/${code.length}] cell ${index + 1} ${content?.status === "ok" ? "done" : "failed"} in ${formatDuration(durationS * 1000)} (elapsed ${formatDuration(Date.now() - started)})`);
+      log(
+        `[${n + 1}/${code.length}] cell ${index + 1} ${content?.status === "ok" ? "done" : "failed"} ` +
+          `in ${formatDuration(durationS * 1000)} (elapsed ${formatDuration(Date.now() - started)})`,
+      );
       if (typeof result === "string") {
         // Deno's kernel does not survive an interrupt signal, so a cell over its time is stopped
         // with its kernel; the run ends here either way.
         const timedOut = result === "timeout";
         const ename = timedOut ? "CellTimeoutError" : "DeadKernelError";
-        const evalue = timedOut ? `the cell ran longer than --timeout ${options.timeoutS} s; its kernel was stopped` : "the kernel died while running the cell";
+        const evalue = timedOut
+          ? `the cell ran longer than --timeout ${options.timeoutS} s; its kernel was stopped`
+          : "the kernel died while running the cell";
         outputs.push(errorOutput(ename, evalue));
         failure = { cell: index + 1, id: cell.id, name: cellName(index + 1, cell), ename, evalue, timedOut };
         break;
       }
       if (content && content.status !== "ok") {
         const { error, at } = await failedCellError(cell.source, outputs, content);
-        failure = { cell: index + 1, id: cell.id, name: cellName(index + 1, cell), ename: error.ename, evalue: error.evalue, ...(at ? { at } : {}), timedOut: false };
+        failure = {
+          cell: index + 1,
+          id: cell.id,
+          name: cellName(index + 1, cell),
+          ename: error.ename,
+          evalue: error.evalue,
+          ...(at ? { at } : {}),
+          timedOut: false,
+        };
         break;
       }
     }
@@ -227,15 +256,21 @@ export async function runNotebook(notebookFile: string, options: RunOptions = {}
       ...(failure ? { failed_cell: failure.cell } : {}),
     };
     // Saved even when the run broke off: what ran so far is what the user needs to see.
-    if (options.out) await writeFileAtomic(options.out, JSON.stringify(notebook, null, 1) + "\n");
-    if (options.html) await writeFileAtomic(options.html, renderNotebookHtml(notebook as unknown as Notebook, { title: name }));
+    if (options.out) await writeFileAtomic(options.out, `${JSON.stringify(notebook, null, 1)}\n`);
+    if (options.html)
+      await writeFileAtomic(options.html, renderNotebookHtml(notebook as unknown as Notebook, { title: name }));
   }
   return { ok: !failure, ...(failure ? { failure } : {}), notebook, wallS: (Date.now() - started) / 1000 };
 }
 
 type ErrorOutput = Extract<Output, { output_type: "error" }>;
 
-const errorOutput = (ename: string, evalue: string, traceback = [`${ename}: ${evalue}`]): ErrorOutput => ({ output_type: "error", ename, evalue, traceback });
+const errorOutput = (ename: string, evalue: string, traceback = [`${ename}: ${evalue}`]): ErrorOutput => ({
+  output_type: "error",
+  ename,
+  evalue,
+  traceback,
+});
 
 /** The error of a failed cell, added to its outputs when the kernel sent none: Deno's kernel
  * answers a cell it cannot parse with only "Execution failed", so Deno's parser is asked where
@@ -249,7 +284,10 @@ async function failedCellError(
   if (sent) return { error: sent };
   const syntax = reply.status === "error" ? await findSyntaxError(source) : undefined;
   if (!syntax) {
-    const error = reply.status === "error" ? errorOutput(reply.ename, reply.evalue) : errorOutput("Aborted", "the kernel aborted the cell");
+    const error =
+      reply.status === "error"
+        ? errorOutput(reply.ename, reply.evalue)
+        : errorOutput("Aborted", "the kernel aborted the cell");
     outputs.push(error);
     return { error };
   }
@@ -258,7 +296,11 @@ async function failedCellError(
   const gutter = " ".repeat(String(line).length);
   // Deno's layout: the message, the line with a caret under the column, the position.
   const frame = [`${line} | ${source.split("\n")[line - 1] ?? ""}`, `${gutter} | ${" ".repeat(column - 1)}^`];
-  const error = errorOutput(ename, evalue, [`${ename}: ${evalue}`, ...frame, `    at line ${line}:${column} of the cell`]);
+  const error = errorOutput(ename, evalue, [
+    `${ename}: ${evalue}`,
+    ...frame,
+    `    at line ${line}:${column} of the cell`,
+  ]);
   outputs.push(error);
   return { error, at: { line, column } };
 }

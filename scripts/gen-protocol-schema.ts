@@ -9,7 +9,7 @@ export const schemaPath = fileURLToPath(
 );
 
 export function renderSchema(): string {
-  return JSON.stringify(protocolJsonSchema(), null, 2) + "\n";
+  return `${JSON.stringify(protocolJsonSchema(), null, 2)}\n`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

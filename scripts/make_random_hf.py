@@ -13,10 +13,19 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.utils import logging
 
-SHAPE = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-             max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-             # Wide initial weights: logits spread enough that greedy choices are clear and sampling varies.
-             initializer_range=0.3)
+SHAPE = dict(
+    vocab_size=256,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=128,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    # Wide initial weights: logits spread enough that greedy choices are clear and sampling varies.
+    initializer_range=0.3,
+)
 FAMILIES = {
     "gpt_neox": dict(rotary_pct=0.5, use_parallel_residual=True),
     "olmo2": dict(num_key_value_heads=2, tie_word_embeddings=True),

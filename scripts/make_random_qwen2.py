@@ -10,22 +10,44 @@ usage: make_random_qwen2.py OUT_DIR [tiny|20m]
 import sys
 
 import torch
-
 from thinkcells_bridge.hf_checkpoint import save_checkpoint
 from thinkcells_bridge.model import CausalLM, ModelConfig
 
 PRESETS = {
-    "tiny": dict(vocab_size=151646, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                 bos_token_id=151643, eos_token_id=151645),
-    "20m": dict(vocab_size=4096, hidden_size=512, intermediate_size=1408, num_hidden_layers=6,
-                num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=1024,
-                bos_token_id=1, eos_token_id=2),
+    "tiny": dict(
+        vocab_size=151646,
+        hidden_size=16,
+        intermediate_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    ),
+    "20m": dict(
+        vocab_size=4096,
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=6,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
 }
 
 out_dir, preset = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "tiny"
-config = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "rms_norm_eps": 1e-6,
-          "rope_theta": 1000000.0, "tie_word_embeddings": False, "torch_dtype": "float32", **PRESETS[preset]}
+config = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float32",
+    **PRESETS[preset],
+}
 torch.manual_seed(0)
 model = CausalLM(ModelConfig.from_hf(config))
 std = 0.5 if preset == "tiny" else 0.02  # tiny: logits spread enough for sampling to vary

@@ -16,7 +16,11 @@ let sequences: number[][];
 let trained: number[][];
 
 beforeAll(async () => {
-  policy = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "policy" }), { rank: 4, dropout: 0, targets: ["q_proj", "v_proj", "down_proj"] });
+  policy = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "policy" }), {
+    rank: 4,
+    dropout: 0,
+    targets: ["q_proj", "v_proj", "down_proj"],
+  });
   for (let step = 0; step < 3; step++) {
     await forwardBackward(policy, additionExamples(suite.tokenizer, step), { kind: "cross_entropy" });
     expect((await optimStep(policy, { lr: 1e-2 })).skipped).toBe(false);
@@ -29,7 +33,13 @@ describe("saveAdapter / loadAdapter", () => {
   it("writes PEFT's files, and a fresh model that loads them scores exactly as the trained one", async () => {
     const saved = await saveAdapter(policy, path.join(root, "adapter"), { baseModel: "karpathy/tinyllamas" });
     expect(saved.files).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
-    expect(saved.settings).toEqual({ rank: 4, alpha: 8, dropout: 0, targets: ["q_proj", "v_proj", "down_proj"], seed: 0 });
+    expect(saved.settings).toEqual({
+      rank: 4,
+      alpha: 8,
+      dropout: 0,
+      targets: ["q_proj", "v_proj", "down_proj"],
+      seed: 0,
+    });
     expect(saved.dtype).toBe("float32");
     const config = JSON.parse(readFileSync(path.join(saved.dir, "adapter_config.json"), "utf8"));
     expect(config).toMatchObject({
@@ -52,13 +62,17 @@ describe("saveAdapter / loadAdapter", () => {
     expect(await logprobs(loaded, sequences)).toEqual(trained);
     expect(base).not.toEqual(trained);
     // It trains on from there.
-    expect((await forwardBackward(loaded, additionExamples(suite.tokenizer, 3), { kind: "cross_entropy" })).loss).toBeGreaterThan(0);
+    expect(
+      (await forwardBackward(loaded, additionExamples(suite.tokenizer, 3), { kind: "cross_entropy" })).loss,
+    ).toBeGreaterThan(0);
     expect((await optimStep(loaded, { lr: 1e-2 })).step).toBe(1);
   });
 
   it("refuses a model without adapters, a directory that is no adapter, and unrelated files", async () => {
     const plain = await loadModel(suite.modelDir, { client: suite.client, name: "plain" });
-    await expect(saveAdapter(plain, path.join(root, "none"))).rejects.toThrow(/model 'plain' has no LoRA adapters to save/);
+    await expect(saveAdapter(plain, path.join(root, "none"))).rejects.toThrow(
+      /model 'plain' has no LoRA adapters to save/,
+    );
     expect(existsSync(path.join(root, "none"))).toBe(false);
     await expect(loadAdapter(plain, path.join(root, "nowhere"))).rejects.toThrow(/no such adapter directory/);
     await expect(loadAdapter(plain, suite.modelDir)).rejects.toThrow(/adapter_config\.json is missing/);
@@ -74,9 +88,18 @@ describe("saveAdapter / loadAdapter", () => {
 describe("exportModel adapterOnly", () => {
   it("writes the PEFT adapter with tokenizer files and a card, and it loads back", async () => {
     const out = path.join(root, "exported-adapter");
-    const exported = await exportModel(policy, suite.tokenizer, out, { adapterOnly: true, card: { baseModel: "karpathy/tinyllamas", algorithm: "SFT" } });
+    const exported = await exportModel(policy, suite.tokenizer, out, {
+      adapterOnly: true,
+      card: { baseModel: "karpathy/tinyllamas", algorithm: "SFT" },
+    });
     expect(exported.format).toBe("peft-adapter");
-    expect(exported.files).toEqual(["README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+    expect(exported.files).toEqual([
+      "README.md",
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
     expect(readdirSync(out).sort()).toEqual(exported.files);
     expect(exported.lora).toMatchObject({ rank: 4, alpha: 8 });
     expect(exported.onnx).toBeNull();
@@ -87,16 +110,24 @@ describe("exportModel adapterOnly", () => {
     const again = await loadAdapter(await loadModel(suite.modelDir, { client: suite.client, name: "again" }), out);
     expect(await logprobs(again, sequences)).toEqual(trained);
     // An adapter export may be replaced by a later one; the default export stays merged.
-    expect((await exportModel(policy, suite.tokenizer, out, { adapterOnly: true })).files).toContain("adapter_model.safetensors");
+    expect((await exportModel(policy, suite.tokenizer, out, { adapterOnly: true })).files).toContain(
+      "adapter_model.safetensors",
+    );
     expect((await exportModel(policy, suite.tokenizer, path.join(root, "merged"))).format).toBe("merged");
   });
 
   it("refuses a model without LoRA and options it cannot honour, leaving nothing behind", async () => {
     const plain = await loadModel(suite.modelDir, { client: suite.client, name: "plain2" });
     const out = path.join(root, "no-lora");
-    await expect(exportModel(plain, suite.tokenizer, out, { adapterOnly: true })).rejects.toThrow(/has no LoRA adapters to save/);
-    await expect(exportModel(policy, suite.tokenizer, out, { adapterOnly: true, onnx: true })).rejects.toThrow(/"adapterOnly" and "onnx" exclude each other/);
-    await expect(exportModel(policy, suite.tokenizer, out, { adapterOnly: true, dtype: "bfloat16" })).rejects.toThrow(/not available with adapterOnly/);
+    await expect(exportModel(plain, suite.tokenizer, out, { adapterOnly: true })).rejects.toThrow(
+      /has no LoRA adapters to save/,
+    );
+    await expect(exportModel(policy, suite.tokenizer, out, { adapterOnly: true, onnx: true })).rejects.toThrow(
+      /"adapterOnly" and "onnx" exclude each other/,
+    );
+    await expect(exportModel(policy, suite.tokenizer, out, { adapterOnly: true, dtype: "bfloat16" })).rejects.toThrow(
+      /not available with adapterOnly/,
+    );
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(root).filter((f) => f.startsWith("."))).toEqual([]);
   });

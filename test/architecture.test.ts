@@ -74,15 +74,26 @@ describe("folders import one way", () => {
 
   it("keeps the library free of the kernel tools and the CLI", () => {
     const library = [...graph].filter(([from]) => from.startsWith("cells-lib"));
-    const outward = library.flatMap(([, edges]) => [...edges].filter(([to]) => to === "kernel" || to === "cli").map(([, example]) => example));
+    const outward = library.flatMap(([, edges]) =>
+      [...edges].filter(([to]) => to === "kernel" || to === "cli").map(([, example]) => example),
+    );
     expect(outward).toEqual([]);
-    const intoCli = [...graph].flatMap(([, edges]) => [...edges].filter(([to]) => to === "cli").map(([, example]) => example));
+    const intoCli = [...graph].flatMap(([, edges]) =>
+      [...edges].filter(([to]) => to === "cli").map(([, example]) => example),
+    );
     expect(intoCli).toEqual([]);
   });
 
   it("sees the imports it judges (the check itself works)", () => {
     expect(graph.get("cells-lib/eval")?.has("cells-lib/chat")).toBe(true);
     expect(graph.get("cli")?.has("kernel")).toBe(true);
-    expect(findCycle(new Map([["a", new Map([["b", "a→b"]])], ["b", new Map([["a", "b→a"]])]]))).toEqual(["a→b", "b→a"]);
+    expect(
+      findCycle(
+        new Map([
+          ["a", new Map([["b", "a→b"]])],
+          ["b", new Map([["a", "b→a"]])],
+        ]),
+      ),
+    ).toEqual(["a→b", "b→a"]);
   });
 });

@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, openSync, writeSync, closeSync } from "node:fs";
+import { closeSync, copyFileSync, cpSync, openSync, writeSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
@@ -32,7 +32,10 @@ async function stillUsable(): Promise<void> {
 }
 
 async function failure(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(Error);
   return err as Error;
 }
@@ -81,7 +84,9 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
     const config = JSON.parse(readFileSync(path.join(other, "config.json"), "utf8"));
     writeFileSync(path.join(other, "config.json"), JSON.stringify({ ...config, model_type: "t5" }));
     const err = await failure(loadModel(other, { client, name: "t5" }));
-    expect(err.message).toMatch(/model_type 't5' is not supported \(an encoder-decoder model\); thinkcells runs llama, .* natively, or any decoder-only model/);
+    expect(err.message).toMatch(
+      /model_type 't5' is not supported \(an encoder-decoder model\); thinkcells runs llama, .* natively, or any decoder-only model/,
+    );
     await stillUsable();
   });
 
@@ -98,16 +103,29 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
     expect(err.message).toBe('sample: option "temperature": must be ≥ 0 (0 means greedy)');
     // Raw protocol calls are checked against the protocol declaration before they are sent.
     const raw = client.call("sample", {
-      model: "default", prompt_ids: Tensor.int32([1]), prompt_lengths: Tensor.int32([1]), n: 1,
-      max_new_tokens: 4, temperature: -0.5, top_p: 1, top_k: 0, stop_token_ids: [], seed: null, use_cache: true,
+      model: "default",
+      prompt_ids: Tensor.int32([1]),
+      prompt_lengths: Tensor.int32([1]),
+      n: 1,
+      max_new_tokens: 4,
+      temperature: -0.5,
+      top_p: 1,
+      top_k: 0,
+      stop_token_ids: [],
+      seed: null,
+      use_cache: true,
     });
-    expect(((await failure(raw)) as BridgeError).kind).toBe("invalid_request");
+    const rawError = (await failure(raw)) as BridgeError;
+    expect(rawError.kind).toBe("invalid_request");
+    expect(rawError.message).toMatch(/request: "temperature" Too small: expected number to be >=0/);
     await stillUsable();
   });
 
   it("a request longer than the model's context", async () => {
     const err = await failure(sample(model, tokenizer, "Once upon a time", { maxNewTokens: 600 }));
-    expect(err.message).toMatch(/needs 60\d positions, more than the model's context of 512; load it with RoPE scaling/);
+    expect(err.message).toMatch(
+      /needs 60\d positions, more than the model's context of 512; load it with RoPE scaling/,
+    );
     await stillUsable();
   });
 

@@ -9,7 +9,12 @@ import { projectVenv } from "../cells-lib/util/project-python.ts";
 import { repoRoot, tempDir } from "./helpers.ts";
 
 async function startError(python: string): Promise<BridgeError> {
-  const err = await BridgeClient.connect({ session: "env", dir: tempDir("bridge-env"), python, startTimeoutMs: 20_000 }).catch((e: unknown) => e);
+  const err = await BridgeClient.connect({
+    session: "env",
+    dir: tempDir("bridge-env"),
+    python,
+    startTimeoutMs: 20_000,
+  }).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(BridgeError);
   expect((err as BridgeError).kind).toBe("start_failed");
   return err as BridgeError;
@@ -39,8 +44,11 @@ describe("the bridge's Python", () => {
     expect(err.message).toContain("cannot run the thinkcells bridge:");
     const requirements = readFileSync(path.join(repoRoot, "gpu-bridge/requirements.txt"), "utf8");
     const torchPin = /^torch==(\S+)$/m.exec(requirements)![1];
-    expect(err.message).toMatch(new RegExp(`- torch is not installed: \\S+ -m pip install 'torch==${torchPin!.replace(/[.+]/g, "\\$&")}'`));
-    for (const name of ["numpy", "safetensors", "huggingface_hub", "jsonschema"]) expect(err.message).toContain(`- ${name} is not installed:`);
+    expect(err.message).toMatch(
+      new RegExp(`- torch is not installed: \\S+ -m pip install 'torch==${torchPin!.replace(/[.+]/g, "\\$&")}'`),
+    );
+    for (const name of ["numpy", "safetensors", "huggingface_hub", "jsonschema"])
+      expect(err.message).toContain(`- ${name} is not installed:`);
   });
 
   it("says which setting named an interpreter that does not exist", async () => {

@@ -33,7 +33,13 @@ describe("bridge lifecycle", () => {
     const [mine] = await sample(model, await loadTokenizer(modelDir), "", { temperature: 0, maxNewTokens: 40 });
     first.close(); // the first "kernel" goes away; the bridge stays
     const tsx = path.join(repoRoot, "node_modules/.bin/tsx");
-    const { stdout } = await run(tsx, [path.join(repoRoot, "test/fixtures/attach-and-sample.ts"), bridge.dir, bridge.session, "kept", modelDir]);
+    const { stdout } = await run(tsx, [
+      path.join(repoRoot, "test/fixtures/attach-and-sample.ts"),
+      bridge.dir,
+      bridge.session,
+      "kept",
+      modelDir,
+    ]);
     const other = JSON.parse(stdout) as { pid: number; text: string };
     expect(other.pid).toBe(first.hello.pid);
     expect(other.text).toBe(mine!.text);
@@ -44,7 +50,12 @@ describe("bridge lifecycle", () => {
     const model = await loadModel(modelDir, { client });
     const tokenizer = await loadTokenizer(modelDir);
     const controller = new AbortController();
-    const long = sample(model, tokenizer, "", { n: 64, maxNewTokens: 500, stopTokenIds: [], signal: controller.signal });
+    const long = sample(model, tokenizer, "", {
+      n: 64,
+      maxNewTokens: 500,
+      stopTokenIds: [],
+      signal: controller.signal,
+    });
     setTimeout(() => controller.abort(), 300);
     const started = Date.now();
     const err = await long.catch((e: unknown) => e);
@@ -83,11 +94,13 @@ describe("bridge lifecycle", () => {
     const pid = client.hello.pid;
     client.close();
     const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && existsSync(path.join(dir, "idle.sock"))) await new Promise((r) => setTimeout(r, 200));
+    while (Date.now() < deadline && existsSync(path.join(dir, "idle.sock")))
+      await new Promise((r) => setTimeout(r, 200));
     expect(existsSync(path.join(dir, "idle.sock"))).toBe(false);
     expect(existsSync(path.join(dir, "idle.json"))).toBe(false);
     // Gone, or a zombie waiting for this test process to reap it.
-    const state = () => (existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]![0] : "gone");
+    const state = () =>
+      existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]![0] : "gone";
     while (Date.now() < deadline && !["gone", "Z"].includes(state()!)) await new Promise((r) => setTimeout(r, 200));
     expect(["gone", "Z"]).toContain(state());
   });
@@ -116,7 +129,12 @@ describe("bridge lifecycle", () => {
       let data = "";
       socket.on("data", (d) => (data += d.toString("latin1")));
       socket.on("close", () => resolve(data));
-      socket.write(encodeFrame({ id: 1, op: "hello", body: { token: "wrong", protocol_version: 1, client: "test" }, buffers: [] }, Buffer.alloc(0)));
+      socket.write(
+        encodeFrame(
+          { id: 1, op: "hello", body: { token: "wrong", protocol_version: 1, client: "test" }, buffers: [] },
+          Buffer.alloc(0),
+        ),
+      );
     });
     expect(reply).toMatch(/handshake failed/);
     await expect(client.call("ping", {})).resolves.toEqual({});

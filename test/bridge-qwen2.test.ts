@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bridgePackageDir, findPython, type BridgeClient } from "../cells-lib/bridge/client.ts";
+import { type BridgeClient, bridgePackageDir, findPython } from "../cells-lib/bridge/client.ts";
 import { loadModel } from "../cells-lib/cells/model.ts";
 import { logprobs, sample } from "../cells-lib/cells/sample.ts";
 import { loadTokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
@@ -27,19 +27,37 @@ afterAll(() => bridge.stop());
 describe("a tiny random Qwen2-shaped checkpoint (q/k/v bias, untied embeddings, two shards)", () => {
   it("is sharded as the test intends", () => {
     const files = readdirSync(modelDir).sort();
-    expect(files).toEqual(["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]);
+    expect(files).toEqual([
+      "config.json",
+      "model-00001-of-00002.safetensors",
+      "model-00002-of-00002.safetensors",
+      "model.safetensors.index.json",
+    ]);
   });
 
   it("loads as a native qwen2", async () => {
     const model = await loadModel(modelDir, { client, name: "qwen" });
-    expect(model.info).toMatchObject({ backend: "native", model_type: "qwen2", tie_word_embeddings: false, vocab_size: 151646, eos_token_ids: [151645] });
+    expect(model.info).toMatchObject({
+      backend: "native",
+      model_type: "qwen2",
+      tie_word_embeddings: false,
+      vocab_size: 151646,
+      eos_token_ids: [151645],
+    });
   });
 
   it.skipIf(!qwenTokenizer)("samples with the real Qwen2 tokenizer and its chat template", async () => {
     const model = await loadModel(modelDir, { client, name: "qwen" });
-    expect(model.info).toMatchObject({ model_type: "qwen2", tie_word_embeddings: false, vocab_size: 151646, eos_token_ids: [151645] });
+    expect(model.info).toMatchObject({
+      model_type: "qwen2",
+      tie_word_embeddings: false,
+      vocab_size: 151646,
+      eos_token_ids: [151645],
+    });
     const tokenizer = await loadTokenizer(qwenTokenizer!);
-    const prompt = tokenizer.applyChatTemplate([{ role: "user", content: "What is 2+3?" }], { addGenerationPrompt: true });
+    const prompt = tokenizer.applyChatTemplate([{ role: "user", content: "What is 2+3?" }], {
+      addGenerationPrompt: true,
+    });
     const out = await sample(model, tokenizer, [prompt, "hello"], { n: 3, maxNewTokens: 12, seed: 11 });
     expect(out).toHaveLength(6);
     for (const c of out) {
@@ -60,7 +78,11 @@ describe("a tiny random Qwen2-shaped checkpoint (q/k/v bias, untied embeddings, 
     const out = path.join(root, "saved");
     const index = JSON.parse(readFileSync(path.join(modelDir, "model.safetensors.index.json"), "utf8"));
     const total: number = index.metadata.total_size;
-    const { files } = await client.call("save_model", { name: "qwen", out_dir: out, max_shard_bytes: Math.floor(total * 0.6) });
+    const { files } = await client.call("save_model", {
+      name: "qwen",
+      out_dir: out,
+      max_shard_bytes: Math.floor(total * 0.6),
+    });
     expect(files).toEqual(readdirSync(modelDir).sort());
     for (const f of files.filter((f) => f.endsWith(".safetensors"))) {
       expect(readFileSync(path.join(out, f)).equals(readFileSync(path.join(modelDir, f)))).toBe(true);

@@ -3,11 +3,20 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BridgeClient, bridgePackageDir, findPython } from "../cells-lib/bridge/client.ts";
 import { Tensor } from "../cells-lib/bridge/frames.ts";
-import { bridgePackageDir, findPython, type BridgeClient } from "../cells-lib/bridge/client.ts";
 import { loadModel, type Model } from "../cells-lib/cells/model.ts";
 import { logprobs } from "../cells-lib/cells/sample.ts";
-import { addValueHead, applyLora, forwardBackward, loadState, optimStep, saveState, values, type TrainingExample } from "../cells-lib/cells/train.ts";
+import {
+  addValueHead,
+  applyLora,
+  forwardBackward,
+  loadState,
+  optimStep,
+  saveState,
+  type TrainingExample,
+  values,
+} from "../cells-lib/cells/train.ts";
 import { repoRoot, tempDir, testBridge } from "./helpers.ts";
 
 // Two architectures with no native code, run by transformers' own modules behind the bridge.
@@ -25,7 +34,9 @@ let client: BridgeClient;
 
 beforeAll(async () => {
   for (const family of Object.keys(FAMILIES)) {
-    await run(findPython(), [path.join(repoRoot, "scripts/make_random_hf.py"), family, path.join(root, family)], { env });
+    await run(findPython(), [path.join(repoRoot, "scripts/make_random_hf.py"), family, path.join(root, family)], {
+      env,
+    });
   }
   client = await bridge.connect();
 });
@@ -33,7 +44,9 @@ afterAll(() => bridge.stop());
 
 /** Fixed token sequences of a 256-token vocabulary (ids 3..255), `count` of `length` tokens. */
 function sequences(count: number, length: number, seed: number): number[][] {
-  return Array.from({ length: count }, (_, i) => Array.from({ length }, (_, t) => 3 + ((seed * 31 + i * 17 + t * t * 7 + t * 13) % 253)));
+  return Array.from({ length: count }, (_, i) =>
+    Array.from({ length }, (_, t) => 3 + ((seed * 31 + i * 17 + t * t * 7 + t * 13) % 253)),
+  );
 }
 
 const batch: TrainingExample[] = sequences(4, 12, 1).map((tokens) => ({ tokens }));
@@ -68,12 +81,31 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
 
   it("loads as a transformers-backed model and samples, cached decoding equal to full recomputation", async () => {
     const model = await loadModel(dir(), { client, name: `${family}-sample` });
-    expect(model.info).toMatchObject({ model_type: family, backend: "transformers", lora_targets: [...FAMILIES[family]], vocab_size: 256, eos_token_ids: [2], rope_scaling: null });
-    const prompts = [[1, 5, 9, 33, 7, 100], [1, 44]];
+    expect(model.info).toMatchObject({
+      model_type: family,
+      backend: "transformers",
+      lora_targets: [...FAMILIES[family]],
+      vocab_size: 256,
+      eos_token_ids: [2],
+      rope_scaling: null,
+    });
+    const prompts = [
+      [1, 5, 9, 33, 7, 100],
+      [1, 44],
+    ];
     const call = (temperature: number, useCache: boolean) =>
       client.call("sample", {
-        model: model.name, prompt_ids: Tensor.int32(prompts.flat()), prompt_lengths: Tensor.int32(prompts.map((p) => p.length)),
-        n: 2, max_new_tokens: 10, temperature, top_p: 1, top_k: 0, stop_token_ids: [], seed: 5, use_cache: useCache,
+        model: model.name,
+        prompt_ids: Tensor.int32(prompts.flat()),
+        prompt_lengths: Tensor.int32(prompts.map((p) => p.length)),
+        n: 2,
+        max_new_tokens: 10,
+        temperature,
+        top_p: 1,
+        top_k: 0,
+        stop_token_ids: [],
+        seed: 5,
+        use_cache: useCache,
       });
     const drawn = await call(1, true);
     expect(drawn.tokens.shape).toEqual([4, 10]);
@@ -81,11 +113,15 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
     expect(Array.from(drawn.logprobs.data as Float32Array).every((lp) => Number.isFinite(lp) && lp <= 0)).toBe(true);
     const [cached, full] = [await call(0, true), await call(0, false)];
     expect(Array.from(cached.tokens.data as Int32Array)).toEqual(Array.from(full.tokens.data as Int32Array));
-    await expect(loadModel(dir(), { client, name: "scaled", ropeScaling: { type: "linear", factor: 2 } })).rejects.toThrow(/loadModel ropeScaling is for the native families/);
+    await expect(
+      loadModel(dir(), { client, name: "scaled", ropeScaling: { type: "linear", factor: 2 } }),
+    ).rejects.toThrow(/loadModel ropeScaling is for the native families/);
   });
 
   it("runs every loss kind in forward_backward (LoRA, value head, gradient checkpointing)", async () => {
-    const model = await addValueHead(await applyLora(await loadModel(dir(), { client, name: `${family}-losses` }), { rank: 4, dropout: 0 }));
+    const model = await addValueHead(
+      await applyLora(await loadModel(dir(), { client, name: `${family}-losses` }), { rank: 4, dropout: 0 }),
+    );
     const [tokens, rejected] = sequences(2, 10, 2);
     const [old] = await logprobs(model, [tokens!]);
     const [v] = await values(model, [tokens!]);
@@ -93,7 +129,9 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
     const results = [
       await forwardBackward(model, batch, { kind: "cross_entropy" }, { gradientCheckpointing: true }),
       await forwardBackward(model, [onPolicy], { kind: "policy_gradient", beta: 0.1, entropyCoef: 0.01 }),
-      await forwardBackward(model, [{ ...onPolicy, oldValues: [0, ...v!], returns: tokens!.map(() => 1) }], { kind: "ppo" }),
+      await forwardBackward(model, [{ ...onPolicy, oldValues: [0, ...v!], returns: tokens!.map(() => 1) }], {
+        kind: "ppo",
+      }),
       await forwardBackward(model, [{ tokens: tokens! }, { tokens: rejected! }], { kind: "dpo" }),
     ];
     for (const r of results) expect(Number.isFinite(r.loss)).toBe(true);
@@ -105,7 +143,10 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
   });
 
   it("lowers the loss in 5 LoRA steps, resumes exactly from saved state, and exports what transformers reloads", async () => {
-    const model = await applyLora(await loadModel(dir(), { client, name: `${family}-train` }), { rank: 4, dropout: 0.1 });
+    const model = await applyLora(await loadModel(dir(), { client, name: `${family}-train` }), {
+      rank: 4,
+      dropout: 0.1,
+    });
     expect(model.info.trainable_parameters).toBeLessThan(model.info.parameters);
     const losses = [await step(model), await step(model), await step(model)];
     await saveState(model, path.join(root, `${family}-state`));
@@ -120,14 +161,29 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
     expect(await logprobs(resumed, probe)).toEqual(await logprobs(model, probe));
 
     const out = path.join(root, `${family}-export`);
-    const exported = await client.call("export_model", { model: model.name, dir: out, shard_bytes: null, dtype: "float32", metadata: {}, onnx: null });
+    const exported = await client.call("export_model", {
+      model: model.name,
+      dir: out,
+      shard_bytes: null,
+      dtype: "float32",
+      metadata: {},
+      onnx: null,
+    });
     expect(exported.files).toEqual(["config.json", "generation_config.json", "model.safetensors"]);
     expect(exported.lora).toMatchObject({ rank: 4, merged_modules: 2 * FAMILIES[family].length });
     const reloaded = await transformersLogprobs(out, probe);
     const bridged = await logprobs(model, probe);
     reloaded.forEach((row, i) => row.forEach((lp, t) => expect(Math.abs(lp - bridged[i]![t]!)).toBeLessThan(1e-5)));
-    await expect(client.call("export_model", { model: model.name, dir: path.join(root, `${family}-onnx`), shard_bytes: null, dtype: "float32", metadata: {}, onnx: { opset: 18 } }))
-      .rejects.toThrow(/ONNX export covers Llama-shaped native models .* this .* model \(transformers\) is not one/);
+    await expect(
+      client.call("export_model", {
+        model: model.name,
+        dir: path.join(root, `${family}-onnx`),
+        shard_bytes: null,
+        dtype: "float32",
+        metadata: {},
+        onnx: { opset: 18 },
+      }),
+    ).rejects.toThrow(/ONNX export covers Llama-shaped native models .* this .* model \(transformers\) is not one/);
   });
 });
 
@@ -136,6 +192,9 @@ it("refuses a model neither path runs with one error naming model_type and what 
   mkdirSync(dir);
   writeFileSync(path.join(dir, "config.json"), JSON.stringify({ model_type: "bert" }));
   await expect(loadModel(dir, { client })).rejects.toThrow(
-    /config\.json: model_type 'bert' is not supported \(an encoder model\); thinkcells runs llama, .* natively, or any decoder-only model transformers' AutoModelForCausalLM builds \(transformers \d+\.\d+/,
+    new RegExp(
+      String.raw`config\.json: model_type 'bert' is not supported \(an encoder model\); thinkcells runs llama, .* natively, ` +
+        String.raw`or any decoder-only model transformers' AutoModelForCausalLM builds \(transformers \d+\.\d+`,
+    ),
   );
 });

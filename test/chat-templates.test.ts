@@ -13,8 +13,20 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import { BUILTIN_TEMPLATES } from "../cells-lib/chat/templates.ts";
 import { tokenizeExample } from "../cells-lib/chat/tokenize.ts";
-import { loadTokenizer, tokenizerFromJson, type ChatMessage, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
-import { CONVERSATIONS, FAMILIES, hfReference, type ChatRequest, type Family, type RenderedChat } from "./fixtures/hf-reference.ts";
+import {
+  type ChatMessage,
+  loadTokenizer,
+  type Tokenizer,
+  tokenizerFromJson,
+} from "../cells-lib/tokenizer/tokenizer.ts";
+import {
+  type ChatRequest,
+  CONVERSATIONS,
+  FAMILIES,
+  type Family,
+  hfReference,
+  type RenderedChat,
+} from "./fixtures/hf-reference.ts";
 
 /** The family's markup of an assistant turn, and its built-in SFT template. */
 const TURNS: Record<Family["name"], { header: string; end: string; builtin: keyof typeof BUILTIN_TEMPLATES }> = {
@@ -68,7 +80,11 @@ const reference = hfReference(
     chats: [
       ...renderCases(family),
       ...maskCases.map(([, messages]) => ({ messages, add_generation_prompt: false })),
-      ...maskCases.map(([, messages]) => ({ messages, add_generation_prompt: false, template: BUILTIN_TEMPLATES[TURNS[family.name].builtin].source })),
+      ...maskCases.map(([, messages]) => ({
+        messages,
+        add_generation_prompt: false,
+        template: BUILTIN_TEMPLATES[TURNS[family.name].builtin].source,
+      })),
     ],
   })),
 );
@@ -93,7 +109,10 @@ describe.each(FAMILIES)("$name", (family) => {
   test("the tokenizer's own template renders as transformers' apply_chat_template", () => {
     expect(rendered).toHaveLength(cases.length);
     cases.forEach((c, i) => {
-      const ours = tokenizer.applyChatTemplate(c.messages, { addGenerationPrompt: c.add_generation_prompt, extra: c.kwargs });
+      const ours = tokenizer.applyChatTemplate(c.messages, {
+        addGenerationPrompt: c.add_generation_prompt,
+        extra: c.kwargs,
+      });
       expect(ours, c.name).toBe(rendered[i]?.text);
     });
   });
@@ -105,7 +124,9 @@ describe.each(FAMILIES)("$name", (family) => {
       expect(whole).not.toContain("0.2 a minute");
       expect(whole).toContain("<|im_start|>assistant\nShe earned $10.\n#### 10<|im_end|>");
       expect(whole).toContain("<|im_start|>assistant\n<think>\n3 * 12 = 36.\n</think>\n\n$36.\n#### 36<|im_end|>");
-      expect(text("reasoning with the generation prompt, enable_thinking false")).toMatch(/<\|im_start\|>assistant\n<think>\n\n<\/think>\n\n$/);
+      expect(text("reasoning with the generation prompt, enable_thinking false")).toMatch(
+        /<\|im_start\|>assistant\n<think>\n\n<\/think>\n\n$/,
+      );
       expect(text("reasoning with the generation prompt, enable_thinking true")).toMatch(/<\|im_start\|>assistant\n$/);
     });
   }
@@ -113,9 +134,11 @@ describe.each(FAMILIES)("$name", (family) => {
   const masks = (template: "tokenizer" | ChatTemplateName, reference: () => RenderedChat[]) => {
     maskCases.forEach(([name, messages], i) => {
       const chat = () => reference()[i] as RenderedChat;
-      const ours = () => tokenizeExample({ messages: messages as ChatMessage[] }, { tokenizer, template, cutoffLength: 100_000 });
+      const ours = () =>
+        tokenizeExample({ messages: messages as ChatMessage[] }, { tokenizer, template, cutoffLength: 100_000 });
       // The SFT cells add BOS as an id where the template does not write it.
-      const bos = () => (tokenizer.bosTokenId !== undefined && chat().ids[0] !== tokenizer.bosTokenId ? [tokenizer.bosTokenId] : []);
+      const bos = () =>
+        tokenizer.bosTokenId !== undefined && chat().ids[0] !== tokenizer.bosTokenId ? [tokenizer.bosTokenId] : [];
       test(`${name}: the tokens are the reference rendering's, and exactly the assistant turns are trained`, () => {
         const { tokens, weights } = ours();
         expect(tokens).toEqual([...bos(), ...chat().ids]);
@@ -136,6 +159,8 @@ type ChatTemplateName = keyof typeof BUILTIN_TEMPLATES;
 test("strip, lstrip and rstrip with an argument strip only those characters, as Python's do (Qwen3's template relies on it)", () => {
   const tokenizer = tokenizerFromJson({ model: { type: "BPE", vocab: { a: 0 }, merges: [] }, added_tokens: [] }, {});
   const render = (template: string) => tokenizer.applyChatTemplate([], { template });
-  expect(render("{{ '\\n x\\n'.lstrip('\\n') }}|{{ '\\n x\\n'.rstrip('\\n') }}|{{ 'xyhiyx'.strip('xy') }}")).toBe(" x\n|\n x|hi");
+  expect(render("{{ '\\n x\\n'.lstrip('\\n') }}|{{ '\\n x\\n'.rstrip('\\n') }}|{{ 'xyhiyx'.strip('xy') }}")).toBe(
+    " x\n|\n x|hi",
+  );
   expect(render("{{ ' a \\n'.strip() }}|{{ ' b\\t'.lstrip() }}|{{ ' c ' | trim }}")).toBe("a|b\t|c");
 });

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { CheckpointError, driveStore, localStore, type CheckpointStore } from "../cells-lib/checkpoints/index.ts";
+import { CheckpointError, type CheckpointStore, driveStore, localStore } from "../cells-lib/checkpoints/index.ts";
 import { tempDir } from "./helpers.ts";
 
 /** This whole file runs on a filesystem that, like Colab's Drive mount, refuses to rename onto an
@@ -61,12 +61,18 @@ describe.each([
     const files = await writeTree(source, "a");
 
     const before = Date.now();
-    const saved = await store.put("step-000010", source, { step: 10, metrics: { loss: 1.5, acc: Number.NaN }, note: undefined });
+    const saved = await store.put("step-000010", source, {
+      step: 10,
+      metrics: { loss: 1.5, acc: Number.NaN },
+      note: undefined,
+    });
     expect(saved.meta).toEqual({ step: 10, metrics: { loss: 1.5, acc: null } });
     expect(saved.createdAt.getTime()).toBeGreaterThanOrEqual(before);
     expect(await store.list()).toEqual([saved]);
     // The checkpoint is a plain directory: the files plus the commit record.
-    expect([...(await readTree(path.join(root, "step-000010"))).keys()].sort()).toEqual([".checkpoint.json", ...files.keys()].sort());
+    expect([...(await readTree(path.join(root, "step-000010"))).keys()].sort()).toEqual(
+      [".checkpoint.json", ...files.keys()].sort(),
+    );
 
     const restored = path.join(tempDir("ckpt-dst"), "restored");
     expect(await store.get("step-000010", restored)).toEqual(saved);
@@ -151,7 +157,9 @@ describe("file stores", () => {
     const empty = tempDir("ckpt-dst");
     await store.get("ckpt", empty);
     expect(await readTree(empty)).toEqual(files);
-    await expect(store.get("ckpt", empty)).rejects.toThrow(`get "ckpt" from local directory ${root}: ${empty} is not empty`);
+    await expect(store.get("ckpt", empty)).rejects.toThrow(
+      `get "ckpt" from local directory ${root}: ${empty} is not empty`,
+    );
 
     // A damaged file fails the whole restore, and the target never appears.
     const weights = path.join(root, "ckpt", "adapter/weights.safetensors");
@@ -159,7 +167,9 @@ describe("file stores", () => {
     bytes[1000] = bytes[1000]! ^ 1;
     await writeFile(weights, bytes);
     const target = path.join(tempDir("ckpt-dst"), "restore");
-    await expect(store.get("ckpt", target)).rejects.toThrow(/adapter\/weights\.safetensors: expected 300000 bytes with sha256 .* the stored checkpoint is damaged/);
+    await expect(store.get("ckpt", target)).rejects.toThrow(
+      /adapter\/weights\.safetensors: expected 300000 bytes with sha256 .* the stored checkpoint is damaged/,
+    );
     expect(existsSync(target)).toBe(false);
     expect(await readdir(path.dirname(target))).toEqual([]);
   });

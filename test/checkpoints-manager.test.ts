@@ -21,13 +21,21 @@ async function restoredStep(manager: CheckpointManager, which: string): Promise<
 
 describe("CheckpointManager", () => {
   it("saves step-named checkpoints and keeps the best K plus the latest", async () => {
-    const manager = new CheckpointManager({ store: localStore(tempDir("ckpt-store")), keepBest: 2, metric: "evalLoss", mode: "min" });
+    const manager = new CheckpointManager({
+      store: localStore(tempDir("ckpt-store")),
+      keepBest: 2,
+      metric: "evalLoss",
+      mode: "min",
+    });
     const losses = [3, 1, 2, 0.5, 4];
     const pruned: string[][] = [];
     for (const [i, loss] of losses.entries()) {
       const step = (i + 1) * 10;
       const result = await manager.save(step, await staged(step), { metrics: { evalLoss: loss }, cursor: i });
-      expect(result.saved).toMatchObject({ name: stepName(step), meta: { step, metrics: { evalLoss: loss }, cursor: i } });
+      expect(result.saved).toMatchObject({
+        name: stepName(step),
+        meta: { step, metrics: { evalLoss: loss }, cursor: i },
+      });
       pruned.push(result.pruned);
     }
     expect(pruned).toEqual([[], [], ["step-000010"], ["step-000030"], []]);
@@ -59,7 +67,9 @@ describe("CheckpointManager", () => {
   it("explains what cannot be restored", async () => {
     const store = localStore(tempDir("ckpt-store"));
     const manager = new CheckpointManager({ store, metric: "acc", mode: "max" });
-    await expect(manager.restore("latest", tempDir("ckpt-restore"))).rejects.toThrow(`CheckpointManager.restore("latest"): no checkpoints in ${store.describe()}`);
+    await expect(manager.restore("latest", tempDir("ckpt-restore"))).rejects.toThrow(
+      `CheckpointManager.restore("latest"): no checkpoints in ${store.describe()}`,
+    );
     await manager.save(5, await staged(5), { metrics: { acc: Number.NaN } });
     expect(await manager.best()).toBeUndefined();
     await expect(manager.restore("best", tempDir("ckpt-restore"))).rejects.toThrow(/no checkpoint has a value for acc/);
@@ -74,7 +84,9 @@ describe("CheckpointManager", () => {
     expect(() => new CheckpointManager({ store, metric: "loss" })).toThrow(/option "mode"/);
     expect(() => new CheckpointManager({ store: {} as never })).toThrow(/option "store": expected a checkpoint store/);
     const manager = new CheckpointManager({ store });
-    await expect(manager.save(-1, tempDir("ckpt-stage"))).rejects.toThrow("step must be a non-negative integer, got -1");
+    await expect(manager.save(-1, tempDir("ckpt-stage"))).rejects.toThrow(
+      "step must be a non-negative integer, got -1",
+    );
     await expect(manager.save(1.5, tempDir("ckpt-stage"))).rejects.toThrow(/non-negative integer/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { choosePruned, metricValue, type CheckpointEntry } from "../cells-lib/checkpoints/index.ts";
+import { type CheckpointEntry, choosePruned, metricValue } from "../cells-lib/checkpoints/index.ts";
 import type { JsonObject } from "../cells-lib/checkpoints/store.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
@@ -8,7 +8,8 @@ function entry(step: number, loss?: number | null, at = step): CheckpointEntry {
   const meta: JsonObject = loss === undefined ? { step } : { step, metrics: { loss } };
   return { name: `step-${String(step).padStart(6, "0")}`, meta, createdAt: new Date(at * 1000) };
 }
-const pruned = (entries: CheckpointEntry[], options: Parameters<typeof choosePruned>[1]) => choosePruned(entries, options).map((e) => Number(e.meta.step));
+const pruned = (entries: CheckpointEntry[], options: Parameters<typeof choosePruned>[1]) =>
+  choosePruned(entries, options).map((e) => Number(e.meta.step));
 
 describe("choosePruned", () => {
   it("keeps the best K by the metric plus the most recent", () => {
@@ -54,8 +55,12 @@ describe("choosePruned", () => {
 
   it("explains inconsistent options", () => {
     expect(() => choosePruned([], { keepBest: 2 })).toThrow(OptionsError);
-    expect(() => choosePruned([], { keepBest: 2 })).toThrow('choosePruned: option "metric": keepBest needs the metric that ranks checkpoints');
-    expect(() => choosePruned([], { metric: "loss" })).toThrow(/option "mode": say whether a lower \("min"\) or higher \("max"\) loss is better/);
+    expect(() => choosePruned([], { keepBest: 2 })).toThrow(
+      'choosePruned: option "metric": keepBest needs the metric that ranks checkpoints',
+    );
+    expect(() => choosePruned([], { metric: "loss" })).toThrow(
+      /option "mode": say whether a lower \("min"\) or higher \("max"\) loss is better/,
+    );
     expect(() => choosePruned([], { keepLast: 0 })).toThrow(/option "keepLast"/);
     expect(() => choosePruned([], { keep: 1 } as never)).toThrow(/unknown option "keep"/);
   });

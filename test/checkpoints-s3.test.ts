@@ -5,7 +5,7 @@ import path from "node:path";
 import { inspect } from "node:util";
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { CheckpointError, CheckpointManager, s3Store, type CheckpointStore } from "../cells-lib/checkpoints/index.ts";
+import { CheckpointError, CheckpointManager, type CheckpointStore, s3Store } from "../cells-lib/checkpoints/index.ts";
 import { tempDir } from "./helpers.ts";
 import { S3RVER_CREDENTIALS, startS3Server, type TestS3Server } from "./s3-server.ts";
 
@@ -13,7 +13,12 @@ let server: TestS3Server;
 let raw: S3Client;
 beforeAll(async () => {
   server = await startS3Server();
-  raw = new S3Client({ endpoint: server.endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+  raw = new S3Client({
+    endpoint: server.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+  });
 });
 afterAll(() => server.stop());
 afterEach(() => {
@@ -25,7 +30,15 @@ let prefixes = 0;
 /** A store under a fresh prefix, so tests never see each other's checkpoints. */
 function store(options: Partial<Parameters<typeof s3Store>[0]> = {}): CheckpointStore & { prefix: string } {
   const prefix = `runs/test-${++prefixes}`;
-  const s = s3Store({ bucket: server.bucket, prefix, endpoint: server.endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3RVER_CREDENTIALS, ...options });
+  const s = s3Store({
+    bucket: server.bucket,
+    prefix,
+    endpoint: server.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+    ...options,
+  });
   return Object.assign(s, { prefix });
 }
 
@@ -72,7 +85,7 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
       "optimizer/deep/state.bin": randomBytes(50_000),
       "rng.bin": Buffer.from([0, 255, 0, 10, 13]),
       "tokenizer files/vocab ü+1.json": Buffer.from('{"a": 1}'),
-      "empty": Buffer.alloc(0),
+      empty: Buffer.alloc(0),
     });
     const saved = await s.put("step-000100", dir, { step: 100, metrics: { loss: 0.25 } });
     expect(saved.meta).toEqual({ step: 100, metrics: { loss: 0.25 } });
@@ -100,7 +113,9 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
     const out = freshDir();
     expect(await s.get("step-000100", out)).toEqual(saved);
     expect(await readTree(out)).toEqual(new Map([...tree].sort(([a], [b]) => (a < b ? -1 : 1))));
-    expect(s.describe()).toBe(`s3://${server.bucket}/${s.prefix} at ${server.endpoint} in us-east-1 (given credentials)`);
+    expect(s.describe()).toBe(
+      `s3://${server.bucket}/${s.prefix} at ${server.endpoint} in us-east-1 (given credentials)`,
+    );
 
     await s.delete("step-000100");
     await s.delete("step-000100");
@@ -112,11 +127,17 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
     const s = store();
     const { dir } = await writeTree({ "a.bin": randomBytes(1000), "b.bin": randomBytes(1000) });
     await s.put("ckpt", dir);
-    await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: `${s.prefix}/ckpt/files/b.bin`, Body: randomBytes(1000) }));
+    await raw.send(
+      new PutObjectCommand({ Bucket: server.bucket, Key: `${s.prefix}/ckpt/files/b.bin`, Body: randomBytes(1000) }),
+    );
     const out = freshDir();
-    await expect(s.get("ckpt", out)).rejects.toThrow(/b\.bin: expected 1000 bytes with sha256 \w+, got 1000 bytes with sha256 \w+; the stored checkpoint is damaged/);
+    await expect(s.get("ckpt", out)).rejects.toThrow(
+      /b\.bin: expected 1000 bytes with sha256 \w+, got 1000 bytes with sha256 \w+; the stored checkpoint is damaged/,
+    );
     expect(existsSync(out)).toBe(false);
-    await expect(s.get("nothing", freshDir())).rejects.toThrow(`get "nothing" from ${s.describe()}: no such checkpoint`);
+    await expect(s.get("nothing", freshDir())).rejects.toThrow(
+      `get "nothing" from ${s.describe()}: no such checkpoint`,
+    );
   });
 
   it("leaves the previous checkpoint listed and loadable when an upload is interrupted midway", async () => {
@@ -126,12 +147,19 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
 
     // The connection drops on every upload after the first file of the next checkpoint: midway
     // through b.bin's multipart upload (its second part), and on c.bin.
-    const second = await writeTree({ "a.bin": randomBytes(20_000), "b.bin": randomBytes(6 * 1024 * 1024), "c.bin": randomBytes(20_000) });
-    server.failWhen = (req) => req.method === "PUT" && /\/step-000002\/files\/(b\.bin\?partNumber=2&|c\.bin)/.test(req.url ?? "");
+    const second = await writeTree({
+      "a.bin": randomBytes(20_000),
+      "b.bin": randomBytes(6 * 1024 * 1024),
+      "c.bin": randomBytes(20_000),
+    });
+    server.failWhen = (req) =>
+      req.method === "PUT" && /\/step-000002\/files\/(b\.bin\?partNumber=2&|c\.bin)/.test(req.url ?? "");
     await expect(s.put("step-000002", second.dir, { step: 2 })).rejects.toThrow(CheckpointError);
     expect(await keys(s.prefix)).toContain("step-000002/files/a.bin");
     // The multipart upload was started, then aborted, so its stored parts go too.
-    expect(uploadRequests(`${s.prefix}/step-000002/files/b.bin`)).toEqual(expect.arrayContaining(["POST ?uploads=", "DELETE ?uploadId=ID&x-id=AbortMultipartUpload"]));
+    expect(uploadRequests(`${s.prefix}/step-000002/files/b.bin`)).toEqual(
+      expect.arrayContaining(["POST ?uploads=", "DELETE ?uploadId=ID&x-id=AbortMultipartUpload"]),
+    );
     expect((await s.list()).map((e) => e.name)).toEqual(["step-000001"]);
     const out = freshDir();
     await s.get("step-000001", out);
@@ -141,12 +169,20 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
     server.failWhen = undefined;
     const retry = await writeTree({ "c.bin": randomBytes(100) });
     await s.put("step-000002", retry.dir, { step: 2 });
-    expect(await keys(s.prefix)).toEqual(["step-000001/COMMIT.json", "step-000001/files/a.bin", "step-000001/files/b.bin", "step-000002/COMMIT.json", "step-000002/files/c.bin"]);
+    expect(await keys(s.prefix)).toEqual([
+      "step-000001/COMMIT.json",
+      "step-000001/files/a.bin",
+      "step-000001/files/b.bin",
+      "step-000002/COMMIT.json",
+      "step-000002/files/c.bin",
+    ]);
   });
 
   it("removes files of interrupted puts under other names, and replaces a committed name", async () => {
     const s = store();
-    await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: `${s.prefix}/step-000007/files/half.bin`, Body: "partial" }));
+    await raw.send(
+      new PutObjectCommand({ Bucket: server.bucket, Key: `${s.prefix}/step-000007/files/half.bin`, Body: "partial" }),
+    );
     await raw.send(new PutObjectCommand({ Bucket: server.bucket, Key: `${s.prefix}/notes.txt`, Body: "not ours" }));
     expect(await s.list()).toEqual([]);
     const one = await writeTree({ "x.bin": randomBytes(10), "y.bin": randomBytes(10) });
@@ -168,7 +204,11 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
       await manager.save(step, dir, { metrics: { evalLoss: loss } });
     }
     expect((await manager.list()).map((e) => e.meta.step)).toEqual([20, 40, 50]);
-    expect((await keys(s.prefix)).filter((k) => k.endsWith("COMMIT.json"))).toEqual(["step-000020/COMMIT.json", "step-000040/COMMIT.json", "step-000050/COMMIT.json"]);
+    expect((await keys(s.prefix)).filter((k) => k.endsWith("COMMIT.json"))).toEqual([
+      "step-000020/COMMIT.json",
+      "step-000040/COMMIT.json",
+      "step-000050/COMMIT.json",
+    ]);
     expect((await keys(s.prefix)).filter((k) => k.includes("step-000010") || k.includes("step-000030"))).toEqual([]);
     const best = freshDir();
     expect((await manager.restore("best", best)).name).toBe("step-000040");
@@ -188,14 +228,27 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
     vi.stubEnv("AWS_EC2_METADATA_DISABLED", "true");
     const seen: string[] = [];
     const capture = async (work: Promise<unknown>) => {
-      const err = await work.then(() => undefined, (e: unknown) => e);
+      const err = await work.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(CheckpointError);
-      seen.push(String(err), (err as Error).stack ?? "", inspect(err, { depth: Infinity, showHidden: true }), JSON.stringify(err));
+      seen.push(
+        String(err),
+        (err as Error).stack ?? "",
+        inspect(err, { depth: Infinity, showHidden: true }),
+        JSON.stringify(err),
+      );
     };
     const { dir } = await writeTree({ "a.bin": randomBytes(100), "b.bin": randomBytes(100) });
 
     // Credentials from the default chain (the environment), which s3rver accepts.
-    const chain = s3Store({ bucket: server.bucket, prefix: "secrets", endpoint: server.endpoint, forcePathStyle: true });
+    const chain = s3Store({
+      bucket: server.bucket,
+      prefix: "secrets",
+      endpoint: server.endpoint,
+      forcePathStyle: true,
+    });
     await chain.put("ok", dir);
     expect((await chain.list()).map((e) => e.name)).toEqual(["ok"]);
     await capture(chain.get("missing", freshDir()));
@@ -203,29 +256,54 @@ describe("s3Store on a real S3-compatible server (s3rver)", () => {
     server.failWhen = (req) => req.method === "PUT";
     await capture(chain.put("fails", dir));
     server.failWhen = undefined;
-    await capture(s3Store({ bucket: "no-such-bucket", prefix: "", endpoint: server.endpoint, forcePathStyle: true }).list());
-    await capture(s3Store({ bucket: server.bucket, prefix: "x", endpoint: "http://127.0.0.1:9", forcePathStyle: true }).list());
+    await capture(
+      s3Store({ bucket: "no-such-bucket", prefix: "", endpoint: server.endpoint, forcePathStyle: true }).list(),
+    );
+    await capture(
+      s3Store({ bucket: server.bucket, prefix: "x", endpoint: "http://127.0.0.1:9", forcePathStyle: true }).list(),
+    );
 
     // Explicit credentials, including a provider whose own error quotes the secret.
-    const explicit = { accessKeyId: "S3RVER", secretAccessKey: `${MARKER}-explicit`, sessionToken: `${MARKER}-explicit-token` };
-    const given = s3Store({ bucket: server.bucket, prefix: "secrets2", endpoint: server.endpoint, forcePathStyle: true, credentials: explicit });
+    const explicit = {
+      accessKeyId: "S3RVER",
+      secretAccessKey: `${MARKER}-explicit`,
+      sessionToken: `${MARKER}-explicit-token`,
+    };
+    const given = s3Store({
+      bucket: server.bucket,
+      prefix: "secrets2",
+      endpoint: server.endpoint,
+      forcePathStyle: true,
+      credentials: explicit,
+    });
     await capture(given.get("missing", freshDir()));
     const leaky = s3Store({
-      bucket: server.bucket, prefix: "secrets3", endpoint: server.endpoint, forcePathStyle: true,
-      credentials: async () => { throw new Error(`refusing key ${MARKER}`); },
+      bucket: server.bucket,
+      prefix: "secrets3",
+      endpoint: server.endpoint,
+      forcePathStyle: true,
+      credentials: async () => {
+        throw new Error(`refusing key ${MARKER}`);
+      },
     });
     await capture(leaky.list());
     expect(seen.at(-4)).toContain("refusing key [redacted]");
 
     // Bad options name the option, never its value.
-    expect(() => s3Store({ bucket: "b", prefix: "", credentials: { accessKeyId: MARKER } as never })).toThrow('s3Store: option "credentials": expected { accessKeyId, secretAccessKey, sessionToken? } or a credentials provider function');
+    expect(() => s3Store({ bucket: "b", prefix: "", credentials: { accessKeyId: MARKER } as never })).toThrow(
+      's3Store: option "credentials": expected { accessKeyId, secretAccessKey, sessionToken? } or a credentials provider function',
+    );
     try {
       s3Store({ bucket: "b", prefix: "", credentials: { accessKeyId: MARKER, secretAccessKey: 7 } as never });
     } catch (err) {
       seen.push(String(err));
     }
-    expect(() => s3Store({ bucket: "b", prefix: "", endpoint: `http://user:${MARKER}@127.0.0.1:1` })).toThrow(/must not contain credentials/);
-    expect(() => s3Store({ bucket: "b", prefix: "", endpoint: "127.0.0.1:9000" })).toThrow('s3Store: option "endpoint": expected an http(s) URL');
+    expect(() => s3Store({ bucket: "b", prefix: "", endpoint: `http://user:${MARKER}@127.0.0.1:1` })).toThrow(
+      /must not contain credentials/,
+    );
+    expect(() => s3Store({ bucket: "b", prefix: "", endpoint: "127.0.0.1:9000" })).toThrow(
+      's3Store: option "endpoint": expected an http(s) URL',
+    );
     try {
       s3Store({ bucket: "b", prefix: "", endpoint: `http://user:${MARKER}@127.0.0.1:1` });
     } catch (err) {

@@ -5,16 +5,22 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { Help, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { type CommandUnknownOpts, Help } from "@commander-js/extra-typings";
 import { afterAll, describe, expect, it } from "vitest";
 import { cliProgram, UsageError } from "../cli/program.ts";
 import { repoRoot, tempDir, testBridge } from "./helpers.ts";
 import { startMockHub } from "./mock-hub.ts";
 
-function thinkcells(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function thinkcells(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, "bin/thinkcells.mjs"), ...args],
+      { env: { ...process.env, ...env } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -36,7 +42,10 @@ function helpText(cmd: CommandUnknownOpts): string {
 async function usageError(args: string[]): Promise<string> {
   const error = await cliProgram()
     .parseAsync(args, { from: "user" })
-    .then(() => undefined, (err: unknown) => err);
+    .then(
+      () => undefined,
+      (err: unknown) => err,
+    );
   expect(error).toBeInstanceOf(UsageError);
   return (error as UsageError).message;
 }
@@ -62,47 +71,92 @@ describe("thinkcells help", () => {
     ]);
   });
 
-  it.each(commands.map((c) => ({ ...c, name: c.path.join(" ") })))("$name: says what it does, each option's default and an example", ({ path: names, cmd }) => {
-    const text = helpText(cmd);
-    expect(text).toMatch(new RegExp(`^Usage: thinkcells ${names.join(" ")} `));
-    expect(cmd.description().length).toBeGreaterThan(20);
-    expect(text).toMatch(new RegExp(`\\nExample:\\n {2}(\\S+=\\S+ )?thinkcells ${names.join(" ")}\\b`));
-    const help = new Help();
-    Object.assign(help, program.configureHelp());
-    for (const option of cmd.options) {
-      if (option.long === "--help") continue;
-      expect(help.optionDescription(option), option.flags).toMatch(option.mandatory ? /\(required\)/ : /\(.*default: [^)]+\)$/);
-    }
-  });
+  it.each(commands.map((c) => ({ ...c, name: c.path.join(" ") })))(
+    "$name: says what it does, each option's default and an example",
+    ({ path: names, cmd }) => {
+      const text = helpText(cmd);
+      expect(text).toMatch(new RegExp(`^Usage: thinkcells ${names.join(" ")} `));
+      expect(cmd.description().length).toBeGreaterThan(20);
+      expect(text).toMatch(new RegExp(`\\nExample:\\n {2}(\\S+=\\S+ )?thinkcells ${names.join(" ")}\\b`));
+      const help = new Help();
+      Object.assign(help, program.configureHelp());
+      for (const option of cmd.options) {
+        if (option.long === "--help") continue;
+        expect(help.optionDescription(option), option.flags).toMatch(
+          option.mandatory ? /\(required\)/ : /\(.*default: [^)]+\)$/,
+        );
+      }
+    },
+  );
 
   it("lists every command and the exit statuses in the program's help", () => {
     const text = helpText(program);
-    for (const name of ["convert", "sample", "export", "push", "eval", "check", "run", "kernel", "status", "bridge", "help"]) {
+    for (const name of [
+      "convert",
+      "sample",
+      "export",
+      "push",
+      "eval",
+      "check",
+      "run",
+      "kernel",
+      "status",
+      "bridge",
+      "help",
+    ]) {
       expect(text).toMatch(new RegExp(`\\n {2}${name} `));
     }
     expect(text).toContain("Exit status: 0 done, 1 the command failed, 2 the command line was not understood.");
   });
 
   it("names what it did not understand, with the usage and where to read more", async () => {
-    expect(await usageError(["frobnicate"])).toBe('thinkcells: unknown command "frobnicate"\nusage: thinkcells [options] [command]\nRun "thinkcells help" for the commands.');
-    expect(await usageError(["sampel", "dir"])).toMatch(/^thinkcells: unknown command "sampel"\n\(Did you mean sample\?\)/);
+    expect(await usageError(["frobnicate"])).toBe(
+      'thinkcells: unknown command "frobnicate"\nusage: thinkcells [options] [command]\nRun "thinkcells help" for the commands.',
+    );
+    expect(await usageError(["sampel", "dir"])).toMatch(
+      /^thinkcells: unknown command "sampel"\n\(Did you mean sample\?\)/,
+    );
     expect(await usageError(["sample", "dir", "--tempreature", "0"])).toBe(
       "thinkcells sample: unknown option '--tempreature'\n(Did you mean --temperature?)\nusage: thinkcells sample [options] <MODEL_DIR>\n" +
         'Run "thinkcells help sample" for its options, their defaults and an example.',
     );
-    expect(await usageError(["sample", "dir", "--temperature", "hot"])).toMatch(/^thinkcells sample: option '--temperature <T>' argument 'hot' is invalid\. Expected a number\.\n/);
-    expect(await usageError(["sample", "dir", "--n", "1.5"])).toMatch(/argument '1\.5' is invalid\. Expected an integer\./);
-    expect(await usageError(["sample", "dir", "--seed"])).toMatch(/^thinkcells sample: option '--seed <S>' argument missing\n/);
-    expect(await usageError(["convert", "llama2c", "m.bin"])).toMatch(/^thinkcells convert llama2c: missing TOKENIZER\.bin and OUT_DIR \(convert llama2c expects MODEL\.bin TOKENIZER\.bin OUT_DIR\)\n/);
-    expect(await usageError(["export", "a", "b", "c"])).toMatch(/^thinkcells export: unexpected argument "c" \(export expects CHECKPOINT OUT_DIR\)\n/);
-    expect(await usageError(["export", "a", "b", "--dtype", "fp8"])).toMatch(/'fp8' is invalid\. Allowed choices are auto, float32, bfloat16, float16\./);
-    expect(await usageError(["export", "a", "b", "--shard-bytes", "0"])).toMatch(/'0' is invalid\. Expected a positive integer\./);
-    expect(await usageError(["eval", "dir"])).toMatch(/^thinkcells eval: required option '--data <FILE>' not specified\n/);
-    expect(await usageError(["status", "now"])).toMatch(/^thinkcells status: unexpected argument "now" \(status takes no arguments\)\n/);
-    expect(await usageError(["kernel", "instal"])).toMatch(/^thinkcells kernel: unknown command "instal"\n\(Did you mean install\?\)\nusage: thinkcells kernel /);
+    expect(await usageError(["sample", "dir", "--temperature", "hot"])).toMatch(
+      /^thinkcells sample: option '--temperature <T>' argument 'hot' is invalid\. Expected a number\.\n/,
+    );
+    expect(await usageError(["sample", "dir", "--n", "1.5"])).toMatch(
+      /argument '1\.5' is invalid\. Expected an integer\./,
+    );
+    expect(await usageError(["sample", "dir", "--seed"])).toMatch(
+      /^thinkcells sample: option '--seed <S>' argument missing\n/,
+    );
+    expect(await usageError(["convert", "llama2c", "m.bin"])).toMatch(
+      /^thinkcells convert llama2c: missing TOKENIZER\.bin and OUT_DIR \(convert llama2c expects MODEL\.bin TOKENIZER\.bin OUT_DIR\)\n/,
+    );
+    expect(await usageError(["export", "a", "b", "c"])).toMatch(
+      /^thinkcells export: unexpected argument "c" \(export expects CHECKPOINT OUT_DIR\)\n/,
+    );
+    expect(await usageError(["export", "a", "b", "--dtype", "fp8"])).toMatch(
+      /'fp8' is invalid\. Allowed choices are auto, float32, bfloat16, float16\./,
+    );
+    expect(await usageError(["export", "a", "b", "--shard-bytes", "0"])).toMatch(
+      /'0' is invalid\. Expected a positive integer\./,
+    );
+    expect(await usageError(["eval", "dir"])).toMatch(
+      /^thinkcells eval: required option '--data <FILE>' not specified\n/,
+    );
+    expect(await usageError(["status", "now"])).toMatch(
+      /^thinkcells status: unexpected argument "now" \(status takes no arguments\)\n/,
+    );
+    expect(await usageError(["kernel", "instal"])).toMatch(
+      /^thinkcells kernel: unknown command "instal"\n\(Did you mean install\?\)\nusage: thinkcells kernel /,
+    );
     // The token comes from the environment only.
-    expect(await usageError(["push", "dir", "me/repo", "--token", "hf_x"])).toMatch(/^thinkcells push: unknown option '--token'\n/);
-    expect(await usageError(["help", "kernel", "frob"])).toBe('thinkcells help: unknown command "kernel frob"\nRun "thinkcells help" for the commands.');
+    expect(await usageError(["push", "dir", "me/repo", "--token", "hf_x"])).toMatch(
+      /^thinkcells push: unknown option '--token'\n/,
+    );
+    expect(await usageError(["help", "kernel", "frob"])).toBe(
+      'thinkcells help: unknown command "kernel frob"\nRun "thinkcells help" for the commands.',
+    );
   });
 });
 
@@ -120,7 +174,9 @@ describe("bin/thinkcells.mjs", () => {
       thinkcells(["help", "kernel", "install"], env),
     ]);
     expect(flag.code, flag.stderr).toBe(0);
-    expect(flag.stdout).toMatch(/^Usage: thinkcells sample \[options\] <MODEL_DIR>\n[\s\S]*--max-new-tokens <N> +the most tokens per completion \(default: 256\)/);
+    expect(flag.stdout).toMatch(
+      /^Usage: thinkcells sample \[options\] <MODEL_DIR>\n[\s\S]*--max-new-tokens <N> +the most tokens per completion \(default: 256\)/,
+    );
     expect(command).toEqual(flag);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^Usage: thinkcells status /);
@@ -154,9 +210,16 @@ describe("bin/thinkcells.mjs", () => {
     try {
       const dir = tempDir("cli-push");
       writeFileSync(path.join(dir, "config.json"), "{}");
-      const pushed = await thinkcells(["push", dir, "tester/cli", "--endpoint", hub.url, "--private", "--message", "From the CLI"], { HF_TOKEN: token, HF_ENDPOINT: "" });
+      const pushed = await thinkcells(
+        ["push", dir, "tester/cli", "--endpoint", hub.url, "--private", "--message", "From the CLI"],
+        { HF_TOKEN: token, HF_ENDPOINT: "" },
+      );
       expect(pushed.code, pushed.stderr).toBe(0);
-      expect(pushed.stdout).toMatch(new RegExp(`^created and pushed to ${hub.url}/tester/cli: 1 file, 2 B, commit ${hub.url}/tester/cli/commit/[0-9a-f]{40}\\n$`));
+      expect(pushed.stdout).toMatch(
+        new RegExp(
+          `^created and pushed to ${hub.url}/tester/cli: 1 file, 2 B, commit ${hub.url}/tester/cli/commit/[0-9a-f]{40}\\n$`,
+        ),
+      );
       const repo = hub.repos.get("models/tester/cli")!;
       expect(repo.visibility).toBe("private");
       expect(repo.branches.get("main")!.commits.at(-1)!.title).toBe("From the CLI");

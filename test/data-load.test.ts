@@ -1,7 +1,14 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { DatasetError, loadDataset, loadGsm8k, loadMath500, type ChatRow, type Gsm8kRow } from "../cells-lib/data/index.ts";
+import {
+  type ChatRow,
+  DatasetError,
+  type Gsm8kRow,
+  loadDataset,
+  loadGsm8k,
+  loadMath500,
+} from "../cells-lib/data/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { sharedPath, tempDir } from "./helpers.ts";
 
@@ -13,7 +20,7 @@ function file(name: string, text: string): string {
   return p;
 }
 
-const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
+const jsonl = (rows: unknown[]) => `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`;
 
 /** The message a promise rejects with. */
 async function failure(promise: Promise<unknown>): Promise<string> {
@@ -79,12 +86,14 @@ describe("file formats", () => {
   it("names the file and line of malformed JSON", async () => {
     const p = file("broken.jsonl", '{"prompt":"a","completion":"b"}\n{"prompt":"a",}\n');
     const message = await failure(loadDataset(p));
-    expect(message).toMatch(new RegExp(`^${escape(p)} line 2: invalid JSON: .*position`));
+    expect(message).toMatch(new RegExp(`^${escapeRegExp(p)} line 2: invalid JSON: .*position`));
 
     const q = file("broken.json", '[\n  {"prompt": "a"},\n  {"prompt" "b"}\n]');
-    expect(await failure(loadDataset(q))).toMatch(new RegExp(`^${escape(q)} line 3: invalid JSON: `));
+    expect(await failure(loadDataset(q))).toMatch(new RegExp(`^${escapeRegExp(q)} line 3: invalid JSON: `));
     const truncated = file("truncated.json", '[\n  {"prompt": "a"},\n');
-    expect(await failure(loadDataset(truncated))).toMatch(/truncated\.json line 3: invalid JSON: Unexpected end of JSON input/);
+    expect(await failure(loadDataset(truncated))).toMatch(
+      /truncated\.json line 3: invalid JSON: Unexpected end of JSON input/,
+    );
   });
 
   it("explains malformed CSV with its line", async () => {
@@ -97,8 +106,12 @@ describe("file formats", () => {
     expect(await failure(loadDataset(file("blank.json", " \n\n")))).toMatch(/blank\.json is empty$/);
     expect(await failure(loadDataset(file("none.json", "[]")))).toMatch(/none\.json has no rows$/);
     expect(await failure(loadDataset(file("header.csv", "prompt,completion\n")))).toMatch(/header\.csv has no rows$/);
-    expect(await failure(loadDataset(file("obj.json", '{"prompt": "a"}')))).toMatch(/obj\.json: expected a JSON array of rows, got an object/);
-    expect(await failure(loadDataset(file("rows.txt", "a")))).toMatch(/rows\.txt: cannot tell the format from the extension "\.txt"; expected \.jsonl, \.json or \.csv/);
+    expect(await failure(loadDataset(file("obj.json", '{"prompt": "a"}')))).toMatch(
+      /obj\.json: expected a JSON array of rows, got an object/,
+    );
+    expect(await failure(loadDataset(file("rows.txt", "a")))).toMatch(
+      /rows\.txt: cannot tell the format from the extension "\.txt"; expected \.jsonl, \.json or \.csv/,
+    );
     expect(await failure(loadDataset(path.join(dir, "missing.jsonl")))).toMatch(/missing\.jsonl does not exist/);
   });
 
@@ -112,7 +125,14 @@ describe("row shapes", () => {
   const examples = {
     prompt_completion: { prompt: "p", completion: "c" },
     alpaca: { instruction: "i", output: "o" },
-    chat: { messages: [{ role: "system", content: "s" }, { role: "user", content: "u" }, { role: "assistant", content: "a" }], reasoning_type: "MATH" },
+    chat: {
+      messages: [
+        { role: "system", content: "s" },
+        { role: "user", content: "u" },
+        { role: "assistant", content: "a" },
+      ],
+      reasoning_type: "MATH",
+    },
     gsm8k: { question: "q", answer: "a\n#### 4" },
     preference: { prompt: "p", chosen: "c", rejected: "r" },
     rl: { prompt: "p", answer: "42" },
@@ -146,7 +166,9 @@ describe("row shapes", () => {
 
   it("says which keys it saw when no shape matches", async () => {
     const message = await failure(loadDataset(file("unknown.jsonl", jsonl([{ text: "t", label: 1 }]))));
-    expect(message).toContain('unknown.jsonl line 1: cannot detect the dataset\'s shape from the first row, which has keys "text", "label"');
+    expect(message).toContain(
+      'unknown.jsonl line 1: cannot detect the dataset\'s shape from the first row, which has keys "text", "label"',
+    );
     expect(message).toContain("alpaca {instruction, input?, output}");
     expect(message).toContain("pass { shape } to loadDataset");
     expect(await failure(loadDataset(file("array.jsonl", "[1, 2]\n")))).toContain("which has no keys (it is an array)");
@@ -155,7 +177,12 @@ describe("row shapes", () => {
   it("lists the first few invalid rows with file, line, field, expectation and value", async () => {
     const rows = [
       { messages: [{ role: "user", content: "hi" }] },
-      { messages: [{ role: "user", content: "hi" }, { role: "bot", content: "hello" }] },
+      {
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "bot", content: "hello" },
+        ],
+      },
       { messages: [{ role: "user", content: 3 }] },
       { messages: [] },
       { messages: [{ role: "user" }], reasoning_type: "math" },
@@ -171,12 +198,20 @@ describe("row shapes", () => {
       `  ${p} line 2: field "messages.1.role": expected one of "system", "user", "assistant", "tool", got "bot"`,
       `  ${p} line 3: field "messages.0.content": expected a string, got 3`,
       `  ${p} line 4: field "messages": expected at least one message, got an array`,
-      `  ${p} line 5: field "messages.0.content": expected a string, but it is missing; field "reasoning_type": expected one of "MATH", "CODE", "LOGIC", "PLANNING", "TOOL_USE", "GENERAL", got "math"`,
+      `  ${p} line 5: field "messages.0.content": expected a string, but it is missing; ` +
+        `field "reasoning_type": expected one of "MATH", "CODE", "LOGIC", "PLANNING", "TOOL_USE", "GENERAL", got "math"`,
       `  ${p} line 6: field "messages": expected an array, got "hi"`,
       "  …and 2 more",
     ]);
-    const last = await failure(loadDataset(file("one-bad.jsonl", jsonl([{ prompt: "p", completion: "c" }, [1], { prompt: "x".repeat(100), completion: null }]))));
-    expect(last).toContain('one-bad.jsonl line 2: expected an object, got an array');
+    const last = await failure(
+      loadDataset(
+        file(
+          "one-bad.jsonl",
+          jsonl([{ prompt: "p", completion: "c" }, [1], { prompt: "x".repeat(100), completion: null }]),
+        ),
+      ),
+    );
+    expect(last).toContain("one-bad.jsonl line 2: expected an object, got an array");
     expect(last).toContain(`one-bad.jsonl line 3: field "completion": expected a string, got null`);
   });
 
@@ -187,7 +222,9 @@ describe("row shapes", () => {
   });
 
   it("raises DatasetError for data problems", async () => {
-    await expect(loadDataset(file("err.jsonl", jsonl([{ prompt: 1, completion: "c" }])))).rejects.toBeInstanceOf(DatasetError);
+    await expect(loadDataset(file("err.jsonl", jsonl([{ prompt: 1, completion: "c" }])))).rejects.toBeInstanceOf(
+      DatasetError,
+    );
   });
 });
 
@@ -227,9 +264,28 @@ describe("benchmark loaders", () => {
   });
 
   it("reports invalid benchmark rows in the same style", async () => {
-    const g = await failure(loadGsm8k(file("gsm-bad.jsonl", jsonl([{ question: "q", answer: "a\n#### 1,234" }, { question: "q", answer: "no final answer" }]))));
-    expect(g).toContain('gsm-bad.jsonl line 2: field "answer": expected a solution ending in "#### <number>", got "no final answer"');
-    const m = await failure(loadMath500(file("math-bad.jsonl", jsonl([{ problem: "p", solution: "s", answer: "1", subject: "Algebra", level: "3", unique_id: "u" }]))));
+    const g = await failure(
+      loadGsm8k(
+        file(
+          "gsm-bad.jsonl",
+          jsonl([
+            { question: "q", answer: "a\n#### 1,234" },
+            { question: "q", answer: "no final answer" },
+          ]),
+        ),
+      ),
+    );
+    expect(g).toContain(
+      'gsm-bad.jsonl line 2: field "answer": expected a solution ending in "#### <number>", got "no final answer"',
+    );
+    const m = await failure(
+      loadMath500(
+        file(
+          "math-bad.jsonl",
+          jsonl([{ problem: "p", solution: "s", answer: "1", subject: "Algebra", level: "3", unique_id: "u" }]),
+        ),
+      ),
+    );
     expect(m).toContain('math-bad.jsonl line 1: field "level": expected a number, got "3"');
   });
 
@@ -240,6 +296,6 @@ describe("benchmark loaders", () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

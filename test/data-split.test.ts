@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dedupe, mulberry32, seededShuffle, splitDataset, type DatasetRow } from "../cells-lib/data/index.ts";
+import { type DatasetRow, dedupe, mulberry32, seededShuffle, splitDataset } from "../cells-lib/data/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
 const located = <R>(rows: R[]): DatasetRow<R>[] => rows.map((row, i) => ({ line: i + 1, row }));
@@ -30,7 +30,9 @@ describe("dedupe", () => {
 
   it("keeps everything when nothing repeats, and rejects a key that is not a function", () => {
     expect(dedupe(rows.slice(0, 2))).toEqual({ rows: rows.slice(0, 2), removed: 0 });
-    expect(() => dedupe(rows, { key: "prompt" as never })).toThrow('dedupe: option "key": expected a function (row) => key');
+    expect(() => dedupe(rows, { key: "prompt" as never })).toThrow(
+      'dedupe: option "key": expected a function (row) => key',
+    );
   });
 });
 
@@ -100,8 +102,16 @@ describe("splitDataset", () => {
   });
 
   it("takes explicit fractions, including empty parts", () => {
-    expect(splitDataset(range(10), { fractions: { train: 0.5, validation: 0.5, test: 0 } }).sizes).toEqual({ train: 5, validation: 5, test: 0 });
-    expect(splitDataset(range(1000), { fractions: { train: 0.9, validation: 0.05, test: 0.05 } }).sizes).toEqual({ train: 900, validation: 50, test: 50 });
+    expect(splitDataset(range(10), { fractions: { train: 0.5, validation: 0.5, test: 0 } }).sizes).toEqual({
+      train: 5,
+      validation: 5,
+      test: 0,
+    });
+    expect(splitDataset(range(1000), { fractions: { train: 0.9, validation: 0.05, test: 0.05 } }).sizes).toEqual({
+      train: 900,
+      validation: 50,
+      test: 50,
+    });
   });
 
   it("keeps dataset rows whole", () => {
@@ -115,7 +125,9 @@ describe("splitDataset", () => {
     expect(() => splitDataset([], { fractions: { train: 0.8, validation: 0.1, test: 0.05 } })).toThrow(
       /splitDataset: option "fractions": train \+ validation \+ test must sum to 1, got 0\.95/,
     );
-    expect(() => splitDataset([], { fractions: { train: 1.2, validation: -0.2, test: 0 } })).toThrow(/option "fractions.train".*option "fractions.validation"/);
+    expect(() => splitDataset([], { fractions: { train: 1.2, validation: -0.2, test: 0 } })).toThrow(
+      /option "fractions.train".*option "fractions.validation"/,
+    );
     expect(() => splitDataset([], { fractions: { train: 1 } as never })).toThrow(/option "fractions.validation"/);
     expect(() => splitDataset([], { seed: 1.5 })).toThrow(/option "seed"/);
   });

@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from "vitest";
-import { datasetStats, loadGsm8k, previewDataset, type DatasetRow, type TokenEncoder } from "../cells-lib/data/index.ts";
+import {
+  type DatasetRow,
+  datasetStats,
+  loadGsm8k,
+  previewDataset,
+  type TokenEncoder,
+} from "../cells-lib/data/index.ts";
 import { PLOTLY_MIME, RecordingRenderer, setRenderer } from "../cells-lib/display/index.ts";
 import { llama2cTokenizer } from "../cells-lib/tokenizer/llama2c.ts";
 import type { Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
@@ -18,11 +24,30 @@ const pairs = located([
 ]);
 
 /** One "token" per word. */
-const words: TokenEncoder = { encode: (text) => text.split(/\s+/).filter(Boolean).map((_, i) => i) };
+const words: TokenEncoder = {
+  encode: (text) =>
+    text
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((_, i) => i),
+};
 
 const chats = located([
-  { messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi there" }, { role: "assistant", content: "hello" }] },
-  { messages: [{ role: "user", content: "a b c" }, { role: "assistant", content: "x" }, { role: "user", content: "d" }, { role: "assistant", content: "y z" }] },
+  {
+    messages: [
+      { role: "system", content: "be brief" },
+      { role: "user", content: "hi there" },
+      { role: "assistant", content: "hello" },
+    ],
+  },
+  {
+    messages: [
+      { role: "user", content: "a b c" },
+      { role: "assistant", content: "x" },
+      { role: "user", content: "d" },
+      { role: "assistant", content: "y z" },
+    ],
+  },
 ]);
 
 describe("datasetStats", () => {
@@ -32,8 +57,28 @@ describe("datasetStats", () => {
     expect(stats.duplicates).toBe(1);
     expect(stats.unit).toBe("characters");
     expect(stats.fields).toEqual([
-      { field: "prompt", count: 4, min: 2, mean: 4.25, p50: 2, p90: 10, p99: 10, max: 10, histogram: { edges: [2, 5, 8, 11], counts: [3, 0, 1] } },
-      { field: "completion", count: 4, min: 1, mean: 2.75, p50: 2, p90: 4, p99: 4, max: 4, histogram: { edges: [1, 2, 3, 4, 5], counts: [1, 1, 0, 2] } },
+      {
+        field: "prompt",
+        count: 4,
+        min: 2,
+        mean: 4.25,
+        p50: 2,
+        p90: 10,
+        p99: 10,
+        max: 10,
+        histogram: { edges: [2, 5, 8, 11], counts: [3, 0, 1] },
+      },
+      {
+        field: "completion",
+        count: 4,
+        min: 1,
+        mean: 2.75,
+        p50: 2,
+        p90: 4,
+        p99: 4,
+        max: 4,
+        histogram: { edges: [1, 2, 3, 4, 5], counts: [1, 1, 0, 2] },
+      },
     ]);
   });
 
@@ -49,7 +94,11 @@ describe("datasetStats", () => {
   });
 
   it("counts rows that differ only in key order as duplicates", () => {
-    const rows = located([{ prompt: "p", completion: "c" }, { completion: "c", prompt: "p" }, { prompt: "p", completion: "d" }]);
+    const rows = located([
+      { prompt: "p", completion: "c" },
+      { completion: "c", prompt: "p" },
+      { prompt: "p", completion: "d" },
+    ]);
     expect(datasetStats(rows).duplicates).toBe(1);
   });
 
@@ -82,7 +131,9 @@ describe("datasetStats", () => {
   it("explains bad options", () => {
     expect(() => datasetStats(pairs, { bins: 0 })).toThrow(OptionsError);
     expect(() => datasetStats(pairs, { bins: 0 })).toThrow(/datasetStats: option "bins"/);
-    expect(() => datasetStats(pairs, { tokenizer: {} as TokenEncoder })).toThrow('datasetStats: option "tokenizer": expected a tokenizer with encode(text) → number[]');
+    expect(() => datasetStats(pairs, { tokenizer: {} as TokenEncoder })).toThrow(
+      'datasetStats: option "tokenizer": expected a tokenizer with encode(text) → number[]',
+    );
   });
 });
 
@@ -95,7 +146,10 @@ describe("previewDataset", () => {
   afterEach(() => setRenderer(undefined));
 
   it("shows a table of statistics, a length histogram and example rows", () => {
-    const stats = previewDataset({ file: "pairs.jsonl", shape: "prompt_completion", rows: pairs }, { bins: 4, examples: 2 });
+    const stats = previewDataset(
+      { file: "pairs.jsonl", shape: "prompt_completion", rows: pairs },
+      { bins: 4, examples: 2 },
+    );
     expect(stats.rows).toBe(4);
     const [summary, histogram, examples] = recorder.outputs.map((o) => o.bundle);
     expect(recorder.outputs).toHaveLength(3);
@@ -112,7 +166,14 @@ describe("previewDataset", () => {
 
     const figure = histogram![PLOTLY_MIME] as { data: Record<string, unknown>[]; layout: { title: { text: string } } };
     expect(figure.layout.title.text).toBe("length per field (characters)");
-    expect(figure.data[0]).toMatchObject({ type: "bar", name: "prompt", x: [2, 5, 8], y: [3, 0, 1], width: 3, offset: 0 });
+    expect(figure.data[0]).toMatchObject({
+      type: "bar",
+      name: "prompt",
+      x: [2, 5, 8],
+      y: [3, 0, 1],
+      width: 3,
+      offset: 0,
+    });
     expect(figure.data[1]).toMatchObject({ name: "completion", x: [1, 2, 3, 4], y: [1, 1, 0, 2], width: 1 });
 
     const exampleText = examples!["text/plain"] as string;
@@ -131,6 +192,8 @@ describe("previewDataset", () => {
   });
 
   it("names itself in option errors", () => {
-    expect(() => previewDataset({ file: "f", rows: pairs }, { examples: -1 })).toThrow(/previewDataset: option "examples"/);
+    expect(() => previewDataset({ file: "f", rows: pairs }, { examples: -1 })).toThrow(
+      /previewDataset: option "examples"/,
+    );
   });
 });

@@ -11,8 +11,19 @@ describe("under Deno, the notebook kernel's runtime", () => {
   it("the same library converts, loads and samples stories260K exactly", async () => {
     const deno = path.join(repoRoot, "node_modules/.bin/deno");
     const work = tempDir("deno");
-    const { stdout } = await run(deno, ["run", "-A", "test/fixtures/deno-sample.ts", path.join(work, "bridge"),
-      path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), path.join(work, "model")], { cwd: repoRoot, env: { ...process.env, NO_COLOR: "1" } });
+    const { stdout } = await run(
+      deno,
+      [
+        "run",
+        "-A",
+        "test/fixtures/deno-sample.ts",
+        path.join(work, "bridge"),
+        path.join(stories, "stories260K.bin"),
+        path.join(stories, "tok512.bin"),
+        path.join(work, "model"),
+      ],
+      { cwd: repoRoot, env: { ...process.env, NO_COLOR: "1" } },
+    );
     const result = JSON.parse(stdout) as { text: string; runtime: string };
     expect(result.runtime).toMatch(/^deno 2\./);
     expect(result.text).toBe(readFileSync(llama2cGreedy200, "utf8"));

@@ -10,20 +10,20 @@ import {
   findDenoJupyter,
   JUPYTER_DISPLAY,
   liveChart,
+  type MimeBundle,
   PLOTLY_MIME,
   progress,
   progressLine,
+  type RecordedOutput,
   RecordingRenderer,
   resetPlotly,
   setRenderer,
   show,
-  table,
-  tableBundle,
+  type Terminal,
   TerminalRenderer,
   TslabRenderer,
-  type MimeBundle,
-  type RecordedOutput,
-  type Terminal,
+  table,
+  tableBundle,
 } from "../cells-lib/display/index.ts";
 import { trainingMonitor } from "../cells-lib/training/monitor.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
@@ -70,8 +70,37 @@ describe("table", () => {
     const bundle = tableBundle(rows, { title: "log" });
     expect(Object.keys(bundle).sort()).toEqual(["text/html", "text/plain"]);
     expect(bundle["text/plain"]).toBe(
-      ["log", "step    loss  note", "----  ------  ---------", "   0  2.3457  start", "  10     0.5  two↵lines", " 100  1.2e-4"].join("\n"),
+      [
+        "log",
+        "step    loss  note",
+        "----  ------  ---------",
+        "   0  2.3457  start",
+        "  10     0.5  two↵lines",
+        " 100  1.2e-4",
+      ].join("\n"),
     );
+  });
+
+  it("keeps its column names above the rule whatever the cells hold (control characters shown, never obeyed)", () => {
+    // A sampled completion can hold a carriage return or an escape sequence (cursor up, erase
+    // line): printed raw, it would overwrite the header in a terminal or a notebook's text output.
+    const sampled = [
+      { prompt: "2+3?", completion: "5\r\x1b[1A\x1b[2K\x1b[1A\x1b[2Kgone\x07", reward: 1 },
+      { prompt: "x\ty", completion: "\u0085\x7f", reward: 0 },
+    ];
+    const text = tableBundle(sampled, { title: "Samples at step 1" })["text/plain"] as string;
+    expect(text.split("\n")).toEqual([
+      "Samples at step 1",
+      "prompt  completion               reward",
+      "------  -----------------------  ------",
+      "2+3?    5↵␛[1A␛[2K␛[1A␛[2Kgone␇       1",
+      "x y     \ufffd␡                            0",
+    ]);
+    // Nothing left that a terminal would act on (only the line breaks between rows).
+    const controls = [...text].filter(
+      (c) => c !== "\n" && (c.charCodeAt(0) < 0x20 || (c.charCodeAt(0) >= 0x7f && c.charCodeAt(0) < 0xa0)),
+    );
+    expect(controls).toEqual([]);
   });
 
   it("renders HTML with escaped cells, a caption and right-aligned numbers", () => {
@@ -84,8 +113,16 @@ describe("table", () => {
   });
 
   it("selects columns, names array columns, and elides the middle of long tables", () => {
-    expect(tableBundle(rows, { columns: ["loss", "step"] })["text/plain"]).toMatch(/^  loss  step\n/);
-    expect(tableBundle([[1, "a"], [22, "bb"]], { columns: ["n", "s"] })["text/plain"]).toBe(" n  s\n--  --\n 1  a\n22  bb");
+    expect(tableBundle(rows, { columns: ["loss", "step"] })["text/plain"]).toMatch(/^ {2}loss {2}step\n/);
+    expect(
+      tableBundle(
+        [
+          [1, "a"],
+          [22, "bb"],
+        ],
+        { columns: ["n", "s"] },
+      )["text/plain"],
+    ).toBe(" n  s\n--  --\n 1  a\n22  bb");
     const many = Array.from({ length: 10 }, (_, i) => ({ i }));
     const lines = (tableBundle(many, { maxRows: 4 })["text/plain"] as string).split("\n");
     expect(lines).toEqual(["i", "-", "0", "1", "… 6 more rows …", "8", "9"]);
@@ -101,8 +138,12 @@ describe("table", () => {
 
   it("explains bad rows and options", () => {
     expect(() => table("rows" as never)).toThrow(OptionsError);
-    expect(() => table("rows" as never)).toThrow("table: rows must be an array (one object or array per row), got string rows");
-    expect(() => table([{ a: 1 }, 3] as never)).toThrow("table: row 1 is number 3; each row must be an object (or an array)");
+    expect(() => table("rows" as never)).toThrow(
+      "table: rows must be an array (one object or array per row), got string rows",
+    );
+    expect(() => table([{ a: 1 }, 3] as never)).toThrow(
+      "table: row 1 is number 3; each row must be an object (or an array)",
+    );
     expect(() => table([{ a: 1 }, [1]])).toThrow(/mixes arrays and objects/);
     expect(() => table(rows, { maxRows: 0 })).toThrow(/^table: option "maxRows": /);
     expect(() => table(rows, { colums: ["a"] } as never)).toThrow('table: unknown option "colums"');
@@ -119,12 +160,15 @@ describe("chart", () => {
     config: { displayModeBar: false },
   };
 
-  it("bundles the figure as plotly JSON, HTML and a text summary", () => {
+  it("bundles the figure as plotly JSON, HTML, a static SVG image and a text summary", () => {
     chart(figure);
     const bundle = recorder.outputs[0]!.bundle;
-    expect(Object.keys(bundle).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"]);
+    expect(Object.keys(bundle).sort()).toEqual([PLOTLY_MIME, "image/svg+xml", "text/html", "text/plain"]);
+    expect(bundle["image/svg+xml"]).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     expect(bundle[PLOTLY_MIME]).toEqual(figure);
-    expect(bundle["text/plain"]).toBe("SFT: 2 traces\n  loss (scatter): 3 points, last 0.75 at x=2\n  reward (bar): 2 points, last 0.5");
+    expect(bundle["text/plain"]).toBe(
+      "SFT: 2 traces\n  loss (scatter): 3 points, last 0.75 at x=2\n  reward (bar): 2 points, last 0.5",
+    );
   });
 
   it("inlines plotly.js (no CDN) in the first chart's HTML only", () => {
@@ -164,7 +208,9 @@ describe("chart", () => {
   it("explains bad figures without spending the plotly.js inline", () => {
     expect(() => chart({ data: 3 } as never)).toThrow('chart: option "data": data must be an array of traces');
     expect(() => chart({ data: [], layouts: {} } as never)).toThrow('chart: unknown option "layouts"');
-    expect(() => chart([] as never)).toThrow("chart: the figure must be an object { data, layout?, config? }, got an array");
+    expect(() => chart([] as never)).toThrow(
+      "chart: the figure must be an object { data, layout?, config? }, got an array",
+    );
     chart(figure);
     expect(occurrences(html(recorder.outputs[0]), plotlyJs)).toBe(1);
   });
@@ -196,14 +242,19 @@ describe("liveChart", () => {
     live.close();
     const last = recorder.outputs.at(-1)!;
     expect(last).toMatchObject({ kind: "update", displayId: live.displayId, final: true });
-    const fig = last.bundle[PLOTLY_MIME] as { data: { name: string; x: number[]; y: number[]; xaxis: string }[]; layout: Record<string, unknown> };
+    const fig = last.bundle[PLOTLY_MIME] as {
+      data: { name: string; x: number[]; y: number[]; xaxis: string }[];
+      layout: Record<string, unknown>;
+    };
     expect(fig.data.map((t) => [t.name, t.x.length, t.x.at(-1), t.y.at(-1), t.xaxis])).toEqual([
       ["loss", 200, 199, 1 / 200, "x"],
       ["reward", 200, 199, 199 / 200, "x2"],
       ["kl", 20, 190, 0.01 * 190, "x3"],
     ]);
     expect(fig.layout.grid).toMatchObject({ rows: 2, columns: 2, pattern: "independent" });
-    expect(text(last)).toBe("GRPO: step 199\n  loss: 200 points, last 0.005 at step 199\n  reward: 200 points, last 0.995 at step 199\n  kl: 20 points, last 1.9 at step 190");
+    expect(text(last)).toBe(
+      "GRPO: step 199\n  loss: 200 points, last 0.005 at step 199\n  reward: 200 points, last 0.995 at step 199\n  kl: 20 points, last 1.9 at step 190",
+    );
     expect(() => live.push(200, { loss: 1 })).toThrow("liveChart: push() after close()");
   });
 
@@ -238,7 +289,10 @@ describe("liveChart", () => {
   });
 
   it("gives a metric its panel with its first finite value, and never mentions one that had none", () => {
-    type Figure = { data: { name: string; y: (number | null)[]; xaxis: string }[]; layout: { grid?: { columns: number }; annotations: { text: string }[] } };
+    type Figure = {
+      data: { name: string; y: (number | null)[]; xaxis: string }[];
+      layout: { grid?: { columns: number }; annotations: { text: string }[] };
+    };
     const figure = (o: RecordedOutput | undefined) => o?.bundle[PLOTLY_MIME] as Figure;
     const live = liveChart({ title: "GRPO", metrics: ["reward", "accuracy", "kl"], throttleMs: 0 });
     expect(figure(recorder.outputs[0]).data).toEqual([]);
@@ -263,7 +317,9 @@ describe("liveChart", () => {
       ["accuracy", [null, null, 0.25], "x2"],
     ]);
     expect(last.layout.annotations.map((a) => a.text)).toEqual(["reward", "accuracy"]);
-    expect(text(recorder.outputs.at(-1))).toBe("GRPO: step 3\n  reward: 3 points, last 0.7 at step 3\n  accuracy: 3 points, last 0.25 at step 3");
+    expect(text(recorder.outputs.at(-1))).toBe(
+      "GRPO: step 3\n  reward: 3 points, last 0.7 at step 3\n  accuracy: 3 points, last 0.25 at step 3",
+    );
   });
 
   it("explains bad options and points", () => {
@@ -271,7 +327,9 @@ describe("liveChart", () => {
     expect(() => liveChart({ metrics: ["a", "a"] })).toThrow("metric names must be unique");
     expect(() => liveChart({ metrics: ["a"], throttleMs: -1 })).toThrow(/option "throttleMs"/);
     const live = liveChart({ metrics: ["loss", "reward"] });
-    expect(() => live.push(0, { los: 1 })).toThrow('liveChart.push: unknown metric "los"; this chart has "loss", "reward"');
+    expect(() => live.push(0, { los: 1 })).toThrow(
+      'liveChart.push: unknown metric "los"; this chart has "loss", "reward"',
+    );
     expect(() => live.push(NaN, { loss: 1 })).toThrow("step must be a finite number");
     expect(() => live.push(0, { loss: "1" as never })).toThrow('metric "loss" must be a number, got string');
     live.close();
@@ -283,25 +341,40 @@ describe("progress", () => {
     const terminal = fakeTerminal(isTTY);
     setRenderer(new RecordingRenderer(terminal));
     let t = 1_000;
-    return { terminal, now: () => t, at: (ms: number) => void (t = 1_000 + ms) };
+    return {
+      terminal,
+      now: () => t,
+      at: (ms: number) => {
+        t = 1_000 + ms;
+      },
+    };
   }
 
   it("draws rate and ETA from the clock, redrawn in place on a TTY", () => {
     const { terminal, now, at } = withTerminal(true);
     const p = progress({ total: 100, label: "sft", now });
-    expect(terminal.written[0]).toMatch(/^\rsft  0\/100    0%  \[-{24}\]  \? it\/s  elapsed 0:00  ETA \?\x1b\[K$/);
+    expect(terminal.written[0]).toMatch(
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal line ends with ESC[K
+      /^\rsft {2}0\/100 {4}0% {2}\[-{24}\] {2}\? it\/s {2}elapsed 0:00 {2}ETA \?\x1b\[K$/,
+    );
     at(2_000);
     p.tick(10, { loss: 0.53 });
-    expect(terminal.written.at(-1)).toBe("\rsft  10/100   10%  [##----------------------]  5.00 it/s  elapsed 0:02  ETA 0:18  loss=0.53\x1b[K");
+    expect(terminal.written.at(-1)).toBe(
+      "\rsft  10/100   10%  [##----------------------]  5.00 it/s  elapsed 0:02  ETA 0:18  loss=0.53\x1b[K",
+    );
     at(2_050);
     p.tick(10);
     expect(terminal.written).toHaveLength(2); // within 100 ms of the last redraw
     at(40_000);
     p.tick(20, { loss: 0.25, phase: "warmup" });
-    expect(terminal.written.at(-1)).toContain("40/100   40%  [##########--------------]  1.00 it/s  elapsed 0:40  ETA 1:00  loss=0.25 phase=warmup");
+    expect(terminal.written.at(-1)).toContain(
+      "40/100   40%  [##########--------------]  1.00 it/s  elapsed 0:40  ETA 1:00  loss=0.25 phase=warmup",
+    );
     at(100_000);
     p.done();
-    expect(terminal.written.at(-1)).toBe("\rsft  40/100   40%  [##########--------------]  2.50 s/it  done in 1:40  loss=0.25 phase=warmup\x1b[K\n");
+    expect(terminal.written.at(-1)).toBe(
+      "\rsft  40/100   40%  [##########--------------]  2.50 s/it  done in 1:40  loss=0.25 phase=warmup\x1b[K\n",
+    );
     p.done();
     expect(() => p.tick()).toThrow('progress "sft": tick() after done()');
   });
@@ -334,15 +407,19 @@ describe("progress", () => {
     expect(rest.every((o) => o.kind === "update" && o.displayId === first!.displayId)).toBe(true);
     expect(rest.at(-1)).toMatchObject({ kind: "update", final: true });
     expect(html(rest.at(-1))).toContain('<progress value="1" max="1"');
-    expect(text(rest.at(-1))).toMatch(/^eval  4\/4  100%  \[#{24}\]  .* done in 0:00$/);
+    expect(text(rest.at(-1))).toMatch(/^eval {2}4\/4 {2}100% {2}\[#{24}\] {2}.* done in 0:00$/);
   });
 
   it("computes the line from a snapshot alone", () => {
-    expect(progressLine({ unit: "it", count: 0, total: 0, elapsedMs: 0, info: {}, done: true })).toBe("0/0  100%  [########################]  ? it/s  done in 0:00");
+    expect(progressLine({ unit: "it", count: 0, total: 0, elapsedMs: 0, info: {}, done: true })).toBe(
+      "0/0  100%  [########################]  ? it/s  done in 0:00",
+    );
   });
 
   it("explains bad options", () => {
-    expect(() => progress({} as never)).toThrow('progress: option "total": total must be the number of items (a whole number ≥ 0)');
+    expect(() => progress({} as never)).toThrow(
+      'progress: option "total": total must be the number of items (a whole number ≥ 0)',
+    );
     expect(() => progress({ total: 1.5 })).toThrow('progress: option "total": total must be a whole number');
     expect(() => progress({ total: 3, now: 5 as never })).toThrow("now must be a function returning milliseconds");
     const p = progress({ total: 3 });
@@ -383,7 +460,12 @@ describe("renderers", () => {
     const out: string[] = [];
     const err: string[] = [];
     let t = 0;
-    const r = new TerminalRenderer({ stdout: { write: (s: string) => out.push(s) }, stderr: { isTTY: true, write: (s: string) => err.push(s) }, liveEveryMs: 1_000, now: () => t });
+    const r = new TerminalRenderer({
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { isTTY: true, write: (s: string) => err.push(s) },
+      liveEveryMs: 1_000,
+      now: () => t,
+    });
     const b = (s: string): MimeBundle => ({ "text/plain": s, "text/html": `<p>${s}</p>` });
     r.display(b("table"));
     r.display(b("live 0"), { displayId: "x" });
@@ -435,20 +517,32 @@ describe("renderers", () => {
 
   it("the tslab renderer sends the richest single type through newDisplay() handles", () => {
     const sent: string[] = [];
-    const handle = (name: string) => ({ raw: (type: string, content: string) => void sent.push(`${name} ${type} ${content}`) });
+    const handle = (name: string) => ({
+      raw: (type: string, content: string) => void sent.push(`${name} ${type} ${content}`),
+    });
     let n = 0;
     const r = new TslabRenderer({ display: handle("plain"), newDisplay: () => handle(`live${++n}`) });
     r.display({ "text/plain": "t", "text/html": "<p>h</p>" });
     r.display({ "text/plain": "p0" }, { displayId: "p" });
     r.update({ "text/plain": "p1" }, { displayId: "p", final: false });
     r.update({ "application/json": { a: 1 } }, { displayId: "p", final: true });
-    expect(sent).toEqual(["plain text/html <p>h</p>", "live1 text/plain p0", "live1 text/plain p1", 'live1 text/plain {\n  "application/json": {\n    "a": 1\n  }\n}']);
+    expect(sent).toEqual([
+      "plain text/html <p>h</p>",
+      "live1 text/plain p0",
+      "live1 text/plain p1",
+      'live1 text/plain {\n  "application/json": {\n    "a": 1\n  }\n}',
+    ]);
   });
 });
 
 describe("trainingMonitor", () => {
   it("charts a trainer's null metrics as gaps once the metric has had a value, and leaves out metrics that never had one", () => {
-    const monitor = trainingMonitor({ title: "SFT", metrics: ["loss", "valLoss", "accuracy"], totalSteps: 2, display: true });
+    const monitor = trainingMonitor({
+      title: "SFT",
+      metrics: ["loss", "valLoss", "accuracy"],
+      totalSteps: 2,
+      display: true,
+    });
     monitor.record(1, { step: 1, loss: 2, skipped: false }, true);
     // An evaluation without reference answers: accuracy null.
     monitor.record(1, { step: 1, valLoss: 2.5, accuracy: null });
@@ -460,7 +554,9 @@ describe("trainingMonitor", () => {
       ["loss", [2, null]],
       ["valLoss", [2.5]],
     ]);
-    expect(final["text/plain"]).toBe("SFT: step 2\n  loss: 2 points, last NaN at step 2\n  valLoss: 1 point, last 2.5 at step 1");
+    expect(final["text/plain"]).toBe(
+      "SFT: step 2\n  loss: 2 points, last NaN at step 2\n  valLoss: 1 point, last 2.5 at step 1",
+    );
   });
 });
 
@@ -479,10 +575,14 @@ describe("under Deno (the notebook kernel's runtime), headless", () => {
       p.done();
       console.log("runtime deno " + Deno.version.deno);
     `;
-    const { stdout, stderr } = await promisify(execFile)(path.join(repoRoot, "node_modules/.bin/deno"), ["eval", script], {
-      cwd: repoRoot,
-      env: { ...process.env, NO_COLOR: "1" },
-    });
+    const { stdout, stderr } = await promisify(execFile)(
+      path.join(repoRoot, "node_modules/.bin/deno"),
+      ["eval", script],
+      {
+        cwd: repoRoot,
+        env: { ...process.env, NO_COLOR: "1" },
+      },
+    );
     expect(stdout).toBe(
       [
         "log",

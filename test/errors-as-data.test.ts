@@ -4,7 +4,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import { z } from "zod";
 import { BridgeError, type BridgeErrorKind } from "../cells-lib/bridge/errors.ts";
-import { ERROR_KINDS, REMOTE_ERROR_KINDS, ResponseEnvelope, type ErrorKind } from "../cells-lib/bridge/protocol.ts";
+import { ERROR_KINDS, type ErrorKind, REMOTE_ERROR_KINDS, ResponseEnvelope } from "../cells-lib/bridge/protocol.ts";
+import { parseRecord } from "../cells-lib/checkpoints/record.ts";
 import { formatIssues, OptionsError, parseOptions } from "../cells-lib/util/options.ts";
 import { schemaPath } from "../scripts/gen-protocol-schema.ts";
 
@@ -32,13 +33,30 @@ describe("OptionsError", () => {
     expect(err.where).toBe("demo");
     expect(err.issues).toEqual([
       { path: ["lr"], code: "invalid_type", message: expect.any(String), expected: "number", received: '"fast"' },
-      { path: ["style"], code: "invalid_value", message: expect.any(String), expected: 'one of "think", "xml"', received: '"yaml"' },
-      { path: ["nested", "steps"], code: "invalid_type", message: expect.any(String), expected: "int", received: "1.5" },
+      {
+        path: ["style"],
+        code: "invalid_value",
+        message: expect.any(String),
+        expected: 'one of "think", "xml"',
+        received: '"yaml"',
+      },
+      {
+        path: ["nested", "steps"],
+        code: "invalid_type",
+        message: expect.any(String),
+        expected: "int",
+        received: "1.5",
+      },
     ]);
     expect(failure({}).issues).toEqual([
       { path: ["lr"], code: "invalid_type", message: expect.any(String), expected: "number", received: "nothing" },
     ]);
-    expect(failure({ lr: -1 }).issues[0]).toMatchObject({ path: ["lr"], code: "too_small", expected: "number > 0", received: "-1" });
+    expect(failure({ lr: -1 }).issues[0]).toMatchObject({
+      path: ["lr"],
+      code: "too_small",
+      expected: "number > 0",
+      received: "-1",
+    });
   });
 
   it("makes one issue per unknown option, and renders them together", () => {
@@ -56,7 +74,9 @@ describe("OptionsError", () => {
     expect(err.message).toBe(`demo: ${formatIssues(err.issues)}`);
     expect(err.message).toMatch(/^demo: option "lr": Invalid input: expected number/);
     expect(formatIssues(err.issues, "field")).toMatch(/^"lr" Invalid input: expected number/);
-    expect(formatIssues([{ path: [], code: "custom", message: "expected an object" }])).toBe("options: expected an object");
+    expect(formatIssues([{ path: [], code: "custom", message: "expected an object" }])).toBe(
+      "options: expected an object",
+    );
   });
 
   it("can still be thrown by hand, with a message and no issues", () => {
@@ -65,6 +85,15 @@ describe("OptionsError", () => {
     expect(err.where).toBe("grpo");
     expect(err.issues).toEqual([]);
     expect(err).toBeInstanceOf(Error);
+  });
+});
+
+describe("the one formatter renders every parse failure", () => {
+  it("names each field of a damaged checkpoint commit record", () => {
+    const record = JSON.stringify({ createdAt: 7, files: "none" });
+    expect(() => parseRecord(record, "ckpt/record.json")).toThrow(
+      /^ckpt\/record\.json is not a checkpoint commit record: "[\w.]+" .*; "[\w.]+" /,
+    );
   });
 });
 
@@ -79,7 +108,8 @@ describe("BridgeError.kind", () => {
   });
 
   it("reads a failed response's error type, and an unknown one as internal", () => {
-    const failed = (type: string) => ResponseEnvelope.parse({ id: 1, ok: false, op: "sample", error: { type, message: "m", traceback: "" } });
+    const failed = (type: string) =>
+      ResponseEnvelope.parse({ id: 1, ok: false, op: "sample", error: { type, message: "m", traceback: "" } });
     const known = failed("bad_input");
     expect(!known.ok && known.error.type).toBe("bad_input");
     const unknown = failed("from_a_newer_bridge");

@@ -9,8 +9,11 @@ afterAll(() => bridge.stop());
 
 function thinkcells(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, "bin/thinkcells.mjs"), ...args],
+      { env: { ...process.env, ...env } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -20,12 +23,21 @@ describe("thinkcells eval", () => {
     const dir = tempDir("eval-cli");
     const model = await convertStories(dir, await bridge.connect());
     const rl = path.join(dir, "rl.jsonl");
-    writeFileSync(rl, ['{"prompt":"2+3?","answer":"5"}', '{"prompt":"4+4?","answer":"8"}', '{"prompt":"1+1?","answer":"2"}'].join("\n"));
+    writeFileSync(
+      rl,
+      ['{"prompt":"2+3?","answer":"5"}', '{"prompt":"4+4?","answer":"8"}', '{"prompt":"1+1?","answer":"2"}'].join("\n"),
+    );
     const gsm = path.join(dir, "gsm.jsonl");
-    writeFileSync(gsm, '{"question":"Tom has 2 apples and gets 3 more. How many?","answer":"2+3=<<2+3=5>>5\\n#### 5"}\n');
+    writeFileSync(
+      gsm,
+      '{"question":"Tom has 2 apples and gets 3 more. How many?","answer":"2+3=<<2+3=5>>5\\n#### 5"}\n',
+    );
     const env = { THINKCELLS_BRIDGE_DIR: bridge.dir, THINKCELLS_SESSION: bridge.session };
 
-    const run = await thinkcells(["eval", model, "--data", rl, "--limit", "2", "--max-new-tokens", "8", "--samples", "2", "--temperature", "1"], env);
+    const run = await thinkcells(
+      ["eval", model, "--data", rl, "--limit", "2", "--max-new-tokens", "8", "--samples", "2", "--temperature", "1"],
+      env,
+    );
     expect(run.code, run.stderr).toBe(0);
     const metrics = JSON.parse(run.stdout);
     expect(metrics).toMatchObject({ rows: 2, samples: 2, accuracy: 0, formatAccuracy: 0 });

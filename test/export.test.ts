@@ -4,11 +4,18 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BridgeClient } from "../cells-lib/bridge/client.ts";
-import { localStore } from "../cells-lib/checkpoints/local-store.ts";
-import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
-import { sample, type Completion } from "../cells-lib/cells/sample.ts";
+import { loadModel, type Model, status } from "../cells-lib/cells/model.ts";
+import { type Completion, sample } from "../cells-lib/cells/sample.ts";
 import { applyLora, forwardBackward, optimStep, saveState } from "../cells-lib/cells/train.ts";
-import { cardFromMeta, exportModel, onnxGenerate, onnxSession, renderModelCard, type ExportResult } from "../cells-lib/export/index.ts";
+import { localStore } from "../cells-lib/checkpoints/local-store.ts";
+import {
+  cardFromMeta,
+  type ExportResult,
+  exportModel,
+  onnxGenerate,
+  onnxSession,
+  renderModelCard,
+} from "../cells-lib/export/index.ts";
 import { loadTokenizer, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
 import { TrainingCheckpoints } from "../cells-lib/training/checkpointing.ts";
 import { additionExamples, convertStories, repoRoot, tempDir, testBridge } from "./helpers.ts";
@@ -53,10 +60,17 @@ beforeAll(async () => {
   [after] = (await sample(policy, tokenizer, PROMPT, GREEDY)) as [Completion];
   const t0 = performance.now();
   exported = await exportModel(policy, tokenizer, outDir, {
-    card: { data: "synthetic a+b arithmetic", algorithm: "SFT", steps: 20, metrics: { loss: losses.at(-1)!, first_loss: losses[0]! } },
+    card: {
+      data: "synthetic a+b arithmetic",
+      algorithm: "SFT",
+      steps: 20,
+      metrics: { loss: losses.at(-1)!, first_loss: losses[0]! },
+    },
     onnx: true,
   });
-  console.log(`exportModel with ONNX: ${(performance.now() - t0).toFixed(0)} ms; losses ${losses[0]!.toFixed(3)} → ${losses.at(-1)!.toFixed(3)}`);
+  console.log(
+    `exportModel with ONNX: ${(performance.now() - t0).toFixed(0)} ms; losses ${losses[0]!.toFixed(3)} → ${losses.at(-1)!.toFixed(3)}`,
+  );
 });
 afterAll(() => bridge.stop());
 
@@ -74,14 +88,27 @@ describe("exportModel", () => {
       "tokenizer.json",
       "tokenizer_config.json",
     ]);
-    expect(readdirSync(outDir).sort()).toEqual(["README.md", "config.json", "generation_config.json", "model.safetensors", "onnx", "tokenizer.json", "tokenizer_config.json"]);
+    expect(readdirSync(outDir).sort()).toEqual([
+      "README.md",
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "onnx",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
     expect(readdirSync(root).filter((f) => f.startsWith("."))).toEqual([]); // no staging left
     expect(exported.dtype).toBe("float32");
     expect(exported.lora).toMatchObject({ rank: 8, alpha: 16, targets: "all-linear", merged_modules: 35 });
     expect(exported.weightBytes).toBe(260032 * 4);
     expect(exported.onnx).toMatchObject({ path: path.join(outDir, "onnx", "model.onnx"), opset: 18 });
-    expect(JSON.parse(readFileSync(path.join(outDir, "generation_config.json"), "utf8"))).toMatchObject({ bos_token_id: 1, eos_token_id: [2, 1] });
-    expect(readFileSync(path.join(outDir, "tokenizer.json"))).toEqual(readFileSync(path.join(modelDir, "tokenizer.json")));
+    expect(JSON.parse(readFileSync(path.join(outDir, "generation_config.json"), "utf8"))).toMatchObject({
+      bos_token_id: 1,
+      eos_token_id: [2, 1],
+    });
+    expect(readFileSync(path.join(outDir, "tokenizer.json"))).toEqual(
+      readFileSync(path.join(modelDir, "tokenizer.json")),
+    );
   });
 
   it("reloads in the bridge as the adapter model: the same greedy tokens", async () => {
@@ -113,14 +140,19 @@ describe("exportModel", () => {
     try {
       for (const prompt of ["7+9?", "Once upon a time"]) {
         const [a] = await sample(policy, tokenizer, prompt, { temperature: 0, maxNewTokens: 30 });
-        const b = await onnxGenerate(session, tokenizer, prompt, { maxNewTokens: 30, stopTokenIds: policy.info.eos_token_ids });
+        const b = await onnxGenerate(session, tokenizer, prompt, {
+          maxNewTokens: 30,
+          stopTokenIds: policy.info.eos_token_ids,
+        });
         expect(b.tokenIds).toEqual(a!.tokenIds);
         expect(b.stopReason).toBe(a!.stopReason);
       }
     } finally {
       await session.release();
     }
-    await expect(onnxGenerate(exported.onnx!.path, tokenizer, PROMPT, { maxNewTokens: 600 })).rejects.toThrow(/exceeds the model's context of 512/);
+    await expect(onnxGenerate(exported.onnx!.path, tokenizer, PROMPT, { maxNewTokens: 600 })).rejects.toThrow(
+      /exceeds the model's context of 512/,
+    );
   });
 
   it("writes a model card with the training metadata", () => {
@@ -146,24 +178,41 @@ describe("exportModel", () => {
     const notes = path.join(root, "notes");
     mkdirSync(notes);
     writeFileSync(path.join(notes, "keep.txt"), "mine");
-    await expect(exportModel(policy, tokenizer, notes)).rejects.toThrow(/not a model directory.*refusing to replace it/);
+    await expect(exportModel(policy, tokenizer, notes)).rejects.toThrow(
+      /not a model directory.*refusing to replace it/,
+    );
     expect(readdirSync(notes)).toEqual(["keep.txt"]);
     // A missing tokenizer fails before anything is written.
-    await expect(exportModel(policy, tokenizer, path.join(root, "x"), { tokenizerDir: path.join(root, "nowhere") })).rejects.toThrow(/tokenizerDir .* has no tokenizer.json/);
+    await expect(
+      exportModel(policy, tokenizer, path.join(root, "x"), { tokenizerDir: path.join(root, "nowhere") }),
+    ).rejects.toThrow(/tokenizerDir .* has no tokenizer.json/);
     expect(existsSync(path.join(root, "x"))).toBe(false);
     // A failure after the bridge wrote the weights (copying a "tokenizer.json" that is a
     // directory) leaves the earlier export as it was and no staging directory behind.
     const broken = path.join(root, "broken-tokenizer");
     mkdirSync(path.join(broken, "tokenizer.json"), { recursive: true });
     const weights = readFileSync(path.join(outDir, "model.safetensors"));
-    await expect(exportModel(policy, tokenizer, outDir, { tokenizerDir: broken })).rejects.toThrow(/EISDIR|illegal operation on a directory/);
+    await expect(exportModel(policy, tokenizer, outDir, { tokenizerDir: broken })).rejects.toThrow(
+      /EISDIR|illegal operation on a directory/,
+    );
     expect(readFileSync(path.join(outDir, "model.safetensors"))).toEqual(weights);
-    expect(readdirSync(outDir).sort()).toEqual(["README.md", "config.json", "generation_config.json", "model.safetensors", "onnx", "tokenizer.json", "tokenizer_config.json"]);
+    expect(readdirSync(outDir).sort()).toEqual([
+      "README.md",
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "onnx",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
     expect(readdirSync(root).filter((f) => f.startsWith("."))).toEqual([]);
   });
 
   it("shards above shardBytes and renders Hub ids into the front matter", async () => {
-    const sharded = await exportModel(policy, tokenizer, path.join(root, "sharded"), { shardBytes: 300_000, card: { baseModel: "karpathy/tinyllamas", data: ["openai/gsm8k", "local.jsonl"] } });
+    const sharded = await exportModel(policy, tokenizer, path.join(root, "sharded"), {
+      shardBytes: 300_000,
+      card: { baseModel: "karpathy/tinyllamas", data: ["openai/gsm8k", "local.jsonl"] },
+    });
     expect(sharded.files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length).toBeGreaterThan(2);
     expect(sharded.files).toContain("model.safetensors.index.json");
     const reloaded = await loadModel(path.join(root, "sharded"), { client, name: "sharded" });
@@ -173,7 +222,23 @@ describe("exportModel", () => {
     expect(sharded.card).toContain('base_model: "karpathy/tinyllamas"');
     expect(sharded.card).toContain('datasets:\n- "openai/gsm8k"\n');
     expect(sharded.card).not.toContain('- "local.jsonl"');
-    expect(renderModelCard({ metrics: {} }, { title: "t", dtype: "float32", files: [], weightBytes: 1, lora: null, onnx: null, quantization: null, parameters: 1, contextLength: 1, exportedAt: new Date(0) })).toContain("None recorded.");
+    expect(
+      renderModelCard(
+        { metrics: {} },
+        {
+          title: "t",
+          dtype: "float32",
+          files: [],
+          weightBytes: 1,
+          lora: null,
+          onnx: null,
+          quantization: null,
+          parameters: 1,
+          contextLength: 1,
+          exportedAt: new Date(0),
+        },
+      ),
+    ).toContain("None recorded.");
   });
 });
 
@@ -183,7 +248,11 @@ describe("thinkcells export", () => {
     const checkpoints = new TrainingCheckpoints({ store, every: 1, keepBest: 1, keepLast: 1 }, "loss", "min");
     const model = await applyLora(await loadModel(modelDir, { client, name: "ckpt" }), { rank: 4, dropout: 0 });
     const trained = await train(model, 8);
-    const name = await checkpoints.save(model, { step: 8, loop: { algorithm: "GRPO", data: "openai/gsm8k", history: [] } }, { loss: trained.at(-1)! });
+    const name = await checkpoints.save(
+      model,
+      { step: 8, loop: { algorithm: "GRPO", data: "openai/gsm8k", history: [] } },
+      { loss: trained.at(-1)! },
+    );
     expect(name).toBe("step-000008");
     const [expected] = await sample(model, tokenizer, PROMPT, GREEDY);
 
@@ -191,7 +260,11 @@ describe("thinkcells export", () => {
     const t0 = performance.now();
     const { stdout } = await run("node", [cli, "export", path.join(store, name), out, "--onnx"], { env: env() });
     console.log(`thinkcells export --onnx: ${(performance.now() - t0).toFixed(0)} ms`);
-    expect(stdout).toMatch(new RegExp(`^exported step 8 of ${modelDir}, LoRA rank 4 merged into 35 modules to ${out} \\(float32\\): README.md, config.json`));
+    expect(stdout).toMatch(
+      new RegExp(
+        `^exported step 8 of ${modelDir}, LoRA rank 4 merged into 35 modules to ${out} \\(float32\\): README.md, config.json`,
+      ),
+    );
     const card = readFileSync(path.join(out, "README.md"), "utf8");
     expect(card).toContain("| Algorithm | GRPO |");
     expect(card).toContain("| Steps | 8 |");
@@ -201,10 +274,17 @@ describe("thinkcells export", () => {
     // The bridge model the CLI used is gone again.
     expect((await status(client)).models.map((m) => m.name)).not.toContain(expect.stringMatching(/^export-/));
 
-    const sampled = await run("node", [cli, "sample", out, "--prompt", PROMPT, "--temperature", "0", "--max-new-tokens", "40"], { env: env() });
+    const sampled = await run(
+      "node",
+      [cli, "sample", out, "--prompt", PROMPT, "--temperature", "0", "--max-new-tokens", "40"],
+      { env: env() },
+    );
     const [withEos] = await sample(model, tokenizer, PROMPT, { temperature: 0, maxNewTokens: 40 });
-    expect(sampled.stdout).toBe(withEos!.text + "\n");
-    const viaOnnx = await onnxGenerate(path.join(out, "onnx", "model.onnx"), tokenizer, PROMPT, { maxNewTokens: 40, stopTokenIds: [] });
+    expect(sampled.stdout).toBe(`${withEos!.text}\n`);
+    const viaOnnx = await onnxGenerate(path.join(out, "onnx", "model.onnx"), tokenizer, PROMPT, {
+      maxNewTokens: 40,
+      stopTokenIds: [],
+    });
     expect(viaOnnx.tokenIds).toEqual(expected!.tokenIds);
   });
 
@@ -215,11 +295,17 @@ describe("thinkcells export", () => {
     await saveState(model, stateDir);
     const [expected] = await sample(model, tokenizer, PROMPT, GREEDY);
 
-    const missing = await run("node", [cli, "export", stateDir, path.join(root, "bare-out")], { env: env() }).catch((e: { code: number; stderr: string }) => e);
+    const missing = await run("node", [cli, "export", stateDir, path.join(root, "bare-out")], { env: env() }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect((missing as { code: number }).code).toBe(1);
     expect((missing as { stderr: string }).stderr).toMatch(/does not name its base model .*--base MODEL_DIR/);
 
-    await run("node", [cli, "export", stateDir, path.join(root, "bare-out"), "--base", modelDir, "--algorithm", "DPO"], { env: env() });
+    await run(
+      "node",
+      [cli, "export", stateDir, path.join(root, "bare-out"), "--base", modelDir, "--algorithm", "DPO"],
+      { env: env() },
+    );
     const reloaded = await loadModel(path.join(root, "bare-out"), { client, name: "bare-out" });
     expect((await sample(reloaded, tokenizer, PROMPT, GREEDY))[0]!.tokenIds).toEqual(expected!.tokenIds);
     expect(readFileSync(path.join(root, "bare-out", "README.md"), "utf8")).toContain("| Steps | 4 |");
@@ -228,20 +314,38 @@ describe("thinkcells export", () => {
     // A checkpoint put by hand: saveState into a folder's state/, then localStore.put with meta.
     const staging = path.join(root, "manual");
     await saveState(model, path.join(staging, "state"));
-    await localStore(path.join(root, "store")).put("best", staging, { base_model: modelDir, step: 4, metrics: { reward: 0.75 }, loop: { algorithm: "DAPO" } });
-    expect(cardFromMeta({ base_model: modelDir, step: 4, metrics: { reward: 0.75, nested: {} }, loop: { algorithm: "DAPO" } })).toEqual({
+    await localStore(path.join(root, "store")).put("best", staging, {
+      base_model: modelDir,
+      step: 4,
+      metrics: { reward: 0.75 },
+      loop: { algorithm: "DAPO" },
+    });
+    expect(
+      cardFromMeta({
+        base_model: modelDir,
+        step: 4,
+        metrics: { reward: 0.75, nested: {} },
+        loop: { algorithm: "DAPO" },
+      }),
+    ).toEqual({
       baseModel: modelDir,
       steps: 4,
       metrics: { reward: 0.75 },
       algorithm: "DAPO",
     });
-    await run("node", [cli, "export", path.join(root, "store", "best"), path.join(root, "manual-out"), "--dtype", "bfloat16"], { env: env() });
+    await run(
+      "node",
+      [cli, "export", path.join(root, "store", "best"), path.join(root, "manual-out"), "--dtype", "bfloat16"],
+      { env: env() },
+    );
     const card = readFileSync(path.join(root, "manual-out", "README.md"), "utf8");
     expect(card).toContain("| reward | 0.75 |");
     expect(card).toContain("| Weights | bfloat16, 520.1 KB |");
     expect(JSON.parse(readFileSync(path.join(root, "manual-out", "config.json"), "utf8")).torch_dtype).toBe("bfloat16");
 
-    const usage = await run("node", [cli, "export", stateDir], { env: env() }).catch((e: { code: number; stderr: string }) => e);
+    const usage = await run("node", [cli, "export", stateDir], { env: env() }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect((usage as { code: number }).code).toBe(2);
     expect((usage as { stderr: string }).stderr).toMatch(/export expects CHECKPOINT OUT_DIR/);
   });

@@ -73,7 +73,12 @@ export function additionExamples(tokenizer: Tokenizer, step: number): TrainingEx
 /** A test file's own bridge with stories260K converted through it and its tokenizer, ready
  * before the file's tests and stopped after them. Read the fields inside tests. */
 export function storiesSuite(name: string) {
-  const suite = { bridge: testBridge(name), client: undefined as unknown as BridgeClient, modelDir: "", tokenizer: undefined as unknown as Tokenizer };
+  const suite = {
+    bridge: testBridge(name),
+    client: undefined as unknown as BridgeClient,
+    modelDir: "",
+    tokenizer: undefined as unknown as Tokenizer,
+  };
   beforeAll(async () => {
     suite.client = await suite.bridge.connect();
     suite.modelDir = await convertStories(tempDir(name), suite.client);

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { plotlySource } from "../cells-lib/display/plotly-source.ts";
-import { renderNotebookHtml, type ReportNotebook } from "../kernel/html-report.ts";
+import { type ReportNotebook, renderNotebookHtml } from "../kernel/html-report.ts";
 import { applyCarriageReturns, scriptSafe, stripAnsi } from "../kernel/html-text.ts";
 import { readNotebook } from "../kernel/notebook.ts";
 import { dumpDom } from "./chromium.ts";
@@ -51,7 +51,7 @@ describe("renderNotebookHtml", () => {
   });
 
   it("strips ANSI codes from errors and plain-text results", () => {
-    expect(html).not.toMatch(/\x1b/);
+    expect(html).not.toContain("\x1b");
     expect(html).toContain('<pre class="output-text">42</pre>');
     expect(html).toContain('<div class="error-head">ReferenceError: x is not defined</div>');
   });
@@ -90,12 +90,18 @@ describe("renderNotebookHtml", () => {
       metadata: { title: "Types" },
       cells: [
         codeCell([
-          { output_type: "display_data", data: { "text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "table" } },
+          {
+            output_type: "display_data",
+            data: { "text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "table" },
+          },
           { output_type: "display_data", data: { "image/png": `${png}\n`, "text/plain": "<Figure>" } },
           { output_type: "display_data", data: { "text/markdown": ["**bold** ", "md"], "text/plain": "md" } },
           { output_type: "display_data", data: { "application/json": { a: 1 } } },
           // A malformed figure falls back to its summary, never to the HTML that loads plotly.
-          { output_type: "display_data", data: { "application/vnd.plotly.v1+json": { data: 1 }, "text/html": "<p>alt</p>", "text/plain": "summary" } },
+          {
+            output_type: "display_data",
+            data: { "application/vnd.plotly.v1+json": { data: 1 }, "text/html": "<p>alt</p>", "text/plain": "summary" },
+          },
           { output_type: "mystery" },
         ]),
       ],
@@ -104,10 +110,10 @@ describe("renderNotebookHtml", () => {
     expect(page).toContain('<div class="output-html"><table><tr><td>1</td></tr></table></div>');
     expect(page).toContain(`<img class="output-image" alt="output image" src="data:image/png;base64,${png}">`);
     expect(page).toContain("<strong>bold</strong> md");
-    expect(page).toContain('{\n  &#34;a&#34;: 1\n}');
+    expect(page).toContain("{\n  &#34;a&#34;: 1\n}");
     expect(page).toContain('<pre class="output-text">summary</pre>');
     expect(page).not.toContain("<p>alt</p>");
-    expect(page).toContain('cannot read: output_type &#34;mystery&#34;');
+    expect(page).toContain("cannot read: output_type &#34;mystery&#34;");
     expect(page).not.toContain("<script");
   });
 

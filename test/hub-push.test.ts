@@ -4,10 +4,10 @@ import path from "node:path";
 import { inspect } from "node:util";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { RecordingRenderer, setRenderer } from "../cells-lib/display/index.ts";
-import { HubError, pushToHub, type PushOptions, type PushProgress } from "../cells-lib/hub/index.ts";
+import { HubError, type PushOptions, type PushProgress, pushToHub } from "../cells-lib/hub/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { tempDir } from "./helpers.ts";
-import { LFS_THRESHOLD, startMockHub, type MockHub } from "./mock-hub.ts";
+import { LFS_THRESHOLD, type MockHub, startMockHub } from "./mock-hub.ts";
 
 /** The token the mock hub accepts; a marker that must never show up in any output. */
 const TOKEN = `hf_MARKER${randomBytes(12).toString("hex")}`;
@@ -39,7 +39,9 @@ afterEach(() => {
 
 /** A safetensors file: 8-byte little-endian header length, JSON header, then the tensor bytes. */
 function safetensors(floats: number): Buffer {
-  const header = Buffer.from(JSON.stringify({ weight: { dtype: "F32", shape: [floats], data_offsets: [0, floats * 4] } }));
+  const header = Buffer.from(
+    JSON.stringify({ weight: { dtype: "F32", shape: [floats], data_offsets: [0, floats * 4] } }),
+  );
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(header.length));
   return Buffer.concat([length, header, randomBytes(floats * 4)]);
@@ -67,8 +69,14 @@ const modelFiles = () => ({
 });
 
 /** path → sha256 of the content: byte-identical checks without deep-comparing 10 MB buffers. */
-const digests = (files: Iterable<[string, Buffer | string]>) => new Map([...files].map(([p, c]) => [p, createHash("sha256").update(c).digest("hex")] as const).sort(([a], [b]) => (a < b ? -1 : 1)));
-const push = (dir: string, repoId: string, options: PushOptions = {}) => pushToHub(dir, repoId, { token: TOKEN, endpoint: hub.url, ...options });
+const digests = (files: Iterable<[string, Buffer | string]>) =>
+  new Map(
+    [...files]
+      .map(([p, c]) => [p, createHash("sha256").update(c).digest("hex")] as const)
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
+const push = (dir: string, repoId: string, options: PushOptions = {}) =>
+  pushToHub(dir, repoId, { token: TOKEN, endpoint: hub.url, ...options });
 
 describe("pushToHub against a mock Hub", () => {
   it("creates the repo and commits every file byte for byte, large and binary ones through LFS", async () => {
@@ -95,8 +103,16 @@ describe("pushToHub against a mock Hub", () => {
     expect(hub.requests.filter((r) => r.startsWith("PUT /lfs-upload/"))).toHaveLength(2);
 
     // Progress: counts only grow, every phase shows up, and the last event accounts for everything.
-    expect(new Set(events.map((e) => e.phase))).toEqual(new Set(["creating", "preparing", "hashing", "uploading", "committing", "done"]));
-    expect(events.at(-1)).toEqual({ phase: "done", filesDone: 6, filesTotal: 6, bytesDone: totalBytes, bytesTotal: totalBytes });
+    expect(new Set(events.map((e) => e.phase))).toEqual(
+      new Set(["creating", "preparing", "hashing", "uploading", "committing", "done"]),
+    );
+    expect(events.at(-1)).toEqual({
+      phase: "done",
+      filesDone: 6,
+      filesTotal: 6,
+      bytesDone: totalBytes,
+      bytesTotal: totalBytes,
+    });
     for (const [a, b] of events.slice(1).map((e, i) => [events[i]!, e] as const)) {
       expect(b.filesDone).toBeGreaterThanOrEqual(a.filesDone);
       expect(b.bytesDone).toBeGreaterThanOrEqual(a.bytesDone);
@@ -118,11 +134,12 @@ describe("pushToHub against a mock Hub", () => {
 
     expect(second.created).toBe(false);
     expect(digests(hub.files("models/tester/again"))).toEqual(digests(Object.entries(changed)));
-    expect(hub.repos.get("models/tester/again")!.branches.get("main")!.commits.map((c) => c.title)).toEqual([
-      "initial commit",
-      "Upload 6 files with thinkcells",
-      "Step 200",
-    ]);
+    expect(
+      hub.repos
+        .get("models/tester/again")!
+        .branches.get("main")!
+        .commits.map((c) => c.title),
+    ).toEqual(["initial commit", "Upload 6 files with thinkcells", "Step 200"]);
     expect(hub.requests.filter((r) => r.startsWith("PUT")).length).toBe(putsBefore);
   });
 
@@ -130,11 +147,16 @@ describe("pushToHub against a mock Hub", () => {
     const dir = await writeFolder({ "a.txt": "a" });
     await push(dir, "org/shared");
     // As the Hub answers a fine-grained token without the right to create repos in "org".
-    hub.intercept = (req) => (req.url === "/api/repos/create" ? { status: 403, body: { error: 'You don\'t have the rights to create a model under the namespace "org"' } } : undefined);
+    hub.intercept = (req) =>
+      req.url === "/api/repos/create"
+        ? { status: 403, body: { error: 'You don\'t have the rights to create a model under the namespace "org"' } }
+        : undefined;
     await writeFile(path.join(dir, "a.txt"), "b");
     expect((await push(dir, "org/shared")).created).toBe(false);
     expect(hub.files("models/org/shared").get("a.txt")!.toString()).toBe("b");
-    await expect(push(dir, "org/new")).rejects.toThrow(/HTTP 403: You don't have the rights .*\(the token from option token needs write access to this repo\)$/);
+    await expect(push(dir, "org/new")).rejects.toThrow(
+      /HTTP 403: You don't have the rights .*\(the token from option token needs write access to this repo\)$/,
+    );
   });
 
   it("commits to a revision, creating the branch from main, and pushes dataset repos", async () => {
@@ -166,19 +188,42 @@ describe("pushToHub against a mock Hub", () => {
   it("fails clearly, before any request, on a missing token, a bad repo id, folder or endpoint", async () => {
     const dir = await writeFolder({ "a.txt": "a" });
     const requests = hub.requests.length;
-    const fails = (p: Promise<unknown>, message: string | RegExp) => expect(p).rejects.toThrow(expect.objectContaining({ name: "HubError", message: typeof message === "string" ? expect.stringContaining(message) : expect.stringMatching(message) }));
+    const fails = (p: Promise<unknown>, message: string | RegExp) =>
+      expect(p).rejects.toThrow(
+        expect.objectContaining({
+          name: "HubError",
+          message: typeof message === "string" ? expect.stringContaining(message) : expect.stringMatching(message),
+        }),
+      );
 
     await fails(pushToHub(dir, "tester/x", { endpoint: hub.url }), /^pushToHub: no Hugging Face token: set HF_TOKEN/);
     vi.stubEnv("HF_TOKEN", "not-a-token");
-    await fails(pushToHub(dir, "tester/x", { endpoint: hub.url }), /the token from HF_TOKEN is not a Hugging Face token \(those start with "hf_"\)/);
+    await fails(
+      pushToHub(dir, "tester/x", { endpoint: hub.url }),
+      /the token from HF_TOKEN is not a Hugging Face token \(those start with "hf_"\)/,
+    );
 
-    for (const bad of ["tiny", "a/b/c", "tester/", "tester/bad name", "tester/-x", "tester/a--b", "tester/a..b", "tester/x.git", "models/tester/x", `tester/${"x".repeat(97)}`]) {
+    for (const bad of [
+      "tiny",
+      "a/b/c",
+      "tester/",
+      "tester/bad name",
+      "tester/-x",
+      "tester/a--b",
+      "tester/a..b",
+      "tester/x.git",
+      "models/tester/x",
+      `tester/${"x".repeat(97)}`,
+    ]) {
       await fails(push(dir, bad), `repo id ${JSON.stringify(bad)} is not valid: expected "namespace/name"`);
     }
     await fails(push(path.join(dir, "missing"), "tester/x"), /folder .*missing does not exist/);
     await fails(push(path.join(dir, "a.txt"), "tester/x"), /a\.txt is not a folder/);
     await fails(push(tempDir("hub-empty"), "tester/x"), /has no files to push/);
-    await fails(push(dir, "tester/x", { endpoint: "ftp://example.com" }), 'option endpoint must be an http(s) URL, got "ftp://example.com"');
+    await fails(
+      push(dir, "tester/x", { endpoint: "ftp://example.com" }),
+      'option endpoint must be an http(s) URL, got "ftp://example.com"',
+    );
     vi.stubEnv("HF_ENDPOINT", "huggingface.co");
     await fails(pushToHub(dir, "tester/x", { token: TOKEN }), 'HF_ENDPOINT "huggingface.co" is not a URL');
     await expect(push(dir, "tester/x", { privat: true } as PushOptions)).rejects.toThrow(OptionsError);
@@ -191,7 +236,10 @@ describe("pushToHub against a mock Hub", () => {
     const err = await pushToHub(dir, "tester/refused", { endpoint: hub.url }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HubError);
     expect((err as Error).message).toMatch(
-      /^pushToHub: creating repo tester\/refused failed: HTTP 401: Invalid credentials in Authorization header\. URL: .*\(the Hub refused the token from HF_TOKEN: is it a current token\?\)$/,
+      new RegExp(
+        String.raw`^pushToHub: creating repo tester\/refused failed: HTTP 401: Invalid credentials in Authorization header\. URL: .*` +
+          String.raw`\(the Hub refused the token from HF_TOKEN: is it a current token\?\)$`,
+      ),
     );
     expect(inspect(err)).not.toContain(WRONG_TOKEN);
     expect(hub.repos.has("models/tester/refused")).toBe(false);
@@ -201,16 +249,22 @@ describe("pushToHub against a mock Hub", () => {
     const dir = await writeFolder({ "a.txt": "a" });
     const closed = await startMockHub(TOKEN);
     await closed.stop();
-    await expect(push(dir, "tester/x", { endpoint: closed.url })).rejects.toThrow(/creating repo tester\/x failed: TypeError: fetch failed \(.*ECONNREFUSED/);
+    await expect(push(dir, "tester/x", { endpoint: closed.url })).rejects.toThrow(
+      /creating repo tester\/x failed: TypeError: fetch failed \(.*ECONNREFUSED/,
+    );
   });
 
   it("never lets the token into errors, logs, progress or notebook output", async () => {
     const seen: string[] = [];
     const capture = (stream: NodeJS.WriteStream) =>
-      vi.spyOn(stream, "write").mockImplementation((chunk: unknown) => (seen.push(String(chunk)), true));
+      vi.spyOn(stream, "write").mockImplementation((chunk: unknown) => {
+        seen.push(String(chunk));
+        return true;
+      });
     capture(process.stdout);
     capture(process.stderr);
-    for (const level of ["log", "info", "warn", "error", "debug"] as const) vi.spyOn(console, level).mockImplementation((...args) => void seen.push(inspect(args)));
+    for (const level of ["log", "info", "warn", "error", "debug"] as const)
+      vi.spyOn(console, level).mockImplementation((...args) => void seen.push(inspect(args)));
     const notebook = new RecordingRenderer(); // a notebook front end: bars as display updates
     setRenderer(notebook);
 
@@ -219,9 +273,14 @@ describe("pushToHub against a mock Hub", () => {
     seen.push(JSON.stringify(await push(dir, "tester/secret", { onProgress: (p) => events.push(p) })));
 
     // A proxy or server that echoes the request's Authorization header into its error.
-    hub.intercept = (req) => (req.url?.includes("/commit/") ? { status: 500, body: { error: `internal error for ${req.headers.authorization}` } } : undefined);
+    hub.intercept = (req) =>
+      req.url?.includes("/commit/")
+        ? { status: 500, body: { error: `internal error for ${req.headers.authorization}` } }
+        : undefined;
     const err = await push(dir, "tester/secret", { onProgress: (p) => events.push(p) }).catch((e: unknown) => e);
-    expect((err as Error).message).toMatch(/^pushToHub: uploading to tester\/secret failed: HTTP 500: internal error for Bearer \[redacted\]/);
+    expect((err as Error).message).toMatch(
+      /^pushToHub: uploading to tester\/secret failed: HTTP 500: internal error for Bearer \[redacted\]/,
+    );
     seen.push(inspect(err), String((err as Error).stack));
 
     seen.push(JSON.stringify(events), JSON.stringify(notebook.outputs), ...terminal);

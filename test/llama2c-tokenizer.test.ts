@@ -1,14 +1,12 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import {
-  llama2cTokenizer,
-  llama2cTokenizerConfig,
-  llama2cTokenizerJson,
-} from "../cells-lib/tokenizer/llama2c.ts";
+import { llama2cTokenizer, llama2cTokenizerConfig, llama2cTokenizerJson } from "../cells-lib/tokenizer/llama2c.ts";
 import { loadTokenizer, tokenizerFromJson } from "../cells-lib/tokenizer/tokenizer.ts";
+import { venvProgram } from "../cells-lib/util/project-python.ts";
 import { llama2cGreedy200, sharedPath, stories } from "./helpers.ts";
 
 const TOK_PATH = join(stories, "tok512.bin");
@@ -72,12 +70,18 @@ function refEncode(vocab: RefVocab, text: string): number[] {
 }
 
 const ref = readRefVocab(bin);
-const gsm8kFile = sharedPath("data/gsm8k/test.jsonl", "llama2.c's tokenizer on 300 GSM8K questions (the story and extras still run)");
-const gsm8k = gsm8kFile === undefined ? [] : readFileSync(gsm8kFile, "utf8")
-  .split("\n")
-  .filter((line) => line.trim() !== "")
-  .slice(0, 300)
-  .map((line) => (JSON.parse(line) as { question: string }).question);
+const gsm8kFile = sharedPath(
+  "data/gsm8k/test.jsonl",
+  "llama2.c's tokenizer on 300 GSM8K questions (the story and extras still run)",
+);
+const gsm8k =
+  gsm8kFile === undefined
+    ? []
+    : readFileSync(gsm8kFile, "utf8")
+        .split("\n")
+        .filter((line) => line.trim() !== "")
+        .slice(0, 300)
+        .map((line) => (JSON.parse(line) as { question: string }).question);
 const story = readFileSync(llama2cGreedy200, "utf8");
 // GSM8K's first 300 questions happen to stay inside the 512-piece vocabulary,
 // so a few extra texts exercise byte fallback (é, —, emoji, CJK) and odd spacing.
@@ -169,6 +173,17 @@ describe("llama2.c tokenizer as a Hugging Face tokenizer", () => {
       const loaded = await loadTokenizer(dir);
       for (const text of texts.slice(0, 20)) expect(loaded.encode(text)).toEqual(tok.encode(text));
       expect(loaded.bosTokenId).toBe(1);
+      // transformers' AutoTokenizer (what TRL and a Hub user load) encodes as thinkcells does,
+      // leading spaces included.
+      const samples = [" <think> 12+30=42 </think> 42", "Once upon a time", "  two spaces", ...texts.slice(0, 5)];
+      const code = [
+        "import json, sys",
+        "from transformers import AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained(sys.argv[1])",
+        "print(json.dumps([tok(t)['input_ids'] for t in json.loads(sys.argv[2])]))",
+      ].join("\n");
+      const out = execFileSync(venvProgram("python"), ["-c", code, dir, JSON.stringify(samples)], { encoding: "utf8" });
+      expect(JSON.parse(out)).toEqual(samples.map((text) => loaded.encode(text, { addSpecialTokens: true })));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -177,7 +192,7 @@ describe("llama2.c tokenizer as a Hugging Face tokenizer", () => {
   test("the config object has what a Llama tokenizer_config.json needs", () => {
     const config = llama2cTokenizerConfig();
     expect(config).toMatchObject({
-      tokenizer_class: "LlamaTokenizer",
+      tokenizer_class: "PreTrainedTokenizerFast",
       bos_token: "<s>",
       eos_token: "</s>",
       unk_token: "<unk>",
@@ -191,13 +206,19 @@ describe("llama2.c tokenizer as a Hugging Face tokenizer", () => {
 
 describe("llama2.c tokenizer file validation", () => {
   test("a file cut inside a token names the source and the token index", () => {
-    expect(() => llama2cTokenizerJson(bin.subarray(0, 1000), "my-tok.bin")).toThrow(/^my-tok\.bin: truncated at token \d+/);
+    expect(() => llama2cTokenizerJson(bin.subarray(0, 1000), "my-tok.bin")).toThrow(
+      /^my-tok\.bin: truncated at token \d+/,
+    );
     expect(() => llama2cTokenizerJson(bin.subarray(0, 2))).toThrow(/tok512\.bin: 2 bytes is too short/);
   });
 
   test("with vocabSize, a file missing whole tokens is reported", () => {
-    expect(() => llama2cTokenizerJson(bin, "tok512.bin", { vocabSize: 513 })).toThrow(/tok512\.bin: truncated at token 512 .*expected 513 tokens/);
-    expect(() => llama2cTokenizerJson(bin, "tok512.bin", { vocabSize: 500 })).toThrow(/unexpected bytes after the 500 tokens/);
+    expect(() => llama2cTokenizerJson(bin, "tok512.bin", { vocabSize: 513 })).toThrow(
+      /tok512\.bin: truncated at token 512 .*expected 513 tokens/,
+    );
+    expect(() => llama2cTokenizerJson(bin, "tok512.bin", { vocabSize: 500 })).toThrow(
+      /unexpected bytes after the 500 tokens/,
+    );
     expect(llama2cTokenizerJson(bin, "tok512.bin", { vocabSize: 512 }).model).toBeDefined();
   });
 
@@ -206,12 +227,16 @@ describe("llama2.c tokenizer file validation", () => {
     const view = new DataView(corrupt.buffer);
     // Token 0's length field sits after the header (4) and its score (4).
     view.setInt32(8, 1000, true);
-    expect(() => llama2cTokenizerJson(corrupt, "x.bin")).toThrow(/x\.bin: token 0 has byte length 1000, outside 0..max_token_length \(7\)/);
+    expect(() => llama2cTokenizerJson(corrupt, "x.bin")).toThrow(
+      /x\.bin: token 0 has byte length 1000, outside 0..max_token_length \(7\)/,
+    );
 
     const shuffled = bin.slice();
     // Token 3 starts after "<unk>" (8 + 5) and "\n<s>\n" (8 + 5) and "\n</s>\n" (8 + 6); its text is "<0x00>".
     const token3Text = 4 + 13 + 13 + 14 + 8;
     shuffled[token3Text + 3] = "9".charCodeAt(0);
-    expect(() => llama2cTokenizerJson(shuffled, "x.bin")).toThrow(/x\.bin: token 3 should be the byte token <0x00>, got "<0x90>"/);
+    expect(() => llama2cTokenizerJson(shuffled, "x.bin")).toThrow(
+      /x\.bin: token 3 should be the byte token <0x00>, got "<0x90>"/,
+    );
   });
 });

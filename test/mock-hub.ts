@@ -69,7 +69,10 @@ const ROUTES: [method: string, pattern: RegExp, handler: keyof Handlers][] = [
 ];
 
 type Handler = (match: string[], body: Buffer) => object;
-type Handlers = Record<"createRepo" | "repoInfo" | "preupload" | "createBranch" | "commit" | "lfsBatch" | "lfsUpload", Handler>;
+type Handlers = Record<
+  "createRepo" | "repoInfo" | "preupload" | "createBranch" | "commit" | "lfsBatch" | "lfsUpload",
+  Handler
+>;
 
 export async function startMockHub(token: string): Promise<MockHub> {
   const repos = new Map<string, MockRepo>();
@@ -94,7 +97,10 @@ export async function startMockHub(token: string): Promise<MockHub> {
       const key = `${type}s/${organization}/${name}`;
       if (repos.has(key)) throw new HttpError(409, `You already created this ${type} repo`);
       const url = `${hub.url}/${type === "model" ? "" : `${type}s/`}${organization}/${name}`;
-      repos.set(key, { visibility, branches: new Map([["main", { files: new Map(), commits: [{ oid: oid(), title: "initial commit" }] }]]) });
+      repos.set(key, {
+        visibility,
+        branches: new Map([["main", { files: new Map(), commits: [{ oid: oid(), title: "initial commit" }] }]]),
+      });
       return { url, name: `${organization}/${name}`, id: randomBytes(12).toString("hex") };
     },
     repoInfo([, type, name]) {
@@ -131,19 +137,26 @@ export async function startMockHub(token: string): Promise<MockHub> {
           size,
           authenticated: true,
           // No actions: the object is stored already, and the client skips it.
-          ...(!lfsObjects.has(oid) && { actions: { upload: { href: `${hub.url}/lfs-upload/${oid}`, expires_in: 3600 } } }),
+          ...(!lfsObjects.has(oid) && {
+            actions: { upload: { href: `${hub.url}/lfs-upload/${oid}`, expires_in: 3600 } },
+          }),
         })),
       };
     },
     lfsUpload([, expected], body) {
-      if (createHash("sha256").update(body).digest("hex") !== expected) throw new HttpError(400, "content does not match its sha256");
+      if (createHash("sha256").update(body).digest("hex") !== expected)
+        throw new HttpError(400, "content does not match its sha256");
       lfsObjects.set(expected!, body);
       return {};
     },
     commit([, type, name, rev], body) {
       const [key, repo] = repoOf(type, name!);
       const branch = branchOf(repo, rev!);
-      const [header, ...operations] = body.toString("utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line));
+      const [header, ...operations] = body
+        .toString("utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line));
       if (header?.key !== "header") throw new HttpError(400, "the first line must be the header");
       // Applied only once every operation is valid: a commit is all or nothing.
       const changes = new Map<string, StoredFile>();
@@ -152,7 +165,8 @@ export async function startMockHub(token: string): Promise<MockHub> {
           changes.set(value.path, { content: Buffer.from(value.content, "base64"), lfs: false });
         } else if (kind === "lfsFile") {
           const content = lfsObjects.get(value.oid);
-          if (!content || content.length !== value.size) throw new HttpError(400, `LFS object ${value.oid} of ${value.path} was not uploaded`);
+          if (!content || content.length !== value.size)
+            throw new HttpError(400, `LFS object ${value.oid} of ${value.path} was not uploaded`);
           changes.set(value.path, { content, lfs: true });
         } else {
           throw new HttpError(400, `mock hub: unsupported commit operation ${kind}`);
@@ -161,7 +175,12 @@ export async function startMockHub(token: string): Promise<MockHub> {
       for (const [path, file] of changes) branch.files.set(path, file);
       const commitOid = oid();
       branch.commits.push({ oid: commitOid, title: header.value.summary });
-      return { success: true, commitOid, commitUrl: `${hub.url}/${key.replace(/^models\//, "")}/commit/${commitOid}`, hookOutput: "" };
+      return {
+        success: true,
+        commitOid,
+        commitUrl: `${hub.url}/${key.replace(/^models\//, "")}/commit/${commitOid}`,
+        hookOutput: "",
+      };
     },
   };
 
@@ -182,7 +201,11 @@ export async function startMockHub(token: string): Promise<MockHub> {
       return send(401, { error: "Invalid credentials in Authorization header" });
     }
     try {
-      send(200, handlers[name](pattern.exec(path)!, Buffer.concat(chunks)), name === "lfsBatch" ? "application/vnd.git-lfs+json" : "application/json");
+      send(
+        200,
+        handlers[name](pattern.exec(path)!, Buffer.concat(chunks)),
+        name === "lfsBatch" ? "application/vnd.git-lfs+json" : "application/json",
+      );
     } catch (err) {
       // A malformed request is the client's bug: answer it, as the Hub would, instead of crashing.
       send(err instanceof HttpError ? err.status : 400, { error: err instanceof Error ? err.message : String(err) });

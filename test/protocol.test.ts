@@ -25,11 +25,18 @@ describe("frames", () => {
       nested: { b: { $tensor: 1, dtype: "float32", shape: [2, 2] } },
       list: [{ $tensor: 2, dtype: "int32", shape: [3] }],
     });
-    expect(wire.buffers).toEqual([[0, 12], [16, 16], [32, 12]]);
+    expect(wire.buffers).toEqual([
+      [0, 12],
+      [16, 16],
+      [32, 12],
+    ]);
     const frame = encodeFrame({ id: 1, body: wire.body, buffers: wire.buffers }, wire.blob);
     expect(frame.readUInt32LE(0)).toBe(frame.length - 4);
     const { envelope, blob } = splitFrame(frame.subarray(4));
-    const back = hydrate((envelope as { body: unknown }).body, wire.buffers, blob) as { a: Tensor; nested: { b: Tensor } };
+    const back = hydrate((envelope as { body: unknown }).body, wire.buffers, blob) as {
+      a: Tensor;
+      nested: { b: Tensor };
+    };
     expect(Array.from(back.a.data as Int32Array)).toEqual([1, -2, 3]);
     expect(back.nested.b.shape).toEqual([2, 2]);
     expect(back.nested.b.row(1)).toEqual([0.125, 1.5]);

@@ -21,7 +21,8 @@ export function readmeBlocks(markdown: string): ReadmeBlock[] {
   markdown.split("\n").forEach((text, i) => {
     if (open) {
       if (text.startsWith("```")) {
-        if (/^(ts|typescript)$/.test(open.info.split(/\s+/)[0]!)) blocks.push(block(open.info, open.line, open.lines.join("\n") + "\n"));
+        if (/^(ts|typescript)$/.test(open.info.split(/\s+/)[0]!))
+          blocks.push(block(open.info, open.line, `${open.lines.join("\n")}\n`));
         open = undefined;
       } else open.lines.push(text);
     } else if (text.startsWith("```")) open = { info: text.slice(3).trim(), line: i + 1, lines: [] };
@@ -41,7 +42,8 @@ function block(info: string, line: number, code: string): ReadmeBlock {
         const [name, value] = words[w + 1]!.split("=", 2) as [string, string];
         testValues.set(name, value);
       }
-    } else throw new Error(`README line ${line}: unknown word "${words[w]}" after ts (known: no-run, test: name=value …)`);
+    } else
+      throw new Error(`README line ${line}: unknown word "${words[w]}" after ts (known: no-run, test: name=value …)`);
   }
   return { line, code, run, testValues };
 }
@@ -52,7 +54,10 @@ export function atTestSizes(b: ReadmeBlock): string {
   for (const [name, value] of b.testValues) {
     // `name: 160`, `name = 160` (not `==` or `=>`), `name(20)`: the literal after it, up to a separator.
     const written = new RegExp(`\\b${name}(\\s*(?::|=(?![=>])|\\()\\s*)[^\\s,;)}\\]]+`, "g");
-    if (!written.test(code)) throw new Error(`README line ${b.line}: test value ${name}=${value}, but the block writes no value after "${name}"`);
+    if (!written.test(code))
+      throw new Error(
+        `README line ${b.line}: test value ${name}=${value}, but the block writes no value after "${name}"`,
+      );
     code = code.replace(written, (_m, between: string) => `${name}${between}${value}`);
   }
   return code;
@@ -64,6 +69,13 @@ export function notebookOf(sources: readonly string[]): object {
     nbformat: 4,
     nbformat_minor: 5,
     metadata: { kernelspec: { name: "thinkcells", display_name: "TypeScript (thinkcells)", language: "typescript" } },
-    cells: sources.map((source, i) => ({ id: `readme-${i + 1}`, cell_type: "code", source, metadata: {}, outputs: [], execution_count: null })),
+    cells: sources.map((source, i) => ({
+      id: `readme-${i + 1}`,
+      cell_type: "code",
+      source,
+      metadata: {},
+      outputs: [],
+      execution_count: null,
+    })),
   };
 }

@@ -7,7 +7,10 @@ const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "answer extraction on GSM8
 const math500Test = sharedPath("data/math500/test.jsonl", "answer extraction on MATH-500's gold solutions");
 
 function readJsonl<T>(file: string): T[] {
-  return readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line) as T);
+  return readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as T);
 }
 
 describe("answer extraction", () => {
@@ -53,7 +56,9 @@ describe("answer normalization and numbers", () => {
     expect(normalizeAnswer("50\\%")).toBe("50");
     expect(normalizeAnswer("x = 5")).toBe("5");
     expect(normalizeAnswer("3, 5, 7")).toBe("3,5,7");
-    expect(normalizeAnswer("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}")).toBe("\\begin{pmatrix}1/5\\\\-18/5\\end{pmatrix}");
+    expect(normalizeAnswer("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}")).toBe(
+      "\\begin{pmatrix}1/5\\\\-18/5\\end{pmatrix}",
+    );
   });
 
   it("parses integers, decimals, fractions and mixed numbers", () => {
@@ -74,7 +79,8 @@ describe("answer normalization and numbers", () => {
   });
 
   it("matches numbers by value and everything else by normalized text", () => {
-    for (const half of ["1/2", "0.5", "\\frac12", "\\frac{1}{2}", "\\dfrac{1}{2}", "$0.50$"]) expect(answersMatch(half, "\\frac{1}{2}")).toBe(true);
+    for (const half of ["1/2", "0.5", "\\frac12", "\\frac{1}{2}", "\\dfrac{1}{2}", "$0.50$"])
+      expect(answersMatch(half, "\\frac{1}{2}")).toBe(true);
     expect(answersMatch(extractAnswer("\\boxed{\\frac{3}{4}}"), "0.75")).toBe(true);
     expect(answersMatch("1234", "1,234")).toBe(true);
     expect(answersMatch("0.3333", "\\frac13")).toBe(false);
@@ -91,7 +97,9 @@ describe("scoring gold solutions gives 100%", () => {
   it.skipIf(!gsm8kTest)("GSM8K test: every solution's extracted answer matches the number after ####", () => {
     const rows = readJsonl<{ question: string; answer: string }>(gsm8kTest!);
     expect(rows).toHaveLength(1319);
-    const wrong = rows.filter((row) => !answersMatch(extractAnswer(row.answer), row.answer.split("####").at(-1)!.trim()));
+    const wrong = rows.filter(
+      (row) => !answersMatch(extractAnswer(row.answer), row.answer.split("####").at(-1)!.trim()),
+    );
     expect(wrong).toEqual([]);
   });
 
@@ -102,13 +110,21 @@ describe("scoring gold solutions gives 100%", () => {
     expect(wrong).toEqual([]);
   });
 
-  it.skipIf(!math500Test)("MATH-500: numeric answers also match their decimal values, and different answers do not match", () => {
-    const rows = readJsonl<{ answer: string }>(math500Test!);
-    const numeric = rows.filter((row) => parseNumber(row.answer) !== null);
-    expect(numeric.length).toBeGreaterThan(250);
-    for (const row of numeric) expect(answersMatch(String(parseNumber(row.answer)), row.answer)).toBe(true);
-    const distinct = [...new Set(rows.map((row) => normalizeAnswer(row.answer)))];
-    const collisions = distinct.flatMap((a, i) => distinct.slice(i + 1).filter((b) => answersMatch(a, b)).map((b) => [a, b]));
-    expect(collisions).toEqual([]);
-  });
+  it.skipIf(!math500Test)(
+    "MATH-500: numeric answers also match their decimal values, and different answers do not match",
+    () => {
+      const rows = readJsonl<{ answer: string }>(math500Test!);
+      const numeric = rows.filter((row) => parseNumber(row.answer) !== null);
+      expect(numeric.length).toBeGreaterThan(250);
+      for (const row of numeric) expect(answersMatch(String(parseNumber(row.answer)), row.answer)).toBe(true);
+      const distinct = [...new Set(rows.map((row) => normalizeAnswer(row.answer)))];
+      const collisions = distinct.flatMap((a, i) =>
+        distinct
+          .slice(i + 1)
+          .filter((b) => answersMatch(a, b))
+          .map((b) => [a, b]),
+      );
+      expect(collisions).toEqual([]);
+    },
+  );
 });

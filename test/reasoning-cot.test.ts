@@ -8,7 +8,9 @@ const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "chain-of-thought datasets
 
 describe("chain-of-thought datasets", () => {
   it("turns rows into user/assistant messages in the <think> format", () => {
-    const [example] = toCotDataset([{ prompt: "23+45?", reasoning: "3+5=8, 2+4=6", answer: "68", reasoning_type: "MATH" }]);
+    const [example] = toCotDataset([
+      { prompt: "23+45?", reasoning: "3+5=8, 2+4=6", answer: "68", reasoning_type: "MATH" },
+    ]);
     expect(example).toEqual({
       messages: [
         { role: "user", content: "23+45?" },
@@ -20,14 +22,22 @@ describe("chain-of-thought datasets", () => {
   });
 
   it("renders other styles and padding, and accepts numeric answers", () => {
-    const [example] = toCotDataset([{ prompt: "2+2?", reasoning: "2+2=4", answer: 4 }], { style: "reasoning_answer", pad: "" });
+    const [example] = toCotDataset([{ prompt: "2+2?", reasoning: "2+2=4", answer: 4 }], {
+      style: "reasoning_answer",
+      pad: "",
+    });
     expect(example!.messages[1]!.content).toBe("<reasoning>2+2=4</reasoning><answer>4</answer>");
     expect(example!.answer).toBe("4");
   });
 
   it("takes the reasoning type from the row, then the option, then the classifier", () => {
     const rows = [
-      { prompt: "Write a python function that reverses a list.", reasoning: "r", answer: "a", reasoning_type: "LOGIC" as const },
+      {
+        prompt: "Write a python function that reverses a list.",
+        reasoning: "r",
+        answer: "a",
+        reasoning_type: "LOGIC" as const,
+      },
       { prompt: "Write a python function that reverses a list.", reasoning: "r", answer: "a" },
     ];
     expect(toCotDataset(rows).map((e) => e.reasoning_type)).toEqual(["LOGIC", "CODE"]);
@@ -35,11 +45,18 @@ describe("chain-of-thought datasets", () => {
   });
 
   it("requires reasoning and names the row that lacks it", () => {
-    const rows = [{ prompt: "a?", reasoning: "r", answer: "1" }, { prompt: "b?", answer: "2" }];
+    const rows = [
+      { prompt: "a?", reasoning: "r", answer: "1" },
+      { prompt: "b?", answer: "2" },
+    ];
     expect(() => toCotDataset(rows as never)).toThrow('toCotDataset: row 1: "reasoning" is required');
-    expect(() => toCotDataset([{ prompt: "a?", reasoning: "  ", answer: "1" }])).toThrow('row 0: "reasoning" must not be empty');
+    expect(() => toCotDataset([{ prompt: "a?", reasoning: "  ", answer: "1" }])).toThrow(
+      'row 0: "reasoning" must not be empty',
+    );
     expect(() => toCotDataset([{ prompt: "a?", reasoning: "r" }] as never)).toThrow('row 0: "answer"');
-    expect(() => toCotDataset([{ prompt: "a?", reasoning: "r", answer: "1", reasoning_type: "POETRY" }] as never)).toThrow('row 0: "reasoning_type"');
+    expect(() =>
+      toCotDataset([{ prompt: "a?", reasoning: "r", answer: "1", reasoning_type: "POETRY" }] as never),
+    ).toThrow('row 0: "reasoning_type"');
   });
 
   it("explains bad options", () => {
@@ -49,14 +66,22 @@ describe("chain-of-thought datasets", () => {
   });
 
   it.skipIf(!gsm8kTest)("converts GSM8K rows, whose assistant turns parse back to the reference answer", () => {
-    const rows = readFileSync(gsm8kTest!, "utf8").trim().split("\n").slice(0, 50).map((l) => JSON.parse(l));
+    const rows = readFileSync(gsm8kTest!, "utf8")
+      .trim()
+      .split("\n")
+      .slice(0, 50)
+      .map((l) => JSON.parse(l));
     const examples = gsm8kCotDataset(rows);
     expect(examples).toHaveLength(50);
     examples.forEach((example, i) => {
       expect(example.messages[0]!.content).toBe(rows[i].question);
       expect(example.reasoning_type).toBe("MATH");
       const parsed = parseReasoning(example.messages[1]!.content);
-      expect(parsed).toMatchObject({ style: "think", wellFormed: true, answer: rows[i].answer.split("####")[1].trim().replace(/,/g, "") });
+      expect(parsed).toMatchObject({
+        style: "think",
+        wellFormed: true,
+        answer: rows[i].answer.split("####")[1].trim().replace(/,/g, ""),
+      });
       expect(parsed.reasoning).not.toContain("<<");
     });
   });
@@ -83,7 +108,10 @@ describe("reasoning-type heuristics", () => {
   });
 
   it.skipIf(!gsm8kTest)("labels nearly all GSM8K questions MATH", () => {
-    const rows = readFileSync(gsm8kTest!, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { question: string });
+    const rows = readFileSync(gsm8kTest!, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { question: string });
     const math = rows.filter((row) => classifyReasoningType(row.question) === "MATH").length;
     expect(math / rows.length).toBeGreaterThan(0.99);
   });

@@ -7,7 +7,12 @@ const gsm8kTest = sharedPath("data/gsm8k/test.jsonl", "GSM8K solutions as chain 
 const gsm8kTrain = sharedPath("data/gsm8k/train.jsonl", "GSM8K solutions as chain of thought");
 
 function readGsm8k(file: string | undefined): { question: string; answer: string }[] {
-  return file === undefined ? [] : readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line));
+  return file === undefined
+    ? []
+    : readFileSync(file, "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line));
 }
 
 describe.skipIf(!gsm8kTest || !gsm8kTrain)("GSM8K solutions as chain of thought", () => {
@@ -40,7 +45,12 @@ describe.skipIf(!gsm8kTest || !gsm8kTrain)("GSM8K solutions as chain of thought"
     const rows = [...test, ...readGsm8k(gsm8kTrain)];
     const bad = rows.filter((row) => {
       const { reasoning, answer } = gsm8kToCot(row.answer);
-      return /<<|>>|####/.test(reasoning) || !reasoning || !/^-?\d+(\.\d+)?$/.test(answer) || !answersMatch(extractAnswer(row.answer), answer);
+      return (
+        /<<|>>|####/.test(reasoning) ||
+        !reasoning ||
+        !/^-?\d+(\.\d+)?$/.test(answer) ||
+        !answersMatch(extractAnswer(row.answer), answer)
+      );
     });
     expect(bad).toEqual([]);
   });

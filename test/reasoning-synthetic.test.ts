@@ -1,17 +1,36 @@
 import { describe, expect, it } from "vitest";
-import { formatExample, generateArithmetic, OPERATIONS, parseReasoning, type ArithmeticRow } from "../cells-lib/reasoning/index.ts";
 import { addColumns, multiplyColumns, subtractColumns } from "../cells-lib/reasoning/columns.ts";
+import {
+  type ArithmeticRow,
+  formatExample,
+  generateArithmetic,
+  OPERATIONS,
+  parseReasoning,
+} from "../cells-lib/reasoning/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
 /** Evaluates `a+b-c*d` with the usual precedence: what a process reward will check. */
 function evaluate(expression: string): number {
-  return expression
-    .split(/(?=[+-])/)
-    .reduce((sum, term) => sum + term.replace(/^[+-]/, "").split("*").map(Number).reduce((p, f) => p * f, 1) * (term.startsWith("-") ? -1 : 1), 0);
+  return expression.split(/(?=[+-])/).reduce(
+    (sum, term) =>
+      sum +
+      term
+        .replace(/^[+-]/, "")
+        .split("*")
+        .map(Number)
+        .reduce((p, f) => p * f, 1) *
+        (term.startsWith("-") ? -1 : 1),
+    0,
+  );
 }
 
 const STEP = /^\d+(?:[+*-]\d+)+=\d+$/;
-const all = generateArithmetic({ count: 3000, seed: 7, difficulty: [1, 2, 3, 4, 5], operations: { add: 1, sub: 1, mul: 1 } });
+const all = generateArithmetic({
+  count: 3000,
+  seed: 7,
+  difficulty: [1, 2, 3, 4, 5],
+  operations: { add: 1, sub: 1, mul: 1 },
+});
 
 function digitsOf(n: number): number {
   return String(n).length;
@@ -20,7 +39,14 @@ function digitsOf(n: number): number {
 /** Reads the answer off the steps the way it is written on paper: the last column's full
  * result, then the ones digit of each earlier column. */
 function answerFromColumns(results: number[]): number {
-  return Number(String(results.at(-1)) + results.slice(0, -1).reverse().map((r) => r % 10).join(""));
+  return Number(
+    String(results.at(-1)) +
+      results
+        .slice(0, -1)
+        .reverse()
+        .map((r) => r % 10)
+        .join(""),
+  );
 }
 
 describe("synthetic arithmetic", () => {
@@ -67,11 +93,25 @@ describe("synthetic arithmetic", () => {
       for (const row of rows(level)) {
         const [a, b] = operands(row);
         const sizes = [digitsOf(a), digitsOf(b)];
-        const mulSizes = [[1, 1], [2, 1], [2, 1], [3, 1], [2, 2]][level - 1];
-        const addSizes = [[1, 1], [2, 2], [2, 2], [3, 3], [4, 4]][level - 1];
+        const mulSizes = [
+          [1, 1],
+          [2, 1],
+          [2, 1],
+          [3, 1],
+          [2, 2],
+        ][level - 1];
+        const addSizes = [
+          [1, 1],
+          [2, 2],
+          [2, 2],
+          [3, 3],
+          [4, 4],
+        ][level - 1];
         expect(sizes, row.prompt).toEqual(row.operation === "mul" ? mulSizes : addSizes);
         // A carry shows as a third term (`5+6+1`, `4*3+2`), a borrow as a ten added to the top digit (`13-7`).
-        const carried = row.reasoning.split(", ").some((step) => (row.operation === "sub" ? /^1\d-/.test(step) : /^\d+[+*]\d+\+\d+=/.test(step)));
+        const carried = row.reasoning
+          .split(", ")
+          .some((step) => (row.operation === "sub" ? /^1\d-/.test(step) : /^\d+[+*]\d+\+\d+=/.test(step)));
         if (level === 2) expect(carried, row.prompt).toBe(false);
         if (level === 3) expect(carried, row.prompt).toBe(true);
       }
@@ -85,7 +125,10 @@ describe("synthetic arithmetic", () => {
     expect(subtractColumns(523, 167)).toEqual({ steps: ["13-7=6", "12-1-6=5", "5-1-1=3"], carries: 2 });
     expect(subtractColumns(501, 499)).toEqual({ steps: ["11-9=2", "10-1-9=0", "5-1-4=0"], carries: 2 });
     expect(multiplyColumns(47, 3)).toEqual({ steps: ["7*3=21", "4*3+2=14"], carries: 1 });
-    expect(multiplyColumns(47, 36)).toEqual({ steps: ["7*6=42", "4*6+4=28", "7*3=21", "4*3+2=14", "282+1410=1692"], carries: 2 });
+    expect(multiplyColumns(47, 36)).toEqual({
+      steps: ["7*6=42", "4*6+4=28", "7*3=21", "4*3+2=14", "282+1410=1692"],
+      carries: 2,
+    });
     expect(() => subtractColumns(3, 5)).toThrow(/negative/);
   });
 
@@ -102,15 +145,24 @@ describe("synthetic arithmetic", () => {
   it("formats examples in each reasoning style", () => {
     const row = { prompt: "23+45?", reasoning: "3+5=8, 2+4=6", answer: "68" };
     expect(formatExample(row)).toEqual({ prompt: "23+45?", completion: "<think> 3+5=8, 2+4=6 </think> 68" });
-    expect(formatExample(row, "reasoning_answer").completion).toBe("<reasoning> 3+5=8, 2+4=6 </reasoning> <answer> 68 </answer>");
+    expect(formatExample(row, "reasoning_answer").completion).toBe(
+      "<reasoning> 3+5=8, 2+4=6 </reasoning> <answer> 68 </answer>",
+    );
     expect(formatExample(row, "boxed").completion).toBe("3+5=8, 2+4=6 \\boxed{68}");
-    for (const r of all.slice(0, 100)) expect(parseReasoning(formatExample(r).completion)).toMatchObject({ reasoning: r.reasoning, answer: r.answer, wellFormed: true });
+    for (const r of all.slice(0, 100))
+      expect(parseReasoning(formatExample(r).completion)).toMatchObject({
+        reasoning: r.reasoning,
+        answer: r.answer,
+        wellFormed: true,
+      });
   });
 
   it("explains bad options", () => {
     expect(() => generateArithmetic({ count: 1, difficulty: 6 })).toThrow(OptionsError);
     expect(() => generateArithmetic({ count: 1, difficulty: 6 })).toThrow('generateArithmetic: option "difficulty"');
-    expect(() => generateArithmetic({ count: 1, operations: { add: 0 } })).toThrow("at least one operation needs a positive weight");
+    expect(() => generateArithmetic({ count: 1, operations: { add: 0 } })).toThrow(
+      "at least one operation needs a positive weight",
+    );
     expect(() => generateArithmetic({ count: 1, operations: { div: 1 } } as never)).toThrow('unknown option "div"');
     expect(() => generateArithmetic({ count: -1 })).toThrow('option "count"');
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { RewardContext } from "../cells-lib/rl/rewards.ts";
 import { correctnessReward, finalAnswer, formatReward, lengthReward } from "../cells-lib/rewards/index.ts";
+import type { RewardContext } from "../cells-lib/rl/rewards.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
 const ctx = (completion: string, reference?: string, length = 0): RewardContext => ({
@@ -76,7 +76,9 @@ describe("correctnessReward", () => {
     expect(custom(ctx("blah ANSWER: 7", "7"))).toBe(1);
     expect(custom(ctx("<think>x</think> 7", "7"))).toBe(0);
     expect(() => correctnessReward({ extract: 3 } as never)).toThrow(OptionsError);
-    expect(() => correctnessReward({ extract: 3 } as never)).toThrow('correctnessReward: option "extract": extract must be a function');
+    expect(() => correctnessReward({ extract: 3 } as never)).toThrow(
+      'correctnessReward: option "extract": extract must be a function',
+    );
     expect(() => correctnessReward({ style: "think" } as never)).toThrow('unknown option "style"');
   });
 });
@@ -125,11 +127,15 @@ describe("formatReward", () => {
 describe("lengthReward", () => {
   it("is DAPO's soft overlong punishment on the completion's token count", () => {
     const length = lengthReward({ maxLength: 10, cacheLength: 4 });
-    expect([0, 6, 7, 8, 10, 11, 500].map((n) => length(ctx("", undefined, n)))).toEqual([0, 0, -0.25, -0.5, -1, -1, -1]);
+    expect([0, 6, 7, 8, 10, 11, 500].map((n) => length(ctx("", undefined, n)))).toEqual([
+      0, 0, -0.25, -0.5, -1, -1, -1,
+    ]);
   });
 
   it("checks its options when it is made", () => {
-    expect(() => lengthReward({ maxLength: 10, cacheLength: 11 })).toThrow("lengthReward: option \"cacheLength\": cacheLength must not exceed maxLength");
+    expect(() => lengthReward({ maxLength: 10, cacheLength: 11 })).toThrow(
+      'lengthReward: option "cacheLength": cacheLength must not exceed maxLength',
+    );
     expect(() => lengthReward({ maxLength: 10 } as never)).toThrow(/option "cacheLength"/);
     expect(() => lengthReward({ maxLength: 1.5, cacheLength: 1 })).toThrow(/option "maxLength"/);
   });

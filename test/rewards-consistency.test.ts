@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { formatExample, generateArithmetic } from "../cells-lib/reasoning/index.ts";
-import type { RewardContext } from "../cells-lib/rl/rewards.ts";
 import { conclusions, consistencyReward } from "../cells-lib/rewards/index.ts";
+import type { RewardContext } from "../cells-lib/rl/rewards.ts";
 
 const ctx = (completion: string): RewardContext => ({ prompt: "q", completion, completionIds: [], row: {}, step: 0 });
 
@@ -33,12 +33,20 @@ describe("conclusions", () => {
 
 describe("consistencyReward", () => {
   const consistency = consistencyReward();
-  const rows = generateArithmetic({ count: 500, seed: 5, difficulty: [1, 2, 3, 4, 5], operations: { add: 1, sub: 1, mul: 1 } });
+  const rows = generateArithmetic({
+    count: 500,
+    seed: 5,
+    difficulty: [1, 2, 3, 4, 5],
+    operations: { add: 1, sub: 1, mul: 1 },
+  });
 
   it("finds every synthetic answer consistent with its column steps, and a different answer not", () => {
     for (const row of rows) {
       expect(consistency(ctx(formatExample(row).completion)), row.prompt).toBe(1);
-      expect(consistency(ctx(formatExample({ ...row, answer: String(Number(row.answer) + 100) }).completion)), row.prompt).toBe(0);
+      expect(
+        consistency(ctx(formatExample({ ...row, answer: String(Number(row.answer) + 100) }).completion)),
+        row.prompt,
+      ).toBe(0);
     }
     expect(consistency(ctx("<think> 8+7=15, 5+6+1=12 </think> 125"))).toBe(1);
     expect(consistency(ctx("<think> 7*6=42, 4*6+4=28, 7*3=21, 4*3+2=14, 282+1410=1692 </think> 1692"))).toBe(1);
@@ -54,7 +62,9 @@ describe("consistencyReward", () => {
     expect(consistency(ctx(`${prose} 18`))).toBe(1);
     expect(consistency(ctx(`${prose} The answer is $18.00.`))).toBe(1);
     expect(consistency(ctx(`${prose} 9`))).toBe(0);
-    expect(consistency(ctx("<reasoning>She has 12 and gives 2 away, so 10 are left.</reasoning><answer>10</answer>"))).toBe(1);
+    expect(
+      consistency(ctx("<reasoning>She has 12 and gives 2 away, so 10 are left.</reasoning><answer>10</answer>")),
+    ).toBe(1);
     expect(consistency(ctx("2+2 = 4, so \\boxed{4}"))).toBe(1);
     expect(consistency(ctx("<think>1 of 2 halves is 1/2</think> 0.5"))).toBe(1);
   });

@@ -11,7 +11,9 @@ describe("DAPO overlong handling", () => {
 
   it("rejects a buffer wider than maxLength and bad lengths", () => {
     expect(() => overlongPenalty(1, { maxLength: 10, cacheLength: 11 })).toThrow(OptionsError);
-    expect(() => overlongPenalty(1, { maxLength: 10, cacheLength: 11 })).toThrow(/cacheLength must not exceed maxLength/);
+    expect(() => overlongPenalty(1, { maxLength: 10, cacheLength: 11 })).toThrow(
+      /cacheLength must not exceed maxLength/,
+    );
     expect(() => overlongPenalty(-1, { maxLength: 10, cacheLength: 5 })).toThrow(/length must be finite/);
   });
 
@@ -72,12 +74,25 @@ describe("DAPO dynamic sampling", () => {
       maxDraws: 2,
     });
     // Draw 1 asks for 4 (keeps 1), draw 2 asks for 3 (keeps 1).
-    expect(result).toEqual({ groups: [[0, 1], [0, 1]], drawn: 7, filtered: 5, draws: 2, capped: true });
+    expect(result).toEqual({
+      groups: [
+        [0, 1],
+        [0, 1],
+      ],
+      drawn: 7,
+      filtered: 5,
+      draws: 2,
+      capped: true,
+    });
   });
 
   it("validates its options", async () => {
     const draw = async () => [];
-    await expect(dynamicSample({ draw, outcomes: () => [], batchGroups: 0, maxDraws: 1 })).rejects.toThrow(/option "batchGroups"/);
-    await expect(dynamicSample({ draw: 3 as unknown as typeof draw, outcomes: () => [], batchGroups: 1, maxDraws: 1 })).rejects.toThrow(/draw must be a function/);
+    await expect(dynamicSample({ draw, outcomes: () => [], batchGroups: 0, maxDraws: 1 })).rejects.toThrow(
+      /option "batchGroups"/,
+    );
+    await expect(
+      dynamicSample({ draw: 3 as unknown as typeof draw, outcomes: () => [], batchGroups: 1, maxDraws: 1 }),
+    ).rejects.toThrow(/draw must be a function/);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_REWARD_WEIGHTS } from "../cells-lib/rewards/index.ts";
-import { combineRewards, RewardError, type RewardContext, type RewardFn } from "../cells-lib/rl/index.ts";
+import { combineRewards, type RewardContext, RewardError, type RewardFn } from "../cells-lib/rl/index.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 
 const sample = (completion: string, i = 0): RewardContext<{ id: number }> => ({
@@ -46,7 +46,12 @@ describe("combineRewards", () => {
 
   it("scores nothing for no samples", async () => {
     const scores = await combineRewards({ a: { fn: () => 1, weight: 1 } }).score([]);
-    expect(scores).toEqual({ totals: [], values: { a: [] }, stats: { a: { mean: null, std: null, count: 0 } }, problems: [] });
+    expect(scores).toEqual({
+      totals: [],
+      values: { a: [] },
+      stats: { a: { mean: null, std: null, count: 0 } },
+      problems: [],
+    });
   });
 
   it("runs the functions of all samples concurrently", async () => {
@@ -59,7 +64,10 @@ describe("combineRewards", () => {
       await allStarted;
       return 1;
     };
-    const scores = await combineRewards({ a: { fn: waiting, weight: 1 }, b: { fn: waiting, weight: 1 } }).score([sample("x"), sample("y")]);
+    const scores = await combineRewards({ a: { fn: waiting, weight: 1 }, b: { fn: waiting, weight: 1 } }).score([
+      sample("x"),
+      sample("y"),
+    ]);
     expect(scores.totals).toEqual([2, 2]);
   }, 2000);
 
@@ -70,7 +78,9 @@ describe("combineRewards", () => {
       flaky: { fn: (ctx) => (ctx.completion.startsWith("bad") ? Promise.reject(boom) : 0), weight: 1 },
     });
     const long = `bad   answer\n${"z".repeat(100)}`;
-    const error = await rewards.score([sample("fine"), sample(long), sample("bad too")], { onError: "stop" }).catch((e: unknown) => e);
+    const error = await rewards
+      .score([sample("fine"), sample(long), sample("bad too")], { onError: "stop" })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RewardError);
     const e = error as RewardError;
     expect(e.rewardName).toBe("flaky");
@@ -81,8 +91,11 @@ describe("combineRewards", () => {
   });
 
   it("treats NaN, Infinity and non-numbers as failures; stop is the default", async () => {
-    const returning = (value: unknown) => combineRewards({ r: { fn: () => value as number, weight: 1 } }).score([sample("x")]);
-    await expect(returning(Number.NaN)).rejects.toThrow('reward "r" failed on sample 0 (completion "x"): returned NaN; a reward must be a finite number or null');
+    const returning = (value: unknown) =>
+      combineRewards({ r: { fn: () => value as number, weight: 1 } }).score([sample("x")]);
+    await expect(returning(Number.NaN)).rejects.toThrow(
+      'reward "r" failed on sample 0 (completion "x"): returned NaN; a reward must be a finite number or null',
+    );
     await expect(returning(Number.POSITIVE_INFINITY)).rejects.toThrow(/returned Infinity/);
     await expect(returning(undefined)).rejects.toThrow(/returned undefined/);
     await expect(returning(true)).rejects.toThrow(/returned a boolean \(true\)/);
@@ -126,12 +139,27 @@ describe("combineRewards", () => {
     expect(() => combineRewards({})).toThrow(OptionsError);
     expect(() => combineRewards({})).toThrow(/at least one reward function/);
     expect(() => combineRewards({ r: { fn: () => 1, weight: Number.NaN } })).toThrow(/option "r.weight"/);
-    expect(() => combineRewards({ r: { fn: "nope" as unknown as RewardFn, weight: 1 } })).toThrow(/fn must be a reward function/);
-    expect(() => combineRewards([{ name: "r", fn: () => 1, weight: 1 }, { name: "r", fn: () => 2, weight: 1 }])).toThrow(/unique/);
-    await expect(combineRewards({ r: { fn: () => 1, weight: 1 } }).score([], { onError: "ignore" as "stop" })).rejects.toThrow(/option "onError"/);
+    expect(() => combineRewards({ r: { fn: "nope" as unknown as RewardFn, weight: 1 } })).toThrow(
+      /fn must be a reward function/,
+    );
+    expect(() =>
+      combineRewards([
+        { name: "r", fn: () => 1, weight: 1 },
+        { name: "r", fn: () => 2, weight: 1 },
+      ]),
+    ).toThrow(/unique/);
+    await expect(
+      combineRewards({ r: { fn: () => 1, weight: 1 } }).score([], { onError: "ignore" as "stop" }),
+    ).rejects.toThrow(/option "onError"/);
   });
 
   it("exports the seed recipe's default weights", () => {
-    expect(DEFAULT_REWARD_WEIGHTS).toEqual({ correctness: 0.4, format: 0.2, consistency: 0.2, length: 0.1, process: 0.1 });
+    expect(DEFAULT_REWARD_WEIGHTS).toEqual({
+      correctness: 0.4,
+      format: 0.2,
+      consistency: 0.2,
+      length: 0.1,
+      process: 0.1,
+    });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { OutputCollector, type Output } from "../kernel/outputs.ts";
+import { type Output, OutputCollector } from "../kernel/outputs.ts";
 
 const msg = (msg_type: string, content: Record<string, unknown>) => ({ header: { msg_type }, content });
 
@@ -22,10 +22,33 @@ describe("OutputCollector", () => {
     const first: Output[] = [];
     const second: Output[] = [];
     const figure = (y: number[]) => ({ data: [{ y }], layout: {} });
-    c.add(first, msg("display_data", { data: { "application/vnd.plotly.v1+json": figure([1]), "text/plain": "1" }, metadata: {}, transient: { display_id: "live" } }));
-    c.add(second, msg("display_data", { data: { "text/plain": ["x", "y"] }, metadata: {}, transient: { display_id: "other" } }));
-    c.add(second, msg("update_display_data", { data: { "application/vnd.plotly.v1+json": figure([1, 2, 3]), "text/plain": "3" }, metadata: { a: 1 }, transient: { display_id: "live" } }));
-    expect(first).toEqual([{ output_type: "display_data", data: { "application/vnd.plotly.v1+json": figure([1, 2, 3]), "text/plain": "3" }, metadata: { a: 1 } }]);
+    c.add(
+      first,
+      msg("display_data", {
+        data: { "application/vnd.plotly.v1+json": figure([1]), "text/plain": "1" },
+        metadata: {},
+        transient: { display_id: "live" },
+      }),
+    );
+    c.add(
+      second,
+      msg("display_data", { data: { "text/plain": ["x", "y"] }, metadata: {}, transient: { display_id: "other" } }),
+    );
+    c.add(
+      second,
+      msg("update_display_data", {
+        data: { "application/vnd.plotly.v1+json": figure([1, 2, 3]), "text/plain": "3" },
+        metadata: { a: 1 },
+        transient: { display_id: "live" },
+      }),
+    );
+    expect(first).toEqual([
+      {
+        output_type: "display_data",
+        data: { "application/vnd.plotly.v1+json": figure([1, 2, 3]), "text/plain": "3" },
+        metadata: { a: 1 },
+      },
+    ]);
     expect(second).toEqual([{ output_type: "display_data", data: { "text/plain": "xy" }, metadata: {} }]);
   });
 
@@ -36,7 +59,9 @@ describe("OutputCollector", () => {
     c.add(out, msg("clear_output", { wait: true }));
     expect(out).toHaveLength(1);
     c.add(out, msg("execute_result", { data: { "text/plain": "new" }, metadata: {}, execution_count: 4 }));
-    expect(out).toEqual([{ output_type: "execute_result", data: { "text/plain": "new" }, metadata: {}, execution_count: 4 }]);
+    expect(out).toEqual([
+      { output_type: "execute_result", data: { "text/plain": "new" }, metadata: {}, execution_count: 4 },
+    ]);
     c.add(out, msg("clear_output", { wait: false }));
     expect(out).toEqual([]);
   });

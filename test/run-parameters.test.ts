@@ -3,10 +3,15 @@ import { declaredParameters, injectParameters, parameterLiteral, parseAssignment
 
 const paramsCell = {
   cell_type: "code",
-  source: 'const steps = 20;\nconst label: string = "base";\nlet lr = 1e-4;\nconst fast = false;\nconst mix = { add: 1 };\n',
+  source:
+    'const steps = 20;\nconst label: string = "base";\nlet lr = 1e-4;\nconst fast = false;\nconst mix = { add: 1 };\n',
   metadata: { tags: ["parameters"] },
 };
-const cells = [{ cell_type: "markdown", source: "# t", metadata: {} }, paramsCell, { cell_type: "code", source: "steps", metadata: {} }];
+const cells = [
+  { cell_type: "markdown", source: "# t", metadata: {} },
+  paramsCell,
+  { cell_type: "code", source: "steps", metadata: {} },
+];
 const make = (source: string) => ({ cell_type: "code", source, metadata: { tags: ["injected-parameters"] } });
 
 describe("parameters", () => {
@@ -27,13 +32,20 @@ describe("parameters", () => {
     expect(parameterLiteral(label!, 'say "hi"')).toBe('"say \\"hi\\""');
     expect(parameterLiteral(fast!, "true")).toBe("true");
     expect(parameterLiteral(mix!, '{"add": 2, "mul": [1]}')).toBe('{"add":2,"mul":[1]}');
-    expect(() => parameterLiteral(steps!, "many")).toThrow("-p steps=many: expected a number (the parameters cell's line 1 declares steps with a number default)");
+    expect(() => parameterLiteral(steps!, "many")).toThrow(
+      "-p steps=many: expected a number (the parameters cell's line 1 declares steps with a number default)",
+    );
     expect(() => parameterLiteral(fast!, "yes")).toThrow("expected true or false");
     expect(() => parameterLiteral(mix!, "{add")).toThrow("expected a JSON value");
   });
 
   it("injects typed const declarations right after the parameters cell", () => {
-    const { cells: out, injectedAt } = injectParameters(cells, parseAssignments(["steps=3", "label=cli", "steps=5"]), make, "nb.ipynb");
+    const { cells: out, injectedAt } = injectParameters(
+      cells,
+      parseAssignments(["steps=3", "label=cli", "steps=5"]),
+      make,
+      "nb.ipynb",
+    );
     expect(injectedAt).toBe(2);
     expect(out.map((c) => c.source)).toEqual([
       "# t",
@@ -43,7 +55,9 @@ describe("parameters", () => {
     ]);
     // Running an executed notebook again replaces its injected cell instead of adding another.
     const again = injectParameters(out, new Map([["fast", "true"]]), make, "nb.ipynb");
-    expect(again.cells.filter((c) => (c.metadata as { tags?: string[] }).tags?.includes("injected-parameters"))).toHaveLength(1);
+    expect(
+      again.cells.filter((c) => (c.metadata as { tags?: string[] }).tags?.includes("injected-parameters")),
+    ).toHaveLength(1);
     expect(again.cells[2]!.source).toContain("const fast = true;");
   });
 
@@ -51,7 +65,9 @@ describe("parameters", () => {
     expect(() => injectParameters(cells, new Map([["stpes", "3"]]), make, "nb.ipynb")).toThrow(
       "-p stpes: unknown parameter; the parameters cell (cell 2) declares steps, label, lr, fast, mix",
     );
-    expect(() => injectParameters([cells[2]!], new Map([["steps", "3"]]), make, "nb.ipynb")).toThrow('nb.ipynb: no code cell is tagged "parameters"');
+    expect(() => injectParameters([cells[2]!], new Map([["steps", "3"]]), make, "nb.ipynb")).toThrow(
+      'nb.ipynb: no code cell is tagged "parameters"',
+    );
     expect(() => parseAssignments(["steps"])).toThrow("-p steps: expected name=value");
   });
 });

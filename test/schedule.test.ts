@@ -26,8 +26,12 @@ describe("learning-rate schedules (Hugging Face's warmup schedules)", () => {
 
   it("explains bad options", () => {
     expect(() => lrSchedule({ kind: "cosine", lr: 1 })).toThrow(OptionsError);
-    expect(() => lrSchedule({ kind: "cosine", lr: 1 })).toThrow('lrSchedule: option "totalSteps": totalSteps is required for linear and cosine schedules');
-    expect(() => lrSchedule({ kind: "linear", lr: 1, warmupSteps: 10, totalSteps: 5 })).toThrow(/greater than warmupSteps/);
+    expect(() => lrSchedule({ kind: "cosine", lr: 1 })).toThrow(
+      'lrSchedule: option "totalSteps": totalSteps is required for linear and cosine schedules',
+    );
+    expect(() => lrSchedule({ kind: "linear", lr: 1, warmupSteps: 10, totalSteps: 5 })).toThrow(
+      /greater than warmupSteps/,
+    );
     expect(() => lrSchedule({ lr: -1 })).toThrow(/option "lr"/);
     expect(() => lrSchedule({ lr: 1 })(-1)).toThrow(/non-negative integer/);
   });

@@ -2,9 +2,20 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 import { conversationSegments } from "../cells-lib/chat/template-segments.ts";
-import { BUILTIN_TEMPLATES, resolveTemplate, TEMPLATE_NAMES, templatesFor, type ChatTemplate } from "../cells-lib/chat/templates.ts";
+import {
+  BUILTIN_TEMPLATES,
+  type ChatTemplate,
+  resolveTemplate,
+  TEMPLATE_NAMES,
+  templatesFor,
+} from "../cells-lib/chat/templates.ts";
 import { llama2cTokenizer, llama2cTokenizerConfig, llama2cTokenizerJson } from "../cells-lib/tokenizer/llama2c.ts";
-import { loadTokenizer, tokenizerFromJson, type ChatMessage, type Tokenizer } from "../cells-lib/tokenizer/tokenizer.ts";
+import {
+  type ChatMessage,
+  loadTokenizer,
+  type Tokenizer,
+  tokenizerFromJson,
+} from "../cells-lib/tokenizer/tokenizer.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { sharedPath, stories } from "./helpers.ts";
 
@@ -33,7 +44,9 @@ describe("built-in templates", () => {
       "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n" +
         "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n",
     );
-    expect(render("chatml", conversation.slice(0, 2), true)).toBe("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    expect(render("chatml", conversation.slice(0, 2), true)).toBe(
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
   });
 
   test.skipIf(!qwenDir)("chatml is what the Qwen2 tokenizer's own template renders, minus its test suffix", () => {
@@ -42,7 +55,12 @@ describe("built-in templates", () => {
   });
 
   test("llama3 trims content and leaves BOS to the tokenizer", () => {
-    expect(render("llama3", [{ role: "user", content: " Hi\n" }, { role: "assistant", content: "Hello!" }])).toBe(
+    expect(
+      render("llama3", [
+        { role: "user", content: " Hi\n" },
+        { role: "assistant", content: "Hello!" },
+      ]),
+    ).toBe(
       "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>",
     );
     expect(render("llama3", [{ role: "user", content: "Hi" }], true)).toBe(
@@ -55,7 +73,9 @@ describe("built-in templates", () => {
       "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n" +
         "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n4<end_of_turn>\n",
     );
-    expect(render("gemma", conversation.slice(0, 2), true)).toBe("<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
+    expect(render("gemma", conversation.slice(0, 2), true)).toBe(
+      "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n",
+    );
     expect(render("gemma", [{ role: "user", content: "Hi" }])).toBe("<start_of_turn>user\nHi<end_of_turn>\n");
   });
 
@@ -64,7 +84,9 @@ describe("built-in templates", () => {
       { role: "system", content: "Be brief." },
       { role: "assistant", content: "Hello!" },
     ];
-    expect(render("gemma", messages)).toBe("<start_of_turn>user\nBe brief.<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n");
+    expect(render("gemma", messages)).toBe(
+      "<start_of_turn>user\nBe brief.<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n",
+    );
     const trained = conversationSegments(tiny, BUILTIN_TEMPLATES.gemma, messages, false).filter((s) => s.trained);
     expect(trained.map((s) => s.text)).toEqual(["Hello!<end_of_turn>"]);
   });
@@ -76,11 +98,18 @@ describe("built-in templates", () => {
     ];
     expect(render("thinking", messages)).toBe("User: 23+45?\nAssistant: <thinking> 3+5=8, 2+4=6 </thinking> 68\n");
     expect(render("thinking", messages.slice(0, 1), true)).toBe("User: 23+45?\nAssistant:");
-    expect(render("thinking", conversation)).toBe("System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: 2+2?\nAssistant: 4\n");
+    expect(render("thinking", conversation)).toBe(
+      "System: Be brief.\nUser: Hi\nAssistant: Hello!\nUser: 2+2?\nAssistant: 4\n",
+    );
   });
 
   test("plain: contents back to back", () => {
-    expect(render("plain", [{ role: "user", content: "23+45?" }, { role: "assistant", content: "<think> 8 </think> 68" }])).toBe("23+45?<think> 8 </think> 68");
+    expect(
+      render("plain", [
+        { role: "user", content: "23+45?" },
+        { role: "assistant", content: "<think> 8 </think> 68" },
+      ]),
+    ).toBe("23+45?<think> 8 </think> 68");
     expect(render("plain", [{ role: "user", content: "23+45?" }], true)).toBe("23+45?");
   });
 
@@ -101,7 +130,11 @@ describe("built-in templates", () => {
       plain: ["Hello!", "4"],
     });
     // Templates without their own marker end turns with EOS (added as an id, see tokenize).
-    expect(Object.values(BUILTIN_TEMPLATES).filter((t) => t.eosEndsTurn).map((t) => t.name)).toEqual(["thinking", "plain"]);
+    expect(
+      Object.values(BUILTIN_TEMPLATES)
+        .filter((t) => t.eosEndsTurn)
+        .map((t) => t.name),
+    ).toEqual(["thinking", "plain"]);
   });
 
   test("every built-in's segments join to the whole render", () => {
@@ -109,7 +142,9 @@ describe("built-in templates", () => {
       for (const addGenerationPrompt of [false, true]) {
         const messages = addGenerationPrompt ? conversation.slice(0, 4) : conversation;
         const segments = conversationSegments(tiny, template, messages, addGenerationPrompt);
-        expect(segments.map((s) => s.text).join("")).toBe(tiny.applyChatTemplate(messages, { template: template.source, addGenerationPrompt }));
+        expect(segments.map((s) => s.text).join("")).toBe(
+          tiny.applyChatTemplate(messages, { template: template.source, addGenerationPrompt }),
+        );
       }
     }
   });
@@ -131,7 +166,12 @@ describe("resolveTemplate", () => {
   });
 
   test.skipIf(!qwenDir)('"tokenizer" is the tokenizer\'s own chat template', () => {
-    expect(resolveTemplate("tokenizer", qwen)).toEqual({ name: "tokenizer", source: qwen.chatTemplate, specialTokens: [], eosEndsTurn: false });
+    expect(resolveTemplate("tokenizer", qwen)).toEqual({
+      name: "tokenizer",
+      source: qwen.chatTemplate,
+      specialTokens: [],
+      eosEndsTurn: false,
+    });
     expect(() => resolveTemplate("tokenizer", tiny, "tokenizeDataset")).toThrow(
       'tokenizeDataset: template "tokenizer": tok512.bin has no chat template; use one of thinking, plain',
     );
@@ -146,7 +186,9 @@ describe("resolveTemplate", () => {
   });
 
   test.skipIf(!qwenDir)("stories260K has no chat tokens: only the plain-text templates fit", () => {
-    expect(() => resolveTemplate("llama3", tiny)).toThrow(/needs <\|start_header_id\|>, <\|end_header_id\|>, <\|eot_id\|> as single tokens/);
+    expect(() => resolveTemplate("llama3", tiny)).toThrow(
+      /needs <\|start_header_id\|>, <\|end_header_id\|>, <\|eot_id\|> as single tokens/,
+    );
     expect(() => resolveTemplate("gemma", tiny)).toThrow(/Templates that fit this tokenizer: thinking, plain$/);
     expect(() => resolveTemplate("chatml", tiny)).toThrow(/needs <\|im_start\|>, <\|im_end\|> as single tokens/);
     expect(templatesFor(tiny)).toEqual(["thinking", "plain"]);
@@ -155,13 +197,22 @@ describe("resolveTemplate", () => {
 
   test("a marker must be found in text as one token, not just exist", () => {
     // "<s>" is BOS for stories260K: a token, and matched in text as that token.
-    const custom: ChatTemplate = { name: "bos-turns", source: "{% for m in messages %}<s>{{ m.content }}{% endfor %}", specialTokens: ["<s>"], eosEndsTurn: true };
+    const custom: ChatTemplate = {
+      name: "bos-turns",
+      source: "{% for m in messages %}<s>{{ m.content }}{% endfor %}",
+      specialTokens: ["<s>"],
+      eosEndsTurn: true,
+    };
     expect(resolveTemplate(custom, tiny)).toBe(custom);
-    expect(() => resolveTemplate({ ...custom, specialTokens: ["<0x0A>"] }, tiny)).toThrow(/needs <0x0A> as single tokens, but tok512.bin does not encode it as one token:/);
+    expect(() => resolveTemplate({ ...custom, specialTokens: ["<0x0A>"] }, tiny)).toThrow(
+      /needs <0x0A> as single tokens, but tok512.bin does not encode it as one token:/,
+    );
   });
 
   test('"tokenizer" works with a tokenizer whose template is given', () => {
-    const withTemplate = tokenizerFromJson(llama2cTokenizerJson(bin), llama2cTokenizerConfig(), { chatTemplate: BUILTIN_TEMPLATES.thinking.source });
+    const withTemplate = tokenizerFromJson(llama2cTokenizerJson(bin), llama2cTokenizerConfig(), {
+      chatTemplate: BUILTIN_TEMPLATES.thinking.source,
+    });
     expect(resolveTemplate("tokenizer", withTemplate).source).toBe(BUILTIN_TEMPLATES.thinking.source);
     expect(templatesFor(withTemplate)).toEqual(["tokenizer", "thinking", "plain"]);
   });

@@ -24,8 +24,11 @@ const EOS = 2;
 
 function thinkcells(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, "bin/thinkcells.mjs"), ...args],
+      { env: { ...process.env, ...env } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -43,20 +46,32 @@ describe("a converted llama2.c model", () => {
   let client: BridgeClient;
   beforeAll(async () => {
     client = await bridge.connect();
-    const converted = await thinkcells(["convert", "llama2c", path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir], env());
+    const converted = await thinkcells(
+      ["convert", "llama2c", path.join(stories, "stories260K.bin"), path.join(stories, "tok512.bin"), modelDir],
+      env(),
+    );
     expect(converted.code, converted.stderr).toBe(0);
   }, 60_000);
   afterAll(() => bridge.stop());
 
   it("has a generation config that stops at EOS and at BOS", () => {
-    expect(JSON.parse(readFileSync(path.join(modelDir, "generation_config.json"), "utf8"))).toEqual({ bos_token_id: BOS, eos_token_id: [EOS, BOS] });
-    expect(JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8"))).toMatchObject({ bos_token_id: BOS, eos_token_id: EOS });
+    expect(JSON.parse(readFileSync(path.join(modelDir, "generation_config.json"), "utf8"))).toEqual({
+      bos_token_id: BOS,
+      eos_token_id: [EOS, BOS],
+    });
+    expect(JSON.parse(readFileSync(path.join(modelDir, "config.json"), "utf8"))).toMatchObject({
+      bos_token_id: BOS,
+      eos_token_id: EOS,
+    });
   });
 
   it("`thinkcells sample` greedy stops where llama2.c stops", async () => {
-    const { code, stdout, stderr } = await thinkcells(["sample", modelDir, "--temperature", "0", "--max-new-tokens", "511"], env());
+    const { code, stdout, stderr } = await thinkcells(
+      ["sample", modelDir, "--temperature", "0", "--max-new-tokens", "511"],
+      env(),
+    );
     expect(code, stderr).toBe(0);
-    expect(stdout).toBe(llama2c + "\n");
+    expect(stdout).toBe(`${llama2c}\n`);
   }, 60_000);
 
   it("sample() ends at the BOS token; without the model's stop tokens it runs on into the next story", async () => {
@@ -66,7 +81,11 @@ describe("a converted llama2.c model", () => {
     expect(stopped).toMatchObject({ text: llama2c, stopReason: "stop_token" });
     expect(stopped!.tokenIds).toHaveLength(346);
     expect(stopped!.tokenIds.at(-1)).toBe(BOS);
-    const [runOn] = await sample(model, tokenizer, "", { temperature: 0, maxNewTokens: 511, stopTokenIds: model.info.eos_token_ids });
+    const [runOn] = await sample(model, tokenizer, "", {
+      temperature: 0,
+      maxNewTokens: 511,
+      stopTokenIds: model.info.eos_token_ids,
+    });
     expect(model.info.eos_token_ids).toEqual([EOS]); // config.json's
     expect(runOn!.stopReason).toBe("length");
     expect(runOn!.tokenIds.slice(0, 346)).toEqual(stopped!.tokenIds);
@@ -79,11 +98,17 @@ describe("modelStopTokenIds", () => {
   function modelIn(generationConfig?: string): Model {
     const dir = tempDir("stop-ids");
     if (generationConfig !== undefined) writeFileSync(path.join(dir, "generation_config.json"), generationConfig);
-    return { name: "m", info: { path: dir, eos_token_ids: [EOS] } as ModelInfo, client: undefined as unknown as BridgeClient };
+    return {
+      name: "m",
+      info: { path: dir, eos_token_ids: [EOS] } as ModelInfo,
+      client: undefined as unknown as BridgeClient,
+    };
   }
 
   it("reads generation_config.json's eos_token_id, one id or a list, else config.json's", async () => {
-    expect(await modelStopTokenIds(modelIn('{"eos_token_id": [128001, 128008, 128009]}'))).toEqual([128001, 128008, 128009]);
+    expect(await modelStopTokenIds(modelIn('{"eos_token_id": [128001, 128008, 128009]}'))).toEqual([
+      128001, 128008, 128009,
+    ]);
     expect(await modelStopTokenIds(modelIn('{"eos_token_id": 151645, "temperature": 0.7}'))).toEqual([151645]);
     expect(await modelStopTokenIds(modelIn('{"eos_token_id": null}'))).toEqual([EOS]);
     expect(await modelStopTokenIds(modelIn('{"do_sample": true}'))).toEqual([EOS]);
@@ -92,14 +117,22 @@ describe("modelStopTokenIds", () => {
 
   it("names the file and what it expected when the generation config is unusable", async () => {
     for (const [text, message] of [
-      ['{"eos_token_id": "</s>"}', /generation_config\.json: eos_token_id is "<\/s>"; expected a token id or a list of token ids$/],
-      ['{"eos_token_id": [2, -1]}', /generation_config\.json: eos_token_id is \[2,-1\]; expected a token id or a list of token ids$/],
+      [
+        '{"eos_token_id": "</s>"}',
+        /generation_config\.json: eos_token_id is "<\/s>"; expected a token id or a list of token ids$/,
+      ],
+      [
+        '{"eos_token_id": [2, -1]}',
+        /generation_config\.json: eos_token_id is \[2,-1\]; expected a token id or a list of token ids$/,
+      ],
       ["[2]", /generation_config\.json is not a JSON object$/],
       ["{eos", /generation_config\.json is not valid JSON \(/],
     ] as const) {
       const model = modelIn(text);
       await expect(modelStopTokenIds(model)).rejects.toThrow(message);
-      await expect(modelStopTokenIds(model)).rejects.toThrow(`sample: ${path.join(model.info.path, "generation_config.json")}`);
+      await expect(modelStopTokenIds(model)).rejects.toThrow(
+        `sample: ${path.join(model.info.path, "generation_config.json")}`,
+      );
     }
   });
 });

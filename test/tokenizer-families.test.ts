@@ -17,7 +17,12 @@ const questions: string[] = hasGsm8k
   : [];
 
 /** The first text whose ids differ, shown token by token, so a failure says what differs. */
-function firstMismatch(tokenizer: Tokenizer, texts: readonly string[], ids: readonly number[][], expected: readonly number[][]): string | undefined {
+function firstMismatch(
+  tokenizer: Tokenizer,
+  texts: readonly string[],
+  ids: readonly number[][],
+  expected: readonly number[][],
+): string | undefined {
   expect(expected).toHaveLength(texts.length);
   for (let i = 0; i < texts.length; i++) {
     const text = texts[i] ?? "";
@@ -52,12 +57,17 @@ describe.each(FAMILIES)("$name", (family) => {
     renderedIds = (await hfReference([{ dir: family.dir, encode: rendered }]))[0]?.encode;
   });
 
-  test.skipIf(!hasGsm8k)("every GSM8K test question: the same ids as tokenizers, and decode gives the question back", async () => {
-    expect(questions.length).toBe(1319);
-    const ids = questions.map((q) => tokenizer.encode(q));
-    expect(firstMismatch(tokenizer, questions, ids, (await questionIds)[FAMILIES.indexOf(family)]?.encode ?? [])).toBeUndefined();
-    questions.forEach((q, i) => expect(tokenizer.decode(ids[i] ?? [])).toBe(q));
-  });
+  test.skipIf(!hasGsm8k)(
+    "every GSM8K test question: the same ids as tokenizers, and decode gives the question back",
+    async () => {
+      expect(questions.length).toBe(1319);
+      const ids = questions.map((q) => tokenizer.encode(q));
+      expect(
+        firstMismatch(tokenizer, questions, ids, (await questionIds)[FAMILIES.indexOf(family)]?.encode ?? []),
+      ).toBeUndefined();
+      questions.forEach((q, i) => expect(tokenizer.decode(ids[i] ?? [])).toBe(q));
+    },
+  );
 
   test("rendered conversations (special tokens in the text): the same ids as tokenizers", () => {
     const ids = rendered.map((text) => tokenizer.encode(text));

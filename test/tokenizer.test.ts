@@ -1,5 +1,5 @@
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -8,7 +8,10 @@ import { sharedPath } from "./helpers.ts";
 
 // The real Qwen2 tokenizer and llama.cpp's reference tokenizations of it, from ../shared.
 const QWEN2_DIR = sharedPath("fixtures/qwen2_tokenizer", "the Qwen2 tokenizer tests");
-const VECTORS = sharedPath("fixtures/tokenizer_vectors/ggml-vocab-qwen2.gguf.inp", "the Qwen2 reference tokenizations")?.replace(/\.inp$/, "");
+const VECTORS = sharedPath(
+  "fixtures/tokenizer_vectors/ggml-vocab-qwen2.gguf.inp",
+  "the Qwen2 reference tokenizations",
+)?.replace(/\.inp$/, "");
 const available = QWEN2_DIR !== undefined && VECTORS !== undefined;
 const SEPARATOR = "\n__ggml_vocab_test__\n";
 
@@ -24,7 +27,11 @@ function readVectors(): { text: string; ids: number[] }[] {
   if (lines.length !== parts.length) throw new Error(`${parts.length} texts but ${lines.length} id lines`);
   return parts.map((text, i) => ({
     text,
-    ids: (lines[i] ?? "").trim().split(/\s+/).filter((s) => s !== "").map(Number),
+    ids: (lines[i] ?? "")
+      .trim()
+      .split(/\s+/)
+      .filter((s) => s !== "")
+      .map(Number),
   }));
 }
 
@@ -145,8 +152,12 @@ describe("loading from other directory layouts", () => {
   }
 
   // A tiny GPT-2 style vocabulary: "Ġ" is the byte-level symbol for a space.
-  const gpt2Vocab = JSON.stringify({ a: 0, b: 1, ab: 2, "Ġ": 3, "Ġa": 4, "<|endoftext|>": 5 });
-  const gpt2Config = JSON.stringify({ tokenizer_class: "GPT2Tokenizer", bos_token: "<|endoftext|>", eos_token: "<|endoftext|>" });
+  const gpt2Vocab = JSON.stringify({ a: 0, b: 1, ab: 2, Ġ: 3, Ġa: 4, "<|endoftext|>": 5 });
+  const gpt2Config = JSON.stringify({
+    tokenizer_class: "GPT2Tokenizer",
+    bos_token: "<|endoftext|>",
+    eos_token: "<|endoftext|>",
+  });
 
   test("GPT2Tokenizer from vocab.json + merges.txt with a #version line", async () => {
     const dir = await makeDir("gpt2", {
@@ -181,14 +192,16 @@ describe("loading from other directory layouts", () => {
 
   test("a directory without tokenizer files lists what it found", async () => {
     const dir = await makeDir("empty", { "README.md": "hi" });
-    await expect(loadTokenizer(dir)).rejects.toThrow(/no tokenizer\.json and no vocab\.json \+ merges\.txt; found: README\.md/);
+    await expect(loadTokenizer(dir)).rejects.toThrow(
+      /no tokenizer\.json and no vocab\.json \+ merges\.txt; found: README\.md/,
+    );
     const onlyVocab = await makeDir("only-vocab", { "vocab.json": gpt2Vocab });
     await expect(loadTokenizer(onlyVocab)).rejects.toThrow(/merges\.txt is missing/);
   });
 
   test("bad JSON names the file", async () => {
     const dir = await makeDir("bad-vocab", {
-      "vocab.json": "{\"a\": 0,",
+      "vocab.json": '{"a": 0,',
       "merges.txt": "a b\n",
       "tokenizer_config.json": gpt2Config,
     });
@@ -200,7 +213,9 @@ describe("loading from other directory layouts", () => {
     });
     await expect(loadTokenizer(dir2)).rejects.toThrow(/bad-config\/tokenizer_config\.json: invalid JSON/);
     const dir3 = await makeDir("bad-tokenizer-json", { "tokenizer.json": "[1, 2]" });
-    await expect(loadTokenizer(dir3)).rejects.toThrow(/tokenizer\.json: expected a JSON object at the top level, got an array/);
+    await expect(loadTokenizer(dir3)).rejects.toThrow(
+      /tokenizer\.json: expected a JSON object at the top level, got an array/,
+    );
     const dir4 = await makeDir("no-model", { "tokenizer.json": "{}" });
     await expect(loadTokenizer(dir4)).rejects.toThrow(/tokenizer\.json: "model" must be an object/);
   });
@@ -211,7 +226,9 @@ describe("loading from other directory layouts", () => {
       "merges.txt": "a b\n",
       "tokenizer_config.json": JSON.stringify({ tokenizer_class: "BertTokenizer" }),
     });
-    await expect(loadTokenizer(dir)).rejects.toThrow(/tokenizer_class "BertTokenizer".*supported: Qwen2Tokenizer, GPT2Tokenizer/);
+    await expect(loadTokenizer(dir)).rejects.toThrow(
+      /tokenizer_class "BertTokenizer".*supported: Qwen2Tokenizer, GPT2Tokenizer/,
+    );
     const noConfig = await makeDir("no-config", { "vocab.json": gpt2Vocab, "merges.txt": "a b\n" });
     await expect(loadTokenizer(noConfig)).rejects.toThrow(/no tokenizer_config\.json/);
   });

@@ -1,8 +1,19 @@
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadModel, status, type Model } from "../cells-lib/cells/model.ts";
+import { loadModel, type Model, status } from "../cells-lib/cells/model.ts";
 import { logprobs, sample } from "../cells-lib/cells/sample.ts";
-import { addValueHead, applyLora, forwardBackward, loadState, optimStep, removeLora, resetOptimizer, saveState, setAdapters, values } from "../cells-lib/cells/train.ts";
+import {
+  addValueHead,
+  applyLora,
+  forwardBackward,
+  loadState,
+  optimStep,
+  removeLora,
+  resetOptimizer,
+  saveState,
+  setAdapters,
+  values,
+} from "../cells-lib/cells/train.ts";
 import { lrSchedule } from "../cells-lib/training/schedule.ts";
 import { OptionsError } from "../cells-lib/util/options.ts";
 import { additionExamples, storiesSuite, tempDir } from "./helpers.ts";
@@ -35,7 +46,10 @@ describe("training through the bridge", () => {
     await applyLora(straight, { rank: 4, dropout: 0.1 });
     const expected = await steps(straight, 0, 6);
 
-    const first = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "resumed" }), { rank: 4, dropout: 0.1 });
+    const first = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "resumed" }), {
+      rank: 4,
+      dropout: 0.1,
+    });
     const resumed = await steps(first, 0, 3);
     const saved = await saveState(first, path.join(root, "state"));
     expect(saved.step).toBe(3);
@@ -76,7 +90,10 @@ describe("training through the bridge", () => {
   });
 
   it("trains the adapter only, which sampling then uses; turning it off gives the base model back", async () => {
-    const model = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "sft" }), { rank: 8, dropout: 0 });
+    const model = await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "sft" }), {
+      rank: 8,
+      dropout: 0,
+    });
     const prompt = "12+30?";
     const [before] = await sample(model, suite.tokenizer, prompt, { temperature: 0, maxNewTokens: 12 });
     const losses: number[] = [];
@@ -94,13 +111,21 @@ describe("training through the bridge", () => {
   });
 
   it("extends the context with RoPE scaling set at load", async () => {
-    const model = await loadModel(suite.modelDir, { client: suite.client, name: "long", ropeScaling: { type: "yarn", targetLength: 2048 } });
+    const model = await loadModel(suite.modelDir, {
+      client: suite.client,
+      name: "long",
+      ropeScaling: { type: "yarn", targetLength: 2048 },
+    });
     expect(model.info.max_position_embeddings).toBe(2048);
     expect(model.info.rope_scaling).toMatchObject({ type: "yarn", factor: 4, original_max_position_embeddings: 512 });
     const [c] = await sample(model, suite.tokenizer, "Once upon a time", { temperature: 0, maxNewTokens: 16 });
     expect(c!.tokenIds).toHaveLength(16);
-    await expect(loadModel(suite.modelDir, { client: suite.client, ropeScaling: { type: "linear" } })).rejects.toThrow(/give factor or targetLength/);
-    await expect(loadModel(suite.modelDir, { client: suite.client, ropeScaling: { type: "linear", targetLength: 100 } })).rejects.toThrow(/target_length must be an integer >= max_position_embeddings \(512\)/);
+    await expect(loadModel(suite.modelDir, { client: suite.client, ropeScaling: { type: "linear" } })).rejects.toThrow(
+      /give factor or targetLength/,
+    );
+    await expect(
+      loadModel(suite.modelDir, { client: suite.client, ropeScaling: { type: "linear", targetLength: 100 } }),
+    ).rejects.toThrow(/target_length must be an integer >= max_position_embeddings \(512\)/);
   });
 
   it("trains LoRA on top of a quantized base (int8 and NF4), and reports the memory it saves", async () => {
@@ -123,7 +148,9 @@ describe("training through the bridge", () => {
   });
 
   it("runs PPO steps with a value head that learns the returns, and resumes it", async () => {
-    const model = await addValueHead(await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "ppo" }), { rank: 4, dropout: 0 }));
+    const model = await addValueHead(
+      await applyLora(await loadModel(suite.modelDir, { client: suite.client, name: "ppo" }), { rank: 4, dropout: 0 }),
+    );
     expect(model.info.value_head).toBe(true);
     const [c] = await sample(model, suite.tokenizer, "12+30?", { n: 1, maxNewTokens: 10, seed: 3 });
     const tokens = [...c!.promptIds, ...c!.tokenIds];
@@ -136,7 +163,11 @@ describe("training through the bridge", () => {
       const [v] = await values(model, [tokens]);
       expect(v).toHaveLength(tokens.length - 1);
       const oldValues = [0, ...v!];
-      const r = await forwardBackward(model, [{ tokens, mask, oldLogprobs, oldValues, returns, advantage: 0.5 }], { kind: "ppo", valueCoef: 1, valueClip: 10 });
+      const r = await forwardBackward(model, [{ tokens, mask, oldLogprobs, oldValues, returns, advantage: 0.5 }], {
+        kind: "ppo",
+        valueCoef: 1,
+        valueClip: 10,
+      });
       valueLosses.push(r.metrics.value_loss!);
       await optimStep(model, { lr: 5e-2 });
     }
@@ -153,10 +184,18 @@ describe("training through the bridge", () => {
     const model = await loadModel(suite.modelDir, { client: suite.client, name: "bad" });
     await expect(applyLora(model, { rank: 0 })).rejects.toThrow(OptionsError);
     await expect(applyLora(model, { targets: ["qproj" as never] })).rejects.toThrow(/option "targets/);
-    await expect(forwardBackward(model, [{ tokens: [1] }], { kind: "cross_entropy" })).rejects.toThrow(/example 0 has 1 token/);
-    await expect(forwardBackward(model, [{ tokens: [1, 2, 3], weights: [1, 1] }], { kind: "cross_entropy" })).rejects.toThrow(/example 0: weights has 2 values for 3 tokens/);
-    await expect(forwardBackward(model, [{ tokens: [1, 2, 3], advantage: 1 }], { kind: "policy_gradient" })).rejects.toThrow(/no oldLogprobs/);
-    await expect(forwardBackward(model, [{ tokens: [1, 2] }, { tokens: [1, 3] }], { kind: "dpo" })).rejects.toThrow(/needs LoRA adapters/);
+    await expect(forwardBackward(model, [{ tokens: [1] }], { kind: "cross_entropy" })).rejects.toThrow(
+      /example 0 has 1 token/,
+    );
+    await expect(
+      forwardBackward(model, [{ tokens: [1, 2, 3], weights: [1, 1] }], { kind: "cross_entropy" }),
+    ).rejects.toThrow(/example 0: weights has 2 values for 3 tokens/);
+    await expect(
+      forwardBackward(model, [{ tokens: [1, 2, 3], advantage: 1 }], { kind: "policy_gradient" }),
+    ).rejects.toThrow(/no oldLogprobs/);
+    await expect(forwardBackward(model, [{ tokens: [1, 2] }, { tokens: [1, 3] }], { kind: "dpo" })).rejects.toThrow(
+      /needs LoRA adapters/,
+    );
     await expect(optimStep(model, { lr: 1e-3 })).rejects.toThrow(/no gradients to apply/);
     await expect(loadState(model, path.join(root, "nowhere"))).rejects.toThrow(/no training state here/);
   });

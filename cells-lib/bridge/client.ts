@@ -8,26 +8,39 @@
  */
 import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
-import { chmodSync, closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, type Stats } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  type Stats,
+} from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { BridgeError } from "./errors.ts";
-import { dehydrate, encodeFrame, hydrate, splitFrame, type Hydrated } from "./frames.ts";
-import { EXIT_CODES, ops, PROTOCOL_VERSION, ResponseEnvelope, SessionFile, type OpName } from "./protocol.ts";
-import { parseOptions } from "../util/options.ts";
 import { processAlive } from "../util/atomic.ts";
+import { formatIssues, issuesFrom, parseOptions } from "../util/options.ts";
 import { venvProgram } from "../util/project-python.ts";
+import { BridgeError } from "./errors.ts";
+import { dehydrate, encodeFrame, type Hydrated, hydrate, splitFrame } from "./frames.ts";
+import { EXIT_CODES, type OpName, ops, PROTOCOL_VERSION, ResponseEnvelope, SessionFile } from "./protocol.ts";
 
 export const bridgePackageDir = fileURLToPath(new URL("../../gpu-bridge/", import.meta.url));
 
 export const BridgeOptions = z
   .object({
     /** Session name: clients with the same name share one bridge and its models. */
-    session: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '.', '_' or '-' (at most 64)").default("default"),
+    session: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '.', '_' or '-' (at most 64)")
+      .default("default"),
     /** Python interpreter with torch; default: $THINKCELLS_PYTHON, else the project's .venv. */
     python: z.string().optional(),
     /** Where sockets, tokens and logs live (see `bridgeDir`); relative: to the current directory. */
@@ -35,7 +48,10 @@ export const BridgeOptions = z
     /** Seconds with no client connected before the bridge exits (0: never). */
     idleTimeoutS: z.number().nonnegative().default(900),
     /** "auto" (CUDA when present), "cpu", "cuda" or "cuda:N". Applies when a bridge is started. */
-    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N").default("auto"),
+    device: z
+      .string()
+      .regex(/^(auto|cpu|cuda(:\d+)?)$/, "auto, cpu, cuda or cuda:N")
+      .default("auto"),
     /** torch CPU threads in a newly started bridge (0: the bridge's default). */
     threads: z.number().int().nonnegative().default(0),
     /** How long to wait for a new bridge to come up. */
@@ -60,8 +76,12 @@ interface Pending {
  * $XDG_RUNTIME_DIR/thinkcells (the spec ignores a relative one), else $TMPDIR/thinkcells-<uid>.
  * Resolved here, once: the worker runs in gpu-bridge/ and takes only an absolute --dir. */
 export function bridgeDir(dir?: string, env: NodeJS.ProcessEnv = process.env): string {
-  const chosen = dir || env.THINKCELLS_BRIDGE_DIR ||
-    (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR) ? path.join(env.XDG_RUNTIME_DIR, "thinkcells") : path.join(os.tmpdir(), `thinkcells-${euid()}`));
+  const chosen =
+    dir ||
+    env.THINKCELLS_BRIDGE_DIR ||
+    (env.XDG_RUNTIME_DIR && path.isAbsolute(env.XDG_RUNTIME_DIR)
+      ? path.join(env.XDG_RUNTIME_DIR, "thinkcells")
+      : path.join(os.tmpdir(), `thinkcells-${euid()}`));
   return path.resolve(chosen);
 }
 
@@ -74,7 +94,8 @@ function unsafeReason(st: Stats, kind: "directory" | "regular file"): string | u
   if (st.isSymbolicLink()) return "it is a symbolic link";
   if (!(kind === "directory" ? st.isDirectory() : st.isFile())) return `it is not a ${kind}`;
   if (st.uid !== euid()) return `it belongs to uid ${st.uid}, not to this user (uid ${euid()})`;
-  if (kind === "directory" && st.mode & 0o022) return `others can write to it (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
+  if (kind === "directory" && st.mode & 0o022)
+    return `others can write to it (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")})`;
   if (kind === "regular file" && st.nlink !== 1) return `it has ${st.nlink} hard links`;
   return undefined;
 }
@@ -94,7 +115,10 @@ function ensurePrivateDir(dir: string): void {
   }
   const st = lstatSync(dir);
   const reason = unsafeReason(st, "directory");
-  if (reason) throw refusal(`the bridge directory ${dir}: ${reason}; remove it, or point THINKCELLS_BRIDGE_DIR at a directory of your own`);
+  if (reason)
+    throw refusal(
+      `the bridge directory ${dir}: ${reason}; remove it, or point THINKCELLS_BRIDGE_DIR at a directory of your own`,
+    );
   if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
 }
 
@@ -198,16 +222,27 @@ export class BridgeClient {
     const deadline = Date.now() + opts.startTimeoutMs;
     let info = readSession(infoFile);
     if (info && info.protocol_version !== PROTOCOL_VERSION) {
-      throw new BridgeError("handshake", "connect", `the bridge running for session "${opts.session}" (pid ${info.pid}) speaks protocol ${info.protocol_version}, this library ${PROTOCOL_VERSION}: stop it (kill ${info.pid}) or use another session`);
+      throw new BridgeError(
+        "handshake",
+        "connect",
+        `the bridge running for session "${opts.session}" (pid ${info.pid}) speaks protocol ${info.protocol_version}, ` +
+          `this library ${PROTOCOL_VERSION}: stop it (kill ${info.pid}) or use another session`,
+      );
     }
     let ours = false;
     for (;;) {
       if (info) {
         const attached = await BridgeClient.attach(info, opts.session, logFile, infoFile);
         if (attached instanceof BridgeClient) return attached;
-        if (ours) throw new BridgeError("start_failed", "connect", `cannot reach the bridge at ${info.socket}: ${attached.unreachable}`);
+        if (ours)
+          throw new BridgeError(
+            "start_failed",
+            "connect",
+            `cannot reach the bridge at ${info.socket}: ${attached.unreachable}`,
+          );
       }
-      if (!opts.start) throw new BridgeError("not_running", "connect", `no bridge is running for session "${opts.session}" in ${dir}`);
+      if (!opts.start)
+        throw new BridgeError("not_running", "connect", `no bridge is running for session "${opts.session}" in ${dir}`);
       // None runs, or the one named is dead or dying: a session file outlives a killed bridge
       // (or a zombie not yet reaped), and one killed a moment ago can still take a connection
       // and then reset it. Start a new bridge; should the dying one still hold the session's
@@ -217,7 +252,12 @@ export class BridgeClient {
   }
 
   /** A client that has said hello to the bridge `info` names, or why nobody answered there. */
-  private static async attach(info: SessionFile, session: string, logFile: string, infoFile: string): Promise<BridgeClient | { unreachable: string }> {
+  private static async attach(
+    info: SessionFile,
+    session: string,
+    logFile: string,
+    infoFile: string,
+  ): Promise<BridgeClient | { unreachable: string }> {
     let socket: net.Socket;
     try {
       socket = await openSocket(info.socket);
@@ -252,11 +292,26 @@ export class BridgeClient {
     const python = findPython(opts.python);
     const log = openPrivate(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
     const logStart = fstatSync(log).size;
-    const args = ["-m", "thinkcells_bridge", "--session", opts.session, "--dir", dir,
-      "--idle-timeout", String(opts.idleTimeoutS), "--device", opts.device, "--threads", String(opts.threads)];
+    const args = [
+      "-m",
+      "thinkcells_bridge",
+      "--session",
+      opts.session,
+      "--dir",
+      dir,
+      "--idle-timeout",
+      String(opts.idleTimeoutS),
+      "--device",
+      opts.device,
+      "--threads",
+      String(opts.threads),
+    ];
     const child = spawn(python, args, {
       cwd: bridgePackageDir,
-      env: { ...process.env, PYTHONPATH: [bridgePackageDir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) },
+      env: {
+        ...process.env,
+        PYTHONPATH: [bridgePackageDir, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+      },
       // Its own process group and no pipes to us: the bridge must outlive this kernel.
       detached: true,
       stdio: ["ignore", log, log],
@@ -274,19 +329,31 @@ export class BridgeClient {
       // dying) the caller tries again.
       if (exited === EXIT_CODES.already_running) return { info, ours: false };
       if (spawnError) {
-        const from = opts.python ? "the python option" : process.env.THINKCELLS_PYTHON ? "THINKCELLS_PYTHON" : "the default; run `npm run setup` to make .venv";
+        const from = opts.python
+          ? "the python option"
+          : process.env.THINKCELLS_PYTHON
+            ? "THINKCELLS_PYTHON"
+            : "the default; run `npm run setup` to make .venv";
         throw new BridgeError("start_failed", "connect", `cannot run ${python} (${from}): ${spawnError.message}`);
       }
       if (exited === EXIT_CODES.unfit_environment) {
         throw new BridgeError("start_failed", "connect", readPrivate(logFile).slice(logStart).trim());
       }
       if (exited !== undefined) {
-        throw new BridgeError("start_failed", "connect", `the bridge exited with code ${exited} while starting (${python}). Its log ${logFile}:\n${tail(logFile)}`);
+        throw new BridgeError(
+          "start_failed",
+          "connect",
+          `the bridge exited with code ${exited} while starting (${python}). Its log ${logFile}:\n${tail(logFile)}`,
+        );
       }
       await sleep(50);
     }
     child.kill();
-    throw new BridgeError("start_failed", "connect", `the bridge did not start within ${opts.startTimeoutMs} ms. Its log ${logFile}:\n${tail(logFile)}`);
+    throw new BridgeError(
+      "start_failed",
+      "connect",
+      `the bridge did not start within ${opts.startTimeoutMs} ms. Its log ${logFile}:\n${tail(logFile)}`,
+    );
   }
 
   get closed(): boolean {
@@ -294,15 +361,21 @@ export class BridgeClient {
   }
 
   /** Sends one request; tensors in `body` travel as binary. An aborted `signal` cancels it. */
-  call<Op extends OpName>(op: Op, body: OpRequest<Op>, options: { signal?: AbortSignal } = {}): Promise<OpResponse<Op>> {
+  call<Op extends OpName>(
+    op: Op,
+    body: OpRequest<Op>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<OpResponse<Op>> {
     if (this.closedReason !== undefined) {
-      return Promise.reject(new BridgeError("crashed", op, `${this.closedReason}; connect again to start a new bridge${this.logHint()}`));
+      return Promise.reject(
+        new BridgeError("crashed", op, `${this.closedReason}; connect again to start a new bridge${this.logHint()}`),
+      );
     }
     const wire = dehydrate(body);
     const parsed = ops[op].request.safeParse(wire.body);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return Promise.reject(new BridgeError("invalid_request", op, `${issue.path.join(".") || "(body)"}: ${issue.message}`));
+      const problems = formatIssues(issuesFrom(parsed.error, wire.body), "field");
+      return Promise.reject(new BridgeError("invalid_request", op, `request: ${problems}`));
     }
     const id = this.nextId++;
     const result = new Promise<OpResponse<Op>>((resolve, reject) => {
@@ -314,7 +387,9 @@ export class BridgeClient {
         if (this.pending.has(id) && !this.closed) {
           const cancelId = this.nextId++;
           this.pending.set(cancelId, { op: "cancel", resolve: () => {}, reject: () => {} });
-          this.socket.write(encodeFrame({ id: cancelId, op: "cancel", body: { request_id: id }, buffers: [] }, Buffer.alloc(0)));
+          this.socket.write(
+            encodeFrame({ id: cancelId, op: "cancel", body: { request_id: id }, buffers: [] }, Buffer.alloc(0)),
+          );
         }
       };
       if (options.signal.aborted) cancel();
@@ -372,7 +447,8 @@ export class BridgeClient {
     if (!pending) return;
     this.pending.delete(id);
     if (!parsed.success) {
-      pending.reject(new BridgeError("internal", pending.op, `malformed response: ${parsed.error.issues[0]?.message}`));
+      const problems = formatIssues(issuesFrom(parsed.error, envelope), "field");
+      pending.reject(new BridgeError("internal", pending.op, `malformed response: ${problems}`));
       return;
     }
     const message = parsed.data;
@@ -383,7 +459,8 @@ export class BridgeClient {
     const schema = ops[pending.op as OpName]?.response;
     const body = schema ? schema.safeParse(message.body) : { success: true as const, data: message.body };
     if (!body.success) {
-      pending.reject(new BridgeError("internal", pending.op, `response does not match the protocol: ${body.error.issues[0]?.path.join(".")}: ${body.error.issues[0]?.message}`));
+      const problems = formatIssues(issuesFrom(body.error, message.body), "field");
+      pending.reject(new BridgeError("internal", pending.op, `response does not match the protocol: ${problems}`));
       return;
     }
     try {

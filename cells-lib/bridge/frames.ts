@@ -107,9 +107,7 @@ export function hydrate(value: unknown, buffers: [number, number][], blob: Buffe
       const Ctor = ctors[ref.dtype];
       return new Tensor(ref.dtype, ref.shape, new Ctor(bytes.buffer) as TypedArrayOf<typeof ref.dtype>);
     }
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, hydrate(v, buffers, blob)]),
-    );
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, hydrate(v, buffers, blob)]));
   }
   return value;
 }

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** The bridge process's exit codes that the client acts on while starting one. */
 export const EXIT_CODES = {
@@ -96,7 +96,10 @@ export type ModelInfo = z.infer<typeof ModelInfo>;
 
 /** LoRA targets: "all-linear", or projection names the model lists in ModelInfo.lora_targets
  * (Llama-family names for the native models; the worker checks them against the model). */
-export const LoraTargets = z.union([z.literal("all-linear"), z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1)]);
+export const LoraTargets = z.union([
+  z.literal("all-linear"),
+  z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1),
+]);
 
 /** How the policy-gradient loss reduces its token terms (docs/algorithms.md): GRPO's, DAPO's, Dr.GRPO's. */
 export const AGGREGATIONS = ["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"] as const;
@@ -116,6 +119,9 @@ const policyGradient = {
   /** k3 KL to the adapter-disabled model; 0 skips the reference pass. */
   beta: z.number().min(0),
   entropy_coef: z.number().min(0),
+  /** The sampling temperature: the policy, the reference and the entropy are those of
+   * softmax(logits / temperature), the distribution `sample` drew from (as TRL does). */
+  temperature: z.number().positive(),
 };
 
 /** What forward_backward minimizes. Per-token arrays are float32, aligned with `token_ids`:
@@ -155,12 +161,29 @@ const TrainingLoss = z.discriminatedUnion("kind", [
     .strict(),
 ]);
 
+/** A batch and the loss to compute on it: what forward_backward and forward take. */
+const lossBatch = {
+  model: name,
+  token_ids: TensorRef,
+  lengths: TensorRef,
+  /** Packed rows (int32): the lengths of the examples packed into them, in token order,
+   * tiling each row. Each example attends only to itself, with positions from 0, and its
+   * first token is not predicted (as a sequence's); cross_entropy only. null: one example
+   * per row. */
+  example_lengths: TensorRef.nullable(),
+  loss: TrainingLoss,
+};
+/** null loss: not finite (forward_backward then skips the step it belongs to). */
+const LossResult = z.object({
+  loss: z.number().nullable(),
+  metrics: z.record(z.string(), z.number().nullable()),
+  tokens: int,
+});
+
 /** Every operation: its request body and its response body. */
 export const ops = {
   hello: {
-    request: z
-      .object({ token: z.string(), protocol_version: int, client: z.string() })
-      .strict(),
+    request: z.object({ token: z.string(), protocol_version: int, client: z.string() }).strict(),
     response: z.object({
       protocol_version: int,
       bridge_version: z.string(),
@@ -190,6 +213,9 @@ export const ops = {
         cuda_total_bytes: int.nullable(),
       }),
       models: z.array(ModelInfo),
+      /** Prompt token positions the `sample` calls' prefills have run since the bridge started
+       * (as each response's `prefill_tokens`). */
+      prefill_tokens: int,
       uptime_s: z.number(),
     }),
   },
@@ -224,9 +250,7 @@ export const ops = {
     response: z.object({ unloaded: z.boolean() }),
   },
   save_model: {
-    request: z
-      .object({ name, out_dir: z.string().min(1), max_shard_bytes: int.positive().nullable() })
-      .strict(),
+    request: z.object({ name, out_dir: z.string().min(1), max_shard_bytes: int.positive().nullable() }).strict(),
     response: z.object({ files: z.array(z.string()) }),
   },
   /** A standalone Hugging Face directory from the live model: LoRA merged into copies of the
@@ -304,8 +328,15 @@ export const ops = {
     response: z.object({
       tokens: TensorRef, // int32 [rows, max_new_tokens], zero past each row's length
       lengths: TensorRef, // int32 [rows]
-      logprobs: TensorRef, // float32 [rows, max_new_tokens]
+      /** float32 [rows, max_new_tokens], zero past each row's length: each token's log-prob under
+       * the distribution it was sampled from, log_softmax(logits / temperature), taken before
+       * top-k/top-p (so not renormalised over the tokens they keep: as TRL scores the policy);
+       * with temperature 0 (greedy), log_softmax(logits). */
+      logprobs: TensorRef,
       stop_reasons: z.array(z.enum(["stop_token", "length"])),
+      /** Token positions the prompt prefill ran, left padding included: with a cache, each
+       * prompt once, its n samples sharing it (P prompts of length L: P·L, not P·n·L). */
+      prefill_tokens: int,
     }),
   },
   logprobs: {
@@ -315,6 +346,8 @@ export const ops = {
         /** Sequences concatenated; `lengths` splits them. */
         token_ids: TensorRef,
         lengths: TensorRef,
+        /** Of softmax(logits / temperature): 1 for the model's own distribution. */
+        temperature: z.number().positive(),
       })
       .strict(),
     /** Per sequence, log p(token t | tokens < t) for t = 1..len-1, concatenated. */
@@ -383,18 +416,18 @@ export const ops = {
   forward_backward: {
     request: z
       .object({
-        model: name,
-        token_ids: TensorRef,
-        lengths: TensorRef,
-        loss: TrainingLoss,
+        ...lossBatch,
         /** Multiplies the loss before backward (e.g. 1 / micro-batches). */
         loss_scale: z.number().positive(),
         /** Recompute each layer in backward instead of keeping its activations. */
         gradient_checkpointing: z.boolean(),
       })
       .strict(),
-    response: z.object({ loss: z.number().nullable(), metrics: z.record(z.string(), z.number().nullable()), tokens: int }),
+    response: LossResult,
   },
+  /** The loss and metrics forward_backward would report, with no gradients and no dropout:
+   * evaluation (e.g. DPO's validation pairs). It never touches a training cycle. */
+  forward: { request: z.object(lossBatch).strict(), response: LossResult },
   /** Forgets the optimizer's moments and step count (a new training phase, e.g. RL after SFT);
    * the weights and the model's random stream stay. */
   reset_optimizer: { request: z.object({ model: name }).strict(), response: z.object({ step: int }) },
@@ -418,7 +451,12 @@ export const ops = {
         max_grad_norm: z.number().positive().nullable(),
       })
       .strict(),
-    response: z.object({ grad_norm: z.number().nullable(), skipped: z.boolean(), reason: z.string().nullable(), step: int }),
+    response: z.object({
+      grad_norm: z.number().nullable(),
+      skipped: z.boolean(),
+      reason: z.string().nullable(),
+      step: int,
+    }),
   },
   save_state: {
     request: z.object({ model: name, dir: z.string().min(1) }).strict(),
@@ -426,7 +464,8 @@ export const ops = {
   },
   load_state: {
     request: z.object({ model: name, dir: z.string().min(1) }).strict(),
-    response: z.object({ step: int, lora: z.record(z.string(), z.unknown()).nullable() }),
+    /** `model`: the model's info after the state re-created its adapters and value head. */
+    response: z.object({ step: int, model: ModelInfo }),
   },
   /** Returns its tensors unchanged: measures the transport alone. */
   echo: {

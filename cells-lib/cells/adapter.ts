@@ -30,10 +30,25 @@ export interface SaveAdapterResult {
 /** Writes the model's LoRA adapters to `dir` in PEFT's format, atomically (an earlier adapter
  * there is replaced; any other non-empty directory is refused). Training state (optimizer
  * moments, step) is not in it: that is `saveState`'s. */
-export async function saveAdapter(model: Model, dir: string, options: SaveAdapterOptions = {}): Promise<SaveAdapterResult> {
+export async function saveAdapter(
+  model: Model,
+  dir: string,
+  options: SaveAdapterOptions = {},
+): Promise<SaveAdapterResult> {
   const o = parseOptions(SaveAdapterOptions, options, "saveAdapter");
-  const r = await model.client.call("save_adapter", { model: model.name, dir: path.resolve(dir), base_model_name_or_path: o.baseModel ?? null });
-  return { dir: r.dir, files: r.files, settings: r.settings, dtype: r.dtype, parameters: r.parameters, weightBytes: r.weight_bytes };
+  const r = await model.client.call("save_adapter", {
+    model: model.name,
+    dir: path.resolve(dir),
+    base_model_name_or_path: o.baseModel ?? null,
+  });
+  return {
+    dir: r.dir,
+    files: r.files,
+    settings: r.settings,
+    dtype: r.dtype,
+    parameters: r.parameters,
+    weightBytes: r.weight_bytes,
+  };
 }
 
 /** Applies the PEFT LoRA adapter in `dir` (replacing the model's adapters, if any) with fresh

@@ -10,7 +10,12 @@ import { bridge } from "./session.ts";
  * model.safetensors, tokenizer.json, tokenizer_config.json). The bridge converts the weights and
  * writes the configs (the generation config stops at BOS, as llama2.c does); the tokenizer, being
  * text, is converted here. */
-export async function convertLlama2c(modelBin: string, tokenizerBin: string, outDir: string, client?: BridgeClient): Promise<{ outDir: string; files: string[] }> {
+export async function convertLlama2c(
+  modelBin: string,
+  tokenizerBin: string,
+  outDir: string,
+  client?: BridgeClient,
+): Promise<{ outDir: string; files: string[] }> {
   const bytes = await readFile(tokenizerBin).catch((err: NodeJS.ErrnoException) => {
     throw new Error(`convertLlama2c: cannot read tokenizer ${tokenizerBin}: ${err.code ?? err.message}`);
   });
@@ -21,6 +26,12 @@ export async function convertLlama2c(modelBin: string, tokenizerBin: string, out
   await c.call("convert_llama2c", { bin_path: path.resolve(modelBin), out_dir: out });
   await writeFileAtomic(path.join(out, "tokenizer.json"), JSON.stringify(tokenizerJson));
   await writeFileAtomic(path.join(out, "tokenizer_config.json"), JSON.stringify(llama2cTokenizerConfig(), null, 2));
-  const files = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"];
+  const files = [
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+  ];
   return { outDir: out, files };
 }

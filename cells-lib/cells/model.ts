@@ -1,6 +1,7 @@
 /** Cells that load models into the bridge and report on it. */
-import { z } from "zod";
+
 import path from "node:path";
+import { z } from "zod";
 import type { BridgeClient, OpResponse } from "../bridge/client.ts";
 import { MODEL_DTYPES, type ModelInfo } from "../bridge/protocol.ts";
 import { parseOptions } from "../util/options.ts";
@@ -49,7 +50,9 @@ export async function loadModel(modelDir: string, options: z.input<typeof LoadMo
     name: opts.name,
     path: path.resolve(modelDir),
     dtype: opts.dtype,
-    rope_scaling: scaling ? { type: scaling.type, factor: scaling.factor ?? null, target_length: scaling.targetLength ?? null } : null,
+    rope_scaling: scaling
+      ? { type: scaling.type, factor: scaling.factor ?? null, target_length: scaling.targetLength ?? null }
+      : null,
     quantize: opts.quantize ?? null,
     allow_non_finite: opts.allowNonFinite,
     replace: opts.replace,
@@ -64,7 +67,9 @@ export async function attachModel(name = "default", client?: BridgeClient): Prom
   const info = status.models.find((m) => m.name === name);
   if (!info) {
     const known = status.models.map((m) => m.name);
-    throw new Error(`attachModel: the bridge holds no model named "${name}"${known.length ? ` (it holds: ${known.join(", ")})` : " (it holds none)"}`);
+    throw new Error(
+      `attachModel: the bridge holds no model named "${name}"${known.length ? ` (it holds: ${known.join(", ")})` : " (it holds none)"}`,
+    );
   }
   return { name, info, client: c };
 }

@@ -40,7 +40,9 @@ export interface Completion {
   promptIds: number[];
   tokenIds: number[];
   text: string;
-  /** log p(token) under the model at temperature 1, one per token in `tokenIds`. */
+  /** log p(token) under the distribution it was sampled from, one per token in `tokenIds`:
+   * log_softmax(logits / temperature), before top-k/top-p; temperature 0 (greedy) gives
+   * log_softmax(logits). */
   logprobs: number[];
   stopReason: StopReason;
 }
@@ -82,11 +84,15 @@ export async function modelStopTokenIds(model: Model): Promise<number[]> {
   } catch (err) {
     throw new Error(`sample: ${file} is not valid JSON (${(err as Error).message})`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error(`sample: ${file} is not a JSON object`);
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new Error(`sample: ${file} is not a JSON object`);
   const eos = (json as { eos_token_id?: unknown }).eos_token_id;
   if (eos === undefined || eos === null) return model.info.eos_token_ids;
   const ids = TokenIds.safeParse(eos);
-  if (!ids.success) throw new Error(`sample: ${file}: eos_token_id is ${JSON.stringify(eos)}; expected a token id or a list of token ids`);
+  if (!ids.success)
+    throw new Error(
+      `sample: ${file}: eos_token_id is ${JSON.stringify(eos)}; expected a token id or a list of token ids`,
+    );
   return typeof ids.data === "number" ? [ids.data] : ids.data;
 }
 
@@ -102,7 +108,11 @@ function continuationDecoder(tokenizer: Tokenizer, promptIds: number[]): (ids: n
 
 /** Cuts a completion at the first stop string: keeps the tokens up to the one that completes
  * it, and the text before it. */
-function cutAtStopString(decode: (ids: number[]) => string, ids: number[], stops: string[]): { ids: number[]; text: string } | undefined {
+function cutAtStopString(
+  decode: (ids: number[]) => string,
+  ids: number[],
+  stops: string[],
+): { ids: number[]; text: string } | undefined {
   const full = decode(ids);
   let at = -1;
   let stop = "";
@@ -123,9 +133,17 @@ function cutAtStopString(decode: (ids: number[]) => string, ids: number[], stops
 
 /** Samples `n` completions for each prompt, in one batch on the bridge. Rows come back
  * prompt-major: all samples of prompt 0, then of prompt 1, ... */
-export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt | Prompt[], options: SampleOptions = {}): Promise<Completion[]> {
+export async function sample(
+  model: Model,
+  tokenizer: Tokenizer,
+  prompts: Prompt | Prompt[],
+  options: SampleOptions = {},
+): Promise<Completion[]> {
   const opts = parseOptions(SampleOptions, options, "sample");
-  const list = typeof prompts === "string" || (prompts.length > 0 && typeof prompts[0] === "number") ? [prompts as Prompt] : (prompts as Prompt[]);
+  const list =
+    typeof prompts === "string" || (prompts.length > 0 && typeof prompts[0] === "number")
+      ? [prompts as Prompt]
+      : (prompts as Prompt[]);
   if (list.length === 0) throw new Error("sample: no prompts given");
   const encoded = list.map((p, i) => encodePrompt(tokenizer, p, opts.addSpecialTokens, i));
   const result = await model.client.call(
@@ -172,17 +190,32 @@ export async function sample(model: Model, tokenizer: Tokenizer, prompts: Prompt
   });
 }
 
+const LogprobsOptions = z
+  .object({
+    /** Scores softmax(logits / temperature): a sampling temperature gives `sample`'s log-probs. */
+    temperature: z.number().positive().default(1),
+  })
+  .strict();
+export type LogprobsOptions = z.input<typeof LogprobsOptions>;
+
 /** Teacher-forced log-probs: for each sequence, log p(token t | tokens before t) for every
  * token after the first. */
-export async function logprobs(model: Model, sequences: readonly (readonly number[])[]): Promise<number[][]> {
+export async function logprobs(
+  model: Model,
+  sequences: readonly (readonly number[])[],
+  options: LogprobsOptions = {},
+): Promise<number[][]> {
+  const o = parseOptions(LogprobsOptions, options, "logprobs");
   if (sequences.length === 0) return [];
   sequences.forEach((s, i) => {
-    if (s.length < 2) throw new Error(`logprobs: sequence ${i} has ${s.length} token(s); at least 2 are needed to score one`);
+    if (s.length < 2)
+      throw new Error(`logprobs: sequence ${i} has ${s.length} token(s); at least 2 are needed to score one`);
   });
   const result = await model.client.call("logprobs", {
     model: model.name,
     token_ids: Tensor.int32(sequences.flat()),
     lengths: Tensor.int32(sequences.map((s) => s.length)),
+    temperature: o.temperature,
   });
   const out: number[][] = [];
   let offset = 0;

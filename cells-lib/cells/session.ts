@@ -1,6 +1,7 @@
 /** The notebook's bridge connection: one per kernel, shared by every cell. */
-import { BridgeClient, type BridgeOptions } from "../bridge/client.ts";
+
 import process from "node:process";
+import { BridgeClient, type BridgeOptions } from "../bridge/client.ts";
 
 let current: Promise<BridgeClient> | undefined;
 

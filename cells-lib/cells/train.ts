@@ -27,9 +27,19 @@ export async function applyLora(model: Model, options: LoraOptions = {}): Promis
   const offered = model.info.lora_targets;
   const unknown = o.targets === "all-linear" ? [] : o.targets.filter((t) => !offered.includes(t));
   if (unknown.length) {
-    throw new OptionsError(`applyLora: option "targets": ${unknown.map((t) => `"${t}"`).join(", ")} is not a projection of this ${model.info.model_type} model; expected "all-linear" or names among ${offered.join(", ")}`);
+    throw new OptionsError(
+      `applyLora: option "targets": ${unknown.map((t) => `"${t}"`).join(", ")} is not a projection of this ` +
+        `${model.info.model_type} model; expected "all-linear" or names among ${offered.join(", ")}`,
+    );
   }
-  const info = await model.client.call("apply_lora", { model: model.name, rank: o.rank, alpha: o.alpha ?? 2 * o.rank, dropout: o.dropout, targets: o.targets, seed: o.seed });
+  const info = await model.client.call("apply_lora", {
+    model: model.name,
+    rank: o.rank,
+    alpha: o.alpha ?? 2 * o.rank,
+    dropout: o.dropout,
+    targets: o.targets,
+    seed: o.seed,
+  });
   return { ...model, info };
 }
 
@@ -55,7 +65,11 @@ export async function values(model: Model, sequences: readonly (readonly number[
     lengths: Tensor.int32(sequences.map((s) => s.length)),
   });
   let offset = 0;
-  return sequences.map((s) => Array.from(r.values.data.subarray(offset, (offset += s.length - 1)) as Float32Array));
+  return sequences.map((s) => {
+    const start = offset;
+    offset += s.length - 1;
+    return Array.from(r.values.data.subarray(start, offset) as Float32Array);
+  });
 }
 
 /** Turns the adapters off (the base model: the reference policy) or back on. */
@@ -80,6 +94,9 @@ export interface TrainingExample {
   oldValues?: readonly number[];
   /** ppo: the return per token (GAE's advantage + V). */
   returns?: readonly number[];
+  /** cross_entropy on packed examples (`packExamples`): where each starts in `tokens`. Each
+   * attends only to itself, with positions from 0, and its first token is not trained. */
+  starts?: readonly number[];
 }
 
 const policyGradient = {
@@ -92,6 +109,9 @@ const policyGradient = {
   numSequences: z.number().positive().optional(),
   beta: z.number().min(0).default(0),
   entropyCoef: z.number().min(0).default(0),
+  /** The sampling temperature of the completions: log-probs, reference and entropy are those of
+   * softmax(logits / temperature), as `sample` returns them. */
+  temperature: z.number().positive().default(1),
 };
 
 const Loss = z.discriminatedUnion("kind", [
@@ -125,12 +145,20 @@ export interface ForwardBackwardResult {
   tokens: number;
 }
 
-function perToken(examples: readonly TrainingExample[], pick: (e: TrainingExample, i: number) => readonly number[] | undefined, fallback: (e: TrainingExample) => number[], field: string): Tensor<"float32"> {
+function perToken(
+  examples: readonly TrainingExample[],
+  pick: (e: TrainingExample, i: number) => readonly number[] | undefined,
+  fallback: (e: TrainingExample) => number[],
+  field: string,
+  where: string,
+): Tensor<"float32"> {
   const values: number[] = [];
   examples.forEach((e, i) => {
     const v = pick(e, i) ?? fallback(e);
     if (v.length !== e.tokens.length) {
-      throw new Error(`forwardBackward: example ${i}: ${field} has ${v.length} values for ${e.tokens.length} tokens (one per token)`);
+      throw new Error(
+        `${where}: example ${i}: ${field} has ${v.length} values for ${e.tokens.length} tokens (one per token)`,
+      );
     }
     values.push(...v);
   });
@@ -149,49 +177,47 @@ const ForwardBackwardOptions = z
   .strict();
 export type ForwardBackwardOptions = z.input<typeof ForwardBackwardOptions>;
 
-/** Forward and backward on one (micro-)batch: gradients accumulate on the trainable
- * parameters until `optimStep`. Until then the model is this client's: another client's
- * forwardBackward / optimStep / resetOptimizer on it fails (a BridgeError naming this client). */
-export async function forwardBackward(
-  model: Model,
-  examples: readonly TrainingExample[],
-  loss: TrainingLoss,
-  options: ForwardBackwardOptions = {},
-): Promise<ForwardBackwardResult> {
-  const l = parseOptions(Loss, loss, "forwardBackward loss");
-  const o = parseOptions(ForwardBackwardOptions, options, "forwardBackward");
-  if (examples.length === 0) throw new Error("forwardBackward: no examples");
+/** The batch and loss as the bridge's forward_backward and forward take them; `where` names the
+ * cell in messages. */
+function lossBatch(model: Model, examples: readonly TrainingExample[], loss: TrainingLoss, where: string) {
+  const l = parseOptions(Loss, loss, `${where} loss`);
+  if (examples.length === 0) throw new Error(`${where}: no examples`);
   examples.forEach((e, i) => {
-    if (e.tokens.length < 2) throw new Error(`forwardBackward: example ${i} has ${e.tokens.length} token(s); at least 2 are needed to predict one`);
+    if (e.tokens.length < 2)
+      throw new Error(`${where}: example ${i} has ${e.tokens.length} token(s); at least 2 are needed to predict one`);
   });
+  const tokens = (pick: (e: TrainingExample, i: number) => readonly number[] | undefined, field: string) =>
+    perToken(examples, pick, afterFirst, field, where);
   const wire = (() => {
     switch (l.kind) {
       case "cross_entropy":
-        return { kind: l.kind, weights: perToken(examples, (e) => e.weights, afterFirst, "weights"), num_tokens: l.numTokens ?? null };
+        return { kind: l.kind, weights: tokens((e) => e.weights, "weights"), num_tokens: l.numTokens ?? null };
       case "dpo": {
         if (l.refLogprobs && l.refLogprobs.length !== examples.length) {
-          throw new Error(`forwardBackward: dpo's refLogprobs has ${l.refLogprobs.length} values for ${examples.length} examples (one per example)`);
+          throw new Error(
+            `${where}: dpo's refLogprobs has ${l.refLogprobs.length} values for ${examples.length} examples (one per example)`,
+          );
         }
         const ref_logprobs = l.refLogprobs ? Tensor.float32(l.refLogprobs) : null;
-        return { kind: l.kind, mask: perToken(examples, (e) => e.mask, afterFirst, "mask"), beta: l.beta, ref_logprobs };
+        return { kind: l.kind, mask: tokens((e) => e.mask, "mask"), beta: l.beta, ref_logprobs };
       }
       case "policy_gradient":
       case "ppo": {
         const perSequence = examples.every((e) => typeof e.advantage === "number");
         const advantages = perSequence
           ? Tensor.float32(examples.map((e) => e.advantage as number))
-          : perToken(examples, (e, i) => {
-              if (e.advantage === undefined) throw new Error(`forwardBackward: example ${i} has no advantage`);
+          : tokens((e, i) => {
+              if (e.advantage === undefined) throw new Error(`${where}: example ${i} has no advantage`);
               return typeof e.advantage === "number" ? e.tokens.map(() => e.advantage as number) : e.advantage;
-            }, afterFirst, "advantage");
+            }, "advantage");
         const required = (field: "oldLogprobs" | "oldValues" | "returns") => (e: TrainingExample, i: number) => {
           const v = e[field];
-          if (!v) throw new Error(`forwardBackward: example ${i} has no ${field} (${l.kind} needs them)`);
+          if (!v) throw new Error(`${where}: example ${i} has no ${field} (${l.kind} needs them)`);
           return v;
         };
         const common = {
-          mask: perToken(examples, (e) => e.mask, afterFirst, "mask"),
-          old_logprobs: perToken(examples, required("oldLogprobs"), afterFirst, "oldLogprobs"),
+          mask: tokens((e) => e.mask, "mask"),
+          old_logprobs: tokens(required("oldLogprobs"), "oldLogprobs"),
           advantages,
           eps_low: l.epsLow,
           eps_high: l.epsHigh,
@@ -202,27 +228,75 @@ export async function forwardBackward(
           num_sequences: l.numSequences ?? null,
           beta: l.beta,
           entropy_coef: l.entropyCoef,
+          temperature: l.temperature,
         };
         if (l.kind === "policy_gradient") return { kind: l.kind, ...common };
         return {
           kind: l.kind,
           ...common,
-          old_values: perToken(examples, required("oldValues"), afterFirst, "oldValues"),
-          returns: perToken(examples, required("returns"), afterFirst, "returns"),
+          old_values: tokens(required("oldValues"), "oldValues"),
+          returns: tokens(required("returns"), "returns"),
           value_clip: l.valueClip,
           value_coef: l.valueCoef,
         };
       }
     }
   })();
-  return model.client.call("forward_backward", {
+  return {
     model: model.name,
     token_ids: Tensor.int32(examples.flatMap((e) => [...e.tokens])),
     lengths: Tensor.int32(examples.map((e) => e.tokens.length)),
+    example_lengths: exampleLengths(examples, where),
     loss: wire,
+  };
+}
+
+/** Forward and backward on one (micro-)batch: gradients accumulate on the trainable
+ * parameters until `optimStep`. Until then the model is this client's: another client's
+ * forwardBackward / optimStep / resetOptimizer on it fails (a BridgeError naming this client). */
+export async function forwardBackward(
+  model: Model,
+  examples: readonly TrainingExample[],
+  loss: TrainingLoss,
+  options: ForwardBackwardOptions = {},
+): Promise<ForwardBackwardResult> {
+  const o = parseOptions(ForwardBackwardOptions, options, "forwardBackward");
+  const batch = lossBatch(model, examples, loss, "forwardBackward");
+  return model.client.call("forward_backward", {
+    ...batch,
     loss_scale: o.lossScale,
     gradient_checkpointing: o.gradientCheckpointing,
   });
+}
+
+/** The loss and metrics forwardBackward would report on the batch, computed without gradients
+ * and without adapter dropout: evaluation (e.g. a validation loss). Gradients accumulated for
+ * the next optimStep are left as they are. */
+export async function forward(
+  model: Model,
+  examples: readonly TrainingExample[],
+  loss: TrainingLoss,
+): Promise<ForwardBackwardResult> {
+  return model.client.call("forward", lossBatch(model, examples, loss, "forward"));
+}
+
+/** The packed examples' lengths, in token order, or null when every example is alone in its row. */
+function exampleLengths(examples: readonly TrainingExample[], where: string): Tensor<"int32"> | null {
+  if (!examples.some((e) => (e.starts?.length ?? 0) > 1)) return null;
+  return Tensor.int32(
+    examples.flatMap((e, i) => {
+      const starts = e.starts ?? [0];
+      starts.forEach((s, k) => {
+        const previous = k === 0 ? -1 : starts[k - 1]!;
+        if ((k === 0 && s !== 0) || s <= previous || s >= e.tokens.length) {
+          throw new Error(
+            `${where}: example ${i}: starts must begin at 0 and increase within its ${e.tokens.length} tokens, got [${starts.join(", ")}]`,
+          );
+        }
+      });
+      return starts.map((s, k) => (starts[k + 1] ?? e.tokens.length) - s);
+    }),
+  );
 }
 
 const OptimOptions = z
@@ -251,7 +325,13 @@ export interface OptimStepResult {
 export async function optimStep(model: Model, options: OptimOptions): Promise<OptimStepResult> {
   const o = parseOptions(OptimOptions, options, "optimStep");
   const r = await model.client.call("optim_step", {
-    model: model.name, lr: o.lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm,
+    model: model.name,
+    lr: o.lr,
+    beta1: o.betas[0],
+    beta2: o.betas[1],
+    eps: o.eps,
+    weight_decay: o.weightDecay,
+    max_grad_norm: o.maxGradNorm,
   });
   return { gradNorm: r.grad_norm, skipped: r.skipped, reason: r.reason, step: r.step };
 }
@@ -273,8 +353,9 @@ export async function saveState(model: Model, dir: string): Promise<{ files: str
   return model.client.call("save_state", { model: model.name, dir: path.resolve(dir) });
 }
 
-/** Restores a saved state (re-creating its LoRA adapters if the model has none). */
-export async function loadState(model: Model, dir: string): Promise<{ step: number }> {
+/** Restores a saved state (re-creating its LoRA adapters and value head if the model has none);
+ * `model` is the handle with the info as it is now. */
+export async function loadState(model: Model, dir: string): Promise<{ step: number; model: Model }> {
   const r = await model.client.call("load_state", { model: model.name, dir: path.resolve(dir) });
-  return { step: r.step };
+  return { step: r.step, model: { ...model, info: r.model } };
 }

@@ -13,7 +13,11 @@ export interface EncodedSegments {
  * does not merge across the boundary (then the segments join to exactly the whole text's
  * tokenization). `eos`, when given, follows each trained segment that does not already end
  * with it. */
-export function encodeSegments(tokenizer: Tokenizer, segments: readonly Segment[], eos: number | undefined): EncodedSegments {
+export function encodeSegments(
+  tokenizer: Tokenizer,
+  segments: readonly Segment[],
+  eos: number | undefined,
+): EncodedSegments {
   const tokens: number[] = [];
   const weights: number[] = [];
   let text = "";
@@ -21,7 +25,9 @@ export function encodeSegments(tokenizer: Tokenizer, segments: readonly Segment[
   for (const segment of segments) {
     const nextText = text + segment.text;
     const nextIds = tokenizer.encode(nextText);
-    const ids = startsWith(nextIds, textIds) ? nextIds.slice(textIds.length) : encodeAfter(tokenizer, tokens, segment.text);
+    const ids = startsWith(nextIds, textIds)
+      ? nextIds.slice(textIds.length)
+      : encodeAfter(tokenizer, tokens, segment.text);
     if (segment.trained && eos !== undefined && ids.at(-1) !== eos) ids.push(eos);
     tokens.push(...ids);
     weights.push(...ids.map(() => (segment.trained ? 1 : 0)));

@@ -57,7 +57,9 @@ export function conversationSegments(
     const contentEnd = full.length - suffix;
     const once = marked.indexOf(SENTINEL) !== -1 && marked.indexOf(SENTINEL) === marked.lastIndexOf(SENTINEL);
     if (!once || contentEnd < start || !marked.startsWith(full.slice(0, start))) {
-      throw new Error(`template "${template.name}" does not write message ${i}'s content once, after its generation prompt, so its assistant tokens cannot be told apart`);
+      throw new Error(
+        `template "${template.name}" does not write message ${i}'s content once, after its generation prompt, so its assistant tokens cannot be told apart`,
+      );
     }
     const rest = full.slice(contentEnd);
     const after = contentEnd + rest.length - rest.trimStart().length;

@@ -108,7 +108,11 @@ export const BUILTIN_TEMPLATES: Record<Exclude<TemplateName, "tokenizer">, ChatT
 
 /** A template by name (or a custom one), checked against the tokenizer: it must have a chat
  * template for "tokenizer", and every marker a template relies on must be one of its tokens. */
-export function resolveTemplate(template: TemplateName | ChatTemplate, tokenizer: Tokenizer, where = "resolveTemplate"): ChatTemplate {
+export function resolveTemplate(
+  template: TemplateName | ChatTemplate,
+  tokenizer: Tokenizer,
+  where = "resolveTemplate",
+): ChatTemplate {
   const resolved = typeof template === "string" ? byName(template, tokenizer, where) : template;
   const missing = missingTokens(resolved, tokenizer);
   if (missing.length > 0) {
@@ -125,14 +129,18 @@ export function resolveTemplate(template: TemplateName | ChatTemplate, tokenizer
  * markers are all single tokens of it). */
 export function templatesFor(tokenizer: Tokenizer): TemplateName[] {
   return TEMPLATE_NAMES.filter((name) =>
-    name === "tokenizer" ? tokenizer.chatTemplate !== undefined : missingTokens(BUILTIN_TEMPLATES[name], tokenizer).length === 0,
+    name === "tokenizer"
+      ? tokenizer.chatTemplate !== undefined
+      : missingTokens(BUILTIN_TEMPLATES[name], tokenizer).length === 0,
   );
 }
 
 function byName(name: string, tokenizer: Tokenizer, where: string): ChatTemplate {
   if (name === "tokenizer") {
     if (tokenizer.chatTemplate === undefined) {
-      throw new OptionsError(`${where}: template "tokenizer": ${tokenizer.source} has no chat template; use one of ${templatesFor(tokenizer).join(", ")}`);
+      throw new OptionsError(
+        `${where}: template "tokenizer": ${tokenizer.source} has no chat template; use one of ${templatesFor(tokenizer).join(", ")}`,
+      );
     }
     return { name, source: tokenizer.chatTemplate, specialTokens: [], eosEndsTurn: false };
   }

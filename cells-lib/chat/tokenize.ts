@@ -3,11 +3,11 @@
  * the model learns to stop. Rows longer than the cutoff keep their start. */
 import { z } from "zod";
 import { errorMessage } from "../tokenizer/error-message.ts";
-import { Tokenizer, type ChatMessage } from "../tokenizer/tokenizer.ts";
+import { type ChatMessage, Tokenizer } from "../tokenizer/tokenizer.ts";
 import { formatIssues, issuesFrom, OptionsError, parseOptions } from "../util/options.ts";
-import { encodeSegments, type EncodedSegments } from "./template-encoding.ts";
+import { type EncodedSegments, encodeSegments } from "./template-encoding.ts";
 import { conversationSegments } from "./template-segments.ts";
-import { ChatTemplateSchema, resolveTemplate, type ChatTemplate, type TemplateName } from "./templates.ts";
+import { type ChatTemplate, ChatTemplateSchema, resolveTemplate, type TemplateName } from "./templates.ts";
 
 /** A prompt/completion pair (the user turn and the assistant turn), or a conversation in
  * which every assistant turn is trained. Other fields are ignored. */
@@ -79,11 +79,21 @@ export function tokenizeExample(example: SftRow, options: TokenizeOptions): Toke
 
 /** Rows to training examples (in row order, dropped rows left out) and a report of what the
  * cutoff did. */
-export function tokenizeDataset(rows: readonly SftRow[], options: TokenizeOptions): { examples: SftExample[]; report: TruncationReport } {
+export function tokenizeDataset(
+  rows: readonly SftRow[],
+  options: TokenizeOptions,
+): { examples: SftExample[]; report: TruncationReport } {
   const o = parseOptions(TokenizeOptions, options, "tokenizeDataset");
   const ctx = context(o, "tokenizeDataset");
   const examples: SftExample[] = [];
-  const report: TruncationReport = { rows: rows.length, cutoffLength: o.cutoffLength, truncated: [], dropped: [], maxLength: 0, meanLength: 0 };
+  const report: TruncationReport = {
+    rows: rows.length,
+    cutoffLength: o.cutoffLength,
+    truncated: [],
+    dropped: [],
+    maxLength: 0,
+    meanLength: 0,
+  };
   let total = 0;
   rows.forEach((example, row) => {
     let t: TokenizedExample;
@@ -118,10 +128,17 @@ function context(o: z.output<typeof PromptOptions>, where: string): Context {
   if (addEos && o.tokenizer.eosTokenId === undefined) {
     throw new OptionsError(
       `${where}: option "addEos": ${o.tokenizer.source} has no EOS token` +
-        (o.addEos === undefined ? `; template "${template.name}" ends assistant turns with it (pass addEos: false to train without a stop token)` : ""),
+        (o.addEos === undefined
+          ? `; template "${template.name}" ends assistant turns with it (pass addEos: false to train without a stop token)`
+          : ""),
     );
   }
-  return { tokenizer: o.tokenizer, template, bos: o.addBos ? o.tokenizer.bosTokenId : undefined, eos: addEos ? o.tokenizer.eosTokenId : undefined };
+  return {
+    tokenizer: o.tokenizer,
+    template,
+    bos: o.addBos ? o.tokenizer.bosTokenId : undefined,
+    eos: addEos ? o.tokenizer.eosTokenId : undefined,
+  };
 }
 
 function tokenizeWith(ctx: Context, example: SftRow, cutoffLength: number): TokenizedExample {
@@ -130,7 +147,11 @@ function tokenizeWith(ctx: Context, example: SftRow, cutoffLength: number): Toke
 }
 
 function encodeRow(ctx: Context, messages: ChatMessage[], addGenerationPrompt: boolean): EncodedSegments {
-  const body = encodeSegments(ctx.tokenizer, conversationSegments(ctx.tokenizer, ctx.template, messages, addGenerationPrompt), ctx.eos);
+  const body = encodeSegments(
+    ctx.tokenizer,
+    conversationSegments(ctx.tokenizer, ctx.template, messages, addGenerationPrompt),
+    ctx.eos,
+  );
   const bos = ctx.bos !== undefined && body.tokens[0] !== ctx.bos ? [ctx.bos] : [];
   const tokens = [...bos, ...body.tokens];
   const weights = [...bos.map(() => 0), ...body.weights];
@@ -149,7 +170,8 @@ const PromptCompletionRow = z.object({ prompt: z.string(), completion: z.string(
 function rowMessages(row: unknown, withCompletion: boolean): ChatMessage[] {
   const keys = typeof row === "object" && row !== null ? row : {};
   if ("messages" in keys) return parseRow(MessagesRow, row).messages.map(({ role, content }) => ({ role, content }));
-  if (!("prompt" in keys)) throw new Error(`expected ${withCompletion ? "{prompt, completion}" : "{prompt}"} or {messages}`);
+  if (!("prompt" in keys))
+    throw new Error(`expected ${withCompletion ? "{prompt, completion}" : "{prompt}"} or {messages}`);
   if (!withCompletion) return [{ role: "user", content: parseRow(PromptRow, row).prompt }];
   const { prompt, completion } = parseRow(PromptCompletionRow, row);
   return [
@@ -171,26 +193,38 @@ export function formatTruncationReport(report: TruncationReport): string {
   const longest = `longest ${count(report.maxLength)} tokens`;
   const parts =
     truncated.length === 0
-      ? [`All ${count(rows)} rows fit in cutoffLength ${cutoffLength} (mean ${report.meanLength.toFixed(1)} tokens, ${longest}).`]
+      ? [
+          `All ${count(rows)} rows fit in cutoffLength ${cutoffLength} (mean ${report.meanLength.toFixed(1)} tokens, ${longest}).`,
+        ]
       : [
           `${count(truncated.length)} of ${count(rows)} rows (${percent(truncated.length / rows)}) are longer than cutoffLength ` +
             `${cutoffLength} and were cut: ${rowList(truncated)} (${longest}).`,
         ];
   const cutAway = dropped.filter((d) => d.tokens > cutoffLength);
   const empty = dropped.filter((d) => d.tokens <= cutoffLength);
-  if (cutAway.length > 0) parts.push(`${rowCount(cutAway)} no assistant token left and ${cutAway.length === 1 ? "was" : "were"} dropped: ${rowList(cutAway)}.`);
-  if (empty.length > 0) parts.push(`${rowCount(empty)} no assistant tokens at all and ${empty.length === 1 ? "was" : "were"} dropped: ${rowList(empty)}.`);
+  if (cutAway.length > 0)
+    parts.push(
+      `${rowCount(cutAway)} no assistant token left and ${cutAway.length === 1 ? "was" : "were"} dropped: ${rowList(cutAway)}.`,
+    );
+  if (empty.length > 0)
+    parts.push(
+      `${rowCount(empty)} no assistant tokens at all and ${empty.length === 1 ? "was" : "were"} dropped: ${rowList(empty)}.`,
+    );
   return parts.join(" ");
 }
 
 const count = (n: number): string => n.toLocaleString("en-US");
 const percent = (fraction: number): string => (fraction < 0.001 ? "<0.1%" : `${(fraction * 100).toFixed(1)}%`);
-const rowCount = (list: readonly unknown[]): string => `${count(list.length)} ${list.length === 1 ? "row" : "rows"} had`;
+const rowCount = (list: readonly unknown[]): string =>
+  `${count(list.length)} ${list.length === 1 ? "row" : "rows"} had`;
 
 const LISTED = 10;
 
 function rowList(list: readonly { row: number }[]): string {
-  const shown = list.slice(0, LISTED).map((r) => r.row).join(", ");
+  const shown = list
+    .slice(0, LISTED)
+    .map((r) => r.row)
+    .join(", ");
   const more = list.length > LISTED ? ` and ${count(list.length - LISTED)} more` : "";
   return `${list.length === 1 ? "row" : "rows"} ${shown}${more}`;
 }

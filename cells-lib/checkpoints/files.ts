@@ -5,8 +5,8 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { escapeRegExp, removeStaleStaging, stagingSuffix, withPath } from "../util/atomic.ts";
-import { CheckpointError } from "./store.ts";
 import type { FileDigest } from "./record.ts";
+import { CheckpointError } from "./store.ts";
 
 /** Every regular file under `dir` (symlinks followed), as sorted "/"-separated relative paths.
  * Empty directories are not part of a checkpoint: object stores cannot hold them. */
@@ -35,7 +35,11 @@ export function readChunks(file: string): AsyncIterable<Uint8Array> {
 
 /** Writes the chunks to a new file, fsyncs it, and returns its size and sha256. With `expected`,
  * a mismatch is an error (the caller discards the partial directory). */
-export async function writeHashed(chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, file: string, expected?: FileDigest): Promise<Omit<FileDigest, "path">> {
+export async function writeHashed(
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  file: string,
+  expected?: FileDigest,
+): Promise<Omit<FileDigest, "path">> {
   await mkdir(path.dirname(file), { recursive: true });
   const hash = createHash("sha256");
   let size = 0;
@@ -55,7 +59,8 @@ export async function writeHashed(chunks: AsyncIterable<Uint8Array> | Iterable<U
   const digest = { size, sha256: hash.digest("hex") };
   if (expected && (digest.size !== expected.size || digest.sha256 !== expected.sha256)) {
     throw new CheckpointError(
-      `${expected.path}: expected ${expected.size} bytes with sha256 ${expected.sha256}, got ${digest.size} bytes with sha256 ${digest.sha256}; the stored checkpoint is damaged`,
+      `${expected.path}: expected ${expected.size} bytes with sha256 ${expected.sha256}, ` +
+        `got ${digest.size} bytes with sha256 ${digest.sha256}; the stored checkpoint is damaged`,
     );
   }
   return digest;
@@ -68,7 +73,8 @@ export async function fsyncDir(dir: string): Promise<void> {
   try {
     await fh.sync();
   } catch (err) {
-    if (!["EINVAL", "ENOTSUP", "EISDIR", "EPERM", "EBADF"].includes((err as NodeJS.ErrnoException).code ?? "")) throw err;
+    if (!["EINVAL", "ENOTSUP", "EISDIR", "EPERM", "EBADF"].includes((err as NodeJS.ErrnoException).code ?? ""))
+      throw err;
   } finally {
     await fh.close();
   }
@@ -82,7 +88,8 @@ export async function intoFreshDir(target: string, where: string, fill: (dir: st
     if (err.code === "ENOENT") return undefined;
     throw err;
   });
-  if (existing && existing.length > 0) throw new CheckpointError(`${where}: ${target} is not empty; restore into a new or empty directory`);
+  if (existing && existing.length > 0)
+    throw new CheckpointError(`${where}: ${target} is not empty; restore into a new or empty directory`);
   const parent = path.dirname(path.resolve(target));
   await mkdir(parent, { recursive: true });
   const base = path.basename(target);

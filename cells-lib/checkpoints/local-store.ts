@@ -14,11 +14,20 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { parseOptions } from "../util/options.ts";
 import { removeStaleStaging, stagingSuffix } from "../util/atomic.ts";
+import { parseOptions } from "../util/options.ts";
 import { fsyncDir, intoFreshDir, listFiles, readChunks, writeHashed } from "./files.ts";
-import { entryOf, makeRecord, parseRecord, serializeRecord, sortEntries, toJsonObject, type CommitRecord, type FileDigest } from "./record.ts";
-import { CheckpointError, checkName, type CheckpointEntry, type CheckpointStore } from "./store.ts";
+import {
+  type CommitRecord,
+  entryOf,
+  type FileDigest,
+  makeRecord,
+  parseRecord,
+  serializeRecord,
+  sortEntries,
+  toJsonObject,
+} from "./record.ts";
+import { type CheckpointEntry, CheckpointError, type CheckpointStore, checkName } from "./store.ts";
 
 const RECORD = ".checkpoint.json";
 /** `.tmp-<name>-<pid>-<rand>` and `.old-<name>-<pid>-<rand>`; the group is the writer's pid. */
@@ -80,7 +89,8 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
 
   async function copyIn(localDir: string, files: string[], tmp: string): Promise<FileDigest[]> {
     const digests: FileDigest[] = [];
-    for (const rel of files) digests.push({ path: rel, ...(await writeHashed(readChunks(path.join(localDir, rel)), path.join(tmp, rel))) });
+    for (const rel of files)
+      digests.push({ path: rel, ...(await writeHashed(readChunks(path.join(localDir, rel)), path.join(tmp, rel))) });
     return digests;
   }
 
@@ -105,7 +115,8 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
       checkName(name, where);
       const json = toJsonObject(meta, where);
       const files = await listFiles(localDir, where);
-      if (files.includes(RECORD)) throw new CheckpointError(`${where}: ${RECORD} is reserved for the store's commit record`);
+      if (files.includes(RECORD))
+        throw new CheckpointError(`${where}: ${RECORD} is reserved for the store's commit record`);
       await ensureRoot(where);
       await removeStaleStaging(root, [STAGING]);
       const tmp = path.join(root, `.tmp-${name}-${stagingSuffix()}`);
@@ -129,7 +140,8 @@ function fileStore(root: string, drive: boolean): CheckpointStore {
       const record = await readRecord(name);
       if (!record) throw new CheckpointError(`${where}: no such checkpoint`);
       await intoFreshDir(localDir, where, async (dir) => {
-        for (const f of record.files) await writeHashed(readChunks(path.join(root, name, f.path)), path.join(dir, f.path), f);
+        for (const f of record.files)
+          await writeHashed(readChunks(path.join(root, name, f.path)), path.join(dir, f.path), f);
       });
       return entryOf(name, record);
     },

@@ -4,10 +4,12 @@
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { checkPruneOptions, choosePruned, newestFirst, pruneShape, rankByMetric } from "./prune.ts";
-import { CheckpointError, type CheckpointEntry, type CheckpointMetaInput, type CheckpointStore } from "./store.ts";
+import { type CheckpointEntry, CheckpointError, type CheckpointMetaInput, type CheckpointStore } from "./store.ts";
 
 const isStore = (v: unknown): boolean =>
-  ["put", "get", "list", "delete", "describe"].every((m) => typeof (v as Record<string, unknown> | null)?.[m] === "function");
+  ["put", "get", "list", "delete", "describe"].every(
+    (m) => typeof (v as Record<string, unknown> | null)?.[m] === "function",
+  );
 
 const ManagerOptions = z
   .object({
@@ -45,7 +47,8 @@ export class CheckpointManager {
   /** Commits `localDir` as `step-NNNNNN` (meta gains `step`), then prunes what the policy no
    * longer keeps. Metric values for ranking go in `meta.metrics`, e.g. `{ metrics: { evalLoss } }`. */
   async save(step: number, localDir: string, meta: CheckpointMetaInput = {}): Promise<SaveResult> {
-    if (!Number.isSafeInteger(step) || step < 0) throw new CheckpointError(`CheckpointManager.save: step must be a non-negative integer, got ${step}`);
+    if (!Number.isSafeInteger(step) || step < 0)
+      throw new CheckpointError(`CheckpointManager.save: step must be a non-negative integer, got ${step}`);
     const saved = await this.store.put(stepName(step), localDir, { ...meta, step });
     const { keepBest, metric, mode, keepLast } = this.#o;
     const pruned = choosePruned(await this.list(), { keepBest, metric, mode, keepLast }).map((e) => e.name);
@@ -65,16 +68,21 @@ export class CheckpointManager {
   /** The best checkpoint by the metric (ties: the more recent); undefined if none has a value. */
   async best(): Promise<CheckpointEntry | undefined> {
     const { metric, mode } = this.#o;
-    if (metric === undefined || mode === undefined) throw new CheckpointError("CheckpointManager.best: no metric was configured");
+    if (metric === undefined || mode === undefined)
+      throw new CheckpointError("CheckpointManager.best: no metric was configured");
     return rankByMetric(await this.list(), metric, mode)[0];
   }
 
   /** Downloads a checkpoint (by name, or "latest" / "best") into `localDir`, which must be
    * missing or empty, ready for `loadState`. */
   async restore(which: string, localDir: string): Promise<CheckpointEntry> {
-    const name = which === "latest" ? (await this.latest())?.name : which === "best" ? (await this.best())?.name : which;
+    const name =
+      which === "latest" ? (await this.latest())?.name : which === "best" ? (await this.best())?.name : which;
     if (name === undefined) {
-      throw new CheckpointError(`CheckpointManager.restore("${which}"): no ${which === "best" ? `checkpoint has a value for ${this.#o.metric}` : "checkpoints"} in ${this.store.describe()}`);
+      throw new CheckpointError(
+        `CheckpointManager.restore("${which}"): ` +
+          `no ${which === "best" ? `checkpoint has a value for ${this.#o.metric}` : "checkpoints"} in ${this.store.describe()}`,
+      );
     }
     return this.store.get(name, localDir);
   }

@@ -16,9 +16,18 @@ export const pruneShape = {
 };
 
 /** The rules zod's shape cannot state: ranking needs a metric, and a metric needs a direction. */
-export function checkPruneOptions(o: { keepBest?: number; metric?: string; mode?: "min" | "max" }, ctx: z.RefinementCtx): void {
-  if (o.keepBest && o.metric === undefined) ctx.addIssue({ code: "custom", path: ["metric"], message: "keepBest needs the metric that ranks checkpoints" });
-  if (o.metric !== undefined && o.mode === undefined) ctx.addIssue({ code: "custom", path: ["mode"], message: `say whether a lower ("min") or higher ("max") ${o.metric} is better` });
+export function checkPruneOptions(
+  o: { keepBest?: number; metric?: string; mode?: "min" | "max" },
+  ctx: z.RefinementCtx,
+): void {
+  if (o.keepBest && o.metric === undefined)
+    ctx.addIssue({ code: "custom", path: ["metric"], message: "keepBest needs the metric that ranks checkpoints" });
+  if (o.metric !== undefined && o.mode === undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["mode"],
+      message: `say whether a lower ("min") or higher ("max") ${o.metric} is better`,
+    });
 }
 
 const PruneOptions = z.object(pruneShape).strict().superRefine(checkPruneOptions);
@@ -34,12 +43,20 @@ export function metricValue(entry: CheckpointEntry, metric: string): number | un
 
 /** Most recent first: commit time, then `meta.step`, then name. */
 export function newestFirst(a: CheckpointEntry, b: CheckpointEntry): number {
-  return b.createdAt.getTime() - a.createdAt.getTime() || stepOf(b) - stepOf(a) || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+  return (
+    b.createdAt.getTime() - a.createdAt.getTime() ||
+    stepOf(b) - stepOf(a) ||
+    (a.name < b.name ? 1 : a.name > b.name ? -1 : 0)
+  );
 }
 
 /** Best first; equal values rank the more recent first (same quality, more training). Entries
  * without a value for the metric are left out. */
-export function rankByMetric(entries: readonly CheckpointEntry[], metric: string, mode: "min" | "max"): CheckpointEntry[] {
+export function rankByMetric(
+  entries: readonly CheckpointEntry[],
+  metric: string,
+  mode: "min" | "max",
+): CheckpointEntry[] {
   const sign = mode === "min" ? 1 : -1;
   return entries
     .filter((e) => metricValue(e, metric) !== undefined)
@@ -50,7 +67,12 @@ export function rankByMetric(entries: readonly CheckpointEntry[], metric: string
  * and the `keepBest` best by `metric`. */
 export function choosePruned(entries: readonly CheckpointEntry[], options: PruneOptions): CheckpointEntry[] {
   const o = parseOptions(PruneOptions, options, "choosePruned");
-  const keep = new Set([...entries].sort(newestFirst).slice(0, o.keepLast).map((e) => e.name));
+  const keep = new Set(
+    [...entries]
+      .sort(newestFirst)
+      .slice(0, o.keepLast)
+      .map((e) => e.name),
+  );
   if (o.metric !== undefined && o.mode !== undefined) {
     for (const e of rankByMetric(entries, o.metric, o.mode).slice(0, o.keepBest ?? 1)) keep.add(e.name);
   }

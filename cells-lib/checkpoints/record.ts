@@ -2,7 +2,8 @@
  * and sha256, so a reader can tell a committed checkpoint from a half-written one and verify
  * what it downloads. */
 import { z } from "zod";
-import { CheckpointError, type CheckpointEntry, type CheckpointMetaInput, type JsonObject } from "./store.ts";
+import { formatIssues, issuesFrom } from "../util/options.ts";
+import { type CheckpointEntry, CheckpointError, type CheckpointMetaInput, type JsonObject } from "./store.ts";
 
 export interface FileDigest {
   /** Relative, "/"-separated. */
@@ -20,7 +21,12 @@ export interface CommitRecord {
 
 /** Records come from disk or a bucket, so their paths must not climb out of the target directory. */
 export function isSafeRelativePath(p: string): boolean {
-  return p.length > 0 && !p.includes("\\") && !p.includes("\0") && p.split("/").every((part) => part !== "" && part !== "." && part !== "..");
+  return (
+    p.length > 0 &&
+    !p.includes("\\") &&
+    !p.includes("\0") &&
+    p.split("/").every((part) => part !== "" && part !== "." && part !== "..")
+  );
 }
 
 const RecordSchema = z.object({
@@ -52,7 +58,10 @@ export function parseRecord(text: string, source: string): CommitRecord {
     throw new CheckpointError(`${source} is not valid JSON: the commit record is corrupt`);
   }
   const parsed = RecordSchema.safeParse(value);
-  if (!parsed.success) throw new CheckpointError(`${source} is not a checkpoint commit record: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  if (!parsed.success)
+    throw new CheckpointError(
+      `${source} is not a checkpoint commit record: ${formatIssues(issuesFrom(parsed.error, value), "field")}`,
+    );
   return parsed.data as CommitRecord;
 }
 
@@ -62,7 +71,9 @@ export function entryOf(name: string, record: CommitRecord): CheckpointEntry {
 
 /** Oldest first; the name breaks ties so listings are stable. */
 export function sortEntries(entries: CheckpointEntry[]): CheckpointEntry[] {
-  return entries.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return entries.sort(
+    (a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
 }
 
 /** Round-trips through JSON so what is stored is exactly what list() will return; called before
@@ -74,6 +85,7 @@ export function toJsonObject(meta: CheckpointMetaInput, where: string): JsonObje
   } catch (err) {
     throw new CheckpointError(`${where}: meta must be JSON-serialisable (${(err as Error).message})`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new CheckpointError(`${where}: meta must be a JSON object`);
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new CheckpointError(`${where}: meta must be a JSON object`);
   return json as JsonObject;
 }

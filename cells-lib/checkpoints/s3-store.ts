@@ -22,17 +22,30 @@ import {
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { intoFreshDir, listFiles, writeHashed } from "./files.ts";
-import { entryOf, makeRecord, parseRecord, serializeRecord, sortEntries, toJsonObject, type CommitRecord, type FileDigest } from "./record.ts";
+import {
+  type CommitRecord,
+  entryOf,
+  type FileDigest,
+  makeRecord,
+  parseRecord,
+  serializeRecord,
+  sortEntries,
+  toJsonObject,
+} from "./record.ts";
 import { describeError, redact } from "./redact.ts";
 import { uploadFile } from "./s3-upload.ts";
-import { CheckpointError, checkName, type CheckpointStore } from "./store.ts";
+import { CheckpointError, type CheckpointStore, checkName } from "./store.ts";
 
 const COMMIT = "COMMIT.json";
 const MiB = 1024 * 1024;
 
 // Not strict: the SDK tags credential objects it has used with extra fields. Parsing copies the
 // object, so the caller's own is never the one the SDK tags.
-const StaticCredentials = z.object({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1), sessionToken: z.string().min(1).optional() });
+const StaticCredentials = z.object({
+  accessKeyId: z.string().min(1),
+  secretAccessKey: z.string().min(1),
+  sessionToken: z.string().min(1).optional(),
+});
 type CredentialProvider = () => Promise<z.infer<typeof StaticCredentials>>;
 
 const S3StoreOptions = z
@@ -43,7 +56,10 @@ const S3StoreOptions = z
     /** An S3-compatible server (MinIO, R2, s3rver...). */
     endpoint: z
       .url({ protocol: /^https?$/, error: "expected an http(s) URL" })
-      .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), "the endpoint must not contain credentials; use the environment or an AWS profile")
+      .refine(
+        (u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password),
+        "the endpoint must not contain credentials; use the environment or an AWS profile",
+      )
       .optional(),
     region: z.string().min(1).optional(),
     /** `https://host/bucket/key` instead of `https://bucket.host/key`; most S3-compatible servers need it. */
@@ -78,7 +94,8 @@ export function s3Store(options: S3StoreOptions): CheckpointStore {
   /** Every credential string that could appear in an error, for redaction. */
   async function secrets(err: unknown): Promise<(string | undefined)[]> {
     const known = [process.env.AWS_ACCESS_KEY_ID, process.env.AWS_SECRET_ACCESS_KEY, process.env.AWS_SESSION_TOKEN];
-    if (o.credentials && typeof o.credentials === "object") known.push(o.credentials.accessKeyId, o.credentials.secretAccessKey, o.credentials.sessionToken);
+    if (o.credentials && typeof o.credentials === "object")
+      known.push(o.credentials.accessKeyId, o.credentials.secretAccessKey, o.credentials.sessionToken);
     // Resolved credentials are memoised after a successful request; after a failed resolution,
     // asking again would only repeat the slow failure.
     if ((err as Error | undefined)?.name !== "CredentialsProviderError") {
@@ -102,7 +119,9 @@ export function s3Store(options: S3StoreOptions): CheckpointStore {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+      );
       for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
@@ -127,13 +146,18 @@ export function s3Store(options: S3StoreOptions): CheckpointStore {
   async function deleteKeys(name: string, keys: string[]): Promise<void> {
     const commit = commitKey(name);
     if (keys.includes(commit)) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: commit }));
-    for (const key of keys) if (key !== commit) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    for (const key of keys)
+      if (key !== commit) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   }
 
   async function removeStrays(name: string): Promise<void> {
     for (const [other, keys] of byName(await listKeys(top))) {
       if (other === name) await deleteKeys(name, keys);
-      else if (!keys.includes(commitKey(other))) await deleteKeys(other, keys.filter((k) => k.startsWith(`${dirKey(other)}files/`)));
+      else if (!keys.includes(commitKey(other)))
+        await deleteKeys(
+          other,
+          keys.filter((k) => k.startsWith(`${dirKey(other)}files/`)),
+        );
     }
   }
 
@@ -164,7 +188,14 @@ export function s3Store(options: S3StoreOptions): CheckpointStore {
           digests.push({ path: rel, ...(await uploadFile(target, path.join(localDir, rel), o.partSizeMiB * MiB)) });
         }
         const record = makeRecord(json, digests);
-        await client.send(new PutObjectCommand({ Bucket: bucket, Key: commitKey(name), Body: serializeRecord(record), ContentType: "application/json" }));
+        await client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: commitKey(name),
+            Body: serializeRecord(record),
+            ContentType: "application/json",
+          }),
+        );
         return entryOf(name, record);
       });
     },
@@ -187,7 +218,9 @@ export function s3Store(options: S3StoreOptions): CheckpointStore {
 
     list: () =>
       guarded(`list ${label}`, async () => {
-        const names = [...byName(await listKeys(top))].filter(([name, keys]) => keys.includes(commitKey(name))).map(([name]) => name);
+        const names = [...byName(await listKeys(top))]
+          .filter(([name, keys]) => keys.includes(commitKey(name)))
+          .map(([name]) => name);
         const records = await Promise.all(names.map(async (name) => [name, await readCommit(name)] as const));
         return sortEntries(records.flatMap(([name, record]) => (record ? [entryOf(name, record)] : [])));
       }),
@@ -221,7 +254,9 @@ function describeStore(o: z.output<typeof S3StoreOptions>, base: string): string
   const where = [`s3://${o.bucket}/${base}`];
   if (o.endpoint) where.push(`at ${new URL(o.endpoint).origin}`);
   if (o.region) where.push(`in ${o.region}`);
-  where.push(o.credentials ? "(given credentials)" : o.profile ? `(profile ${o.profile})` : "(default credential chain)");
+  where.push(
+    o.credentials ? "(given credentials)" : o.profile ? `(profile ${o.profile})` : "(default credential chain)",
+  );
   return where.join(" ");
 }
 

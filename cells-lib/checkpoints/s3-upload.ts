@@ -20,7 +20,11 @@ export interface UploadTarget {
   key: string;
 }
 
-export async function uploadFile(target: UploadTarget, file: string, partSize: number): Promise<Omit<FileDigest, "path">> {
+export async function uploadFile(
+  target: UploadTarget,
+  file: string,
+  partSize: number,
+): Promise<Omit<FileDigest, "path">> {
   const size = (await stat(file)).size;
   const hash = createHash("sha256");
   const body = Readable.from(hashedChunks(file, size, hash));

@@ -41,7 +41,9 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
  * the stores' own temporary entries). */
 export function checkName(name: string, where: string): string {
   if (typeof name !== "string" || !NAME.test(name)) {
-    throw new CheckpointError(`${where}: checkpoint name ${JSON.stringify(name)} must be 1–128 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+    throw new CheckpointError(
+      `${where}: checkpoint name ${JSON.stringify(name)} must be 1–128 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+    );
   }
   return name;
 }

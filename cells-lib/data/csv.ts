@@ -13,10 +13,14 @@ export function parseCsv(text: string, file: string): DatasetRow<unknown>[] {
   } catch (err) {
     // csv-parse reports an unclosed quote at the end of the file; the place to fix is where it opened.
     if ((err as { code?: unknown }).code === "CSV_QUOTE_NOT_CLOSED") {
-      throw new DatasetError(`${file} line ${unclosedQuoteLine(normalized)}: invalid CSV: the quote opened here is never closed`);
+      throw new DatasetError(
+        `${file} line ${unclosedQuoteLine(normalized)}: invalid CSV: the quote opened here is never closed`,
+      );
     }
     const line = (err as { lines?: unknown }).lines;
-    throw new DatasetError(`${file}${typeof line === "number" ? ` line ${line}` : ""}: invalid CSV: ${(err as Error).message}`);
+    throw new DatasetError(
+      `${file}${typeof line === "number" ? ` line ${line}` : ""}: invalid CSV: ${(err as Error).message}`,
+    );
   }
   return records.map(({ record, raw, info }) => ({ line: info.lines - lineBreaksWithin(raw), row: record }));
 }

@@ -6,7 +6,9 @@ import type { DatasetRow } from "./types.ts";
 
 const DedupeOptions = z
   .object({
-    key: z.custom<(row: unknown) => unknown>((v) => typeof v === "function", "expected a function (row) => key").optional(),
+    key: z
+      .custom<(row: unknown) => unknown>((v) => typeof v === "function", "expected a function (row) => key")
+      .optional(),
   })
   .strict();
 

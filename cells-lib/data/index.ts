@@ -1,11 +1,12 @@
 /** Training and evaluation data: loading, validating, inspecting, deduplicating and splitting. */
-export { loadGsm8k, loadMath500, Gsm8kProblem, Math500Problem } from "./benchmarks.ts";
-export { dedupe, type DedupeOptions, type DedupeResult } from "./dedupe.ts";
+
+export { mulberry32, seededShuffle } from "../util/random.ts";
+export { Gsm8kProblem, loadGsm8k, loadMath500, Math500Problem } from "./benchmarks.ts";
+export { type DedupeOptions, type DedupeResult, dedupe } from "./dedupe.ts";
 export type { Distribution, Histogram } from "./distribution.ts";
 export { DatasetError } from "./errors.ts";
-export { loadDataset, type AnyDataset, type Dataset, type LoadDatasetOptions } from "./load.ts";
-export { previewDataset, type PreviewableDataset } from "./preview.ts";
-export { mulberry32, seededShuffle } from "../util/random.ts";
+export { type AnyDataset, type Dataset, type LoadDatasetOptions, loadDataset } from "./load.ts";
+export { type PreviewableDataset, previewDataset } from "./preview.ts";
 export {
   AlpacaRow,
   ChatRow,
@@ -15,11 +16,17 @@ export {
   PromptCompletionRow,
   RlRow,
   ROLES,
+  type RowOf,
   SHAPE_NAMES,
   SHAPES,
-  type RowOf,
   type ShapeName,
 } from "./shapes.ts";
-export { splitDataset, type Split, type SplitFractions, type SplitOptions } from "./split.ts";
-export { datasetStats, type DatasetStats, type DatasetStatsOptions, type FieldStats, type TokenEncoder } from "./stats.ts";
+export { type Split, type SplitFractions, type SplitOptions, splitDataset } from "./split.ts";
+export {
+  type DatasetStats,
+  type DatasetStatsOptions,
+  datasetStats,
+  type FieldStats,
+  type TokenEncoder,
+} from "./stats.ts";
 export type { DatasetRow, LoadedRows } from "./types.ts";

@@ -10,7 +10,8 @@ export function describeIssue(issue: z.core.$ZodIssue, row: unknown): string {
 }
 
 function expectation(issue: z.core.$ZodIssue): string {
-  if (issue.code === "invalid_type") return `expected ${withArticle(issue.expected === "int" ? "integer" : issue.expected)}`;
+  if (issue.code === "invalid_type")
+    return `expected ${withArticle(issue.expected === "int" ? "integer" : issue.expected)}`;
   if (issue.code === "invalid_value") return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
   // The schemas here word their own messages as expectations ("expected at least one message").
   return issue.message;

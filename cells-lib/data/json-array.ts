@@ -13,7 +13,9 @@ export function parseJsonArray(text: string, file: string): DatasetRow<unknown>[
   }
   if (!Array.isArray(value)) {
     const got = value === null ? "null" : typeof value === "object" ? "an object" : typeof value;
-    throw new DatasetError(`${file}: expected a JSON array of rows, got ${got} (for one JSON object per line, name the file .jsonl)`);
+    throw new DatasetError(
+      `${file}: expected a JSON array of rows, got ${got} (for one JSON object per line, name the file .jsonl)`,
+    );
   }
   const lines = elementLines(text);
   return value.map((row: unknown, i) => ({ line: lines[i]!, row }));

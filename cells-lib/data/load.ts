@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { DatasetError } from "./errors.ts";
 import { readRows } from "./read.ts";
-import { describeShape, detectShape, SHAPE_NAMES, SHAPES, type RowOf, type ShapeName } from "./shapes.ts";
+import { describeShape, detectShape, type RowOf, SHAPE_NAMES, SHAPES, type ShapeName } from "./shapes.ts";
 import type { DatasetRow, LoadedRows } from "./types.ts";
 import { validateRows } from "./validate.ts";
 

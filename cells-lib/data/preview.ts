@@ -2,7 +2,7 @@
 import { chart } from "../display/chart.ts";
 import { table } from "../display/table.ts";
 import { parseOptions } from "../util/options.ts";
-import { computeStats, DatasetStatsOptions, type DatasetStats } from "./stats.ts";
+import { computeStats, type DatasetStats, DatasetStatsOptions } from "./stats.ts";
 import { textFields } from "./text-fields.ts";
 import type { DatasetRow } from "./types.ts";
 
@@ -17,14 +17,28 @@ type RowType<D> = D extends PreviewableDataset<infer R extends object> ? R : nev
 
 /** Shows the statistics and returns them. Generic in the whole dataset, not its row type, so a
  * union of datasets (loadDataset without a shape) is accepted. */
-export function previewDataset<D extends PreviewableDataset<object>>(dataset: D, options: DatasetStatsOptions = {}): DatasetStats<RowType<D>> {
+export function previewDataset<D extends PreviewableDataset<object>>(
+  dataset: D,
+  options: DatasetStatsOptions = {},
+): DatasetStats<RowType<D>> {
   const rows = dataset.rows as readonly DatasetRow<RowType<D>>[];
   const stats = computeStats(rows, parseOptions(DatasetStatsOptions, options, "previewDataset"));
   const unit = stats.unit === "tokens" ? "tokens" : "characters (no tokenizer given)";
   const name = dataset.shape ? `${dataset.file} (${dataset.shape})` : dataset.file;
   table(
-    stats.fields.map(({ field, count, min, mean, p50, p90, p99, max }) => ({ field, rows: count, min, mean, p50, p90, p99, max })),
-    { title: `${name}: ${plural(stats.rows, "row")}, ${plural(stats.duplicates, "exact duplicate")}; lengths in ${unit}` },
+    stats.fields.map(({ field, count, min, mean, p50, p90, p99, max }) => ({
+      field,
+      rows: count,
+      min,
+      mean,
+      p50,
+      p90,
+      p99,
+      max,
+    })),
+    {
+      title: `${name}: ${plural(stats.rows, "row")}, ${plural(stats.duplicates, "exact duplicate")}; lengths in ${unit}`,
+    },
   );
   if (stats.fields.length > 0) chart(lengthHistogram(stats));
   if (stats.examples.length > 0) table(stats.examples.map(exampleRecord), { title: "example rows" });

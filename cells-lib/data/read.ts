@@ -19,7 +19,9 @@ export async function readRows(file: string): Promise<DatasetRow<unknown>[]> {
   const ext = extname(file).toLowerCase();
   const parse = PARSERS[ext];
   if (!parse) {
-    throw new DatasetError(`${file}: cannot tell the format from the extension ${ext ? `"${ext}"` : "(none)"}; expected .jsonl, .json or .csv`);
+    throw new DatasetError(
+      `${file}: cannot tell the format from the extension ${ext ? `"${ext}"` : "(none)"}; expected .jsonl, .json or .csv`,
+    );
   }
   const text = decodeUtf8(await readBytes(file), file);
   if (text.trim() === "") throw new DatasetError(`${file} is empty`);

@@ -46,7 +46,9 @@ export const SHAPE_NAMES = Object.keys(SHAPES) as ShapeName[];
 
 /** The shape's keys as users write them, e.g. "{instruction, input?, output}". */
 export function describeShape(shape: ShapeName): string {
-  const keys = Object.entries(SHAPES[shape].shape).map(([key, schema]) => (schema instanceof z.ZodOptional ? `${key}?` : key));
+  const keys = Object.entries(SHAPES[shape].shape).map(([key, schema]) =>
+    schema instanceof z.ZodOptional ? `${key}?` : key,
+  );
   return `{${keys.join(", ")}}`;
 }
 

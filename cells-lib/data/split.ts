@@ -14,7 +14,8 @@ const Fractions = z
   .strict()
   .superRefine((f, ctx) => {
     const sum = f.train + f.validation + f.test;
-    if (Math.abs(sum - 1) > 1e-9) ctx.addIssue({ code: "custom", message: `train + validation + test must sum to 1, got ${sum}` });
+    if (Math.abs(sum - 1) > 1e-9)
+      ctx.addIssue({ code: "custom", message: `train + validation + test must sum to 1, got ${sum}` });
   });
 export type SplitFractions = z.output<typeof Fractions>;
 
@@ -53,7 +54,10 @@ export function splitDataset<T>(rows: readonly T[], options: SplitOptions = {}):
  * parts with the largest remainders (largest remainder method). */
 function splitSizes(n: number, fractions: SplitFractions): Split<never>["sizes"] {
   // Rounded to 1e-9 so that 0.15 * 100 counts as 15, not 15.000000000000002.
-  const parts = (["train", "validation", "test"] as const).map((name) => ({ name, exact: Math.round(n * fractions[name] * 1e9) / 1e9 }));
+  const parts = (["train", "validation", "test"] as const).map((name) => ({
+    name,
+    exact: Math.round(n * fractions[name] * 1e9) / 1e9,
+  }));
   const sizes = { train: 0, validation: 0, test: 0 };
   for (const p of parts) sizes[p.name] = Math.floor(p.exact);
   const leftover = n - sizes.train - sizes.validation - sizes.test;

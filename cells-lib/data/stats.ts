@@ -1,9 +1,9 @@
 /** `datasetStats(rows)`: sizes, length distributions per field, duplicates and a few examples. */
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
-import { canonicalJson } from "./canonical-json.ts";
-import { distribution, type Distribution } from "./distribution.ts";
 import { seededShuffle } from "../util/random.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { type Distribution, distribution } from "./distribution.ts";
 import { textFields } from "./text-fields.ts";
 import type { DatasetRow } from "./types.ts";
 
@@ -15,7 +15,12 @@ export interface TokenEncoder {
 export const DatasetStatsOptions = z
   .object({
     /** Lengths are in tokens with a tokenizer, in characters (code points) without. */
-    tokenizer: z.custom<TokenEncoder>((v) => typeof (v as TokenEncoder | null)?.encode === "function", "expected a tokenizer with encode(text) → number[]").optional(),
+    tokenizer: z
+      .custom<TokenEncoder>(
+        (v) => typeof (v as TokenEncoder | null)?.encode === "function",
+        "expected a tokenizer with encode(text) → number[]",
+      )
+      .optional(),
     bins: z.number().int().min(1).default(20),
     /** How many example rows to pick (at random, with `seed`). */
     examples: z.number().int().min(0).default(3),
@@ -39,12 +44,18 @@ export interface DatasetStats<R> {
   examples: DatasetRow<R>[];
 }
 
-export function datasetStats<R extends object>(rows: readonly DatasetRow<R>[], options: DatasetStatsOptions = {}): DatasetStats<R> {
+export function datasetStats<R extends object>(
+  rows: readonly DatasetRow<R>[],
+  options: DatasetStatsOptions = {},
+): DatasetStats<R> {
   return computeStats(rows, parseOptions(DatasetStatsOptions, options, "datasetStats"));
 }
 
 /** For cells that validated the options under their own name. */
-export function computeStats<R extends object>(rows: readonly DatasetRow<R>[], o: z.output<typeof DatasetStatsOptions>): DatasetStats<R> {
+export function computeStats<R extends object>(
+  rows: readonly DatasetRow<R>[],
+  o: z.output<typeof DatasetStatsOptions>,
+): DatasetStats<R> {
   const tokenizer = o.tokenizer;
   const length = tokenizer ? (text: string) => tokenizer.encode(text).length : (text: string) => [...text].length;
   const lengths = new Map<string, number[]>();

@@ -1,6 +1,7 @@
 /** A plotly figure as text: its traces, how many points each has, and where each ends. */
-import { formatNumber, formatValue } from "./format.ts";
+
 import type { FigureJson } from "./chart-html.ts";
+import { formatNumber, formatValue } from "./format.ts";
 
 export function chartSummary(figure: FigureJson): string {
   const title = figureTitle(figure.layout);

@@ -1,11 +1,13 @@
-/** `chart(figure)`: a plotly figure for every front end (plotly MIME, HTML, text). */
+/** `chart(figure)`: a plotly figure for every front end (plotly MIME, HTML, a static SVG image, text). */
 import { z } from "zod";
 import { OptionsError, parseOptions } from "../util/options.ts";
 import { chartHtml, type FigureJson } from "./chart-html.ts";
+import { staticSvg } from "./chart-static.ts";
 import { chartSummary } from "./chart-summary.ts";
 import { isPlainObject, toPlainJson } from "./plain-json.ts";
 import { firstChartFor, plotlySource } from "./plotly-source.ts";
 import { currentRenderer } from "./renderer.ts";
+import { figureSvg } from "./svg/figure-svg.ts";
 import type { MimeBundle, Renderer } from "./types.ts";
 
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
@@ -40,6 +42,11 @@ export function chartBundleFor(renderer: Renderer, figure: Figure): MimeBundle {
   return bundleOf(fig, firstChartFor(renderer) ? plotlySource() : undefined);
 }
 
+/** The figure's static image (SVG), as chart outputs carry it: to save, or embed elsewhere. */
+export function chartSvg(figure: Figure): string {
+  return figureSvg(checkFigure(figure));
+}
+
 export function chart(figure: Figure): void {
   const renderer = currentRenderer();
   renderer.display(chartBundleFor(renderer, figure));
@@ -47,11 +54,33 @@ export function chart(figure: Figure): void {
 
 function checkFigure(figure: unknown): FigureJson {
   if (!isPlainObject(figure)) {
-    throw new OptionsError(`chart: the figure must be an object { data, layout?, config? }, got ${Array.isArray(figure) ? "an array" : typeof figure}`);
+    throw new OptionsError(
+      `chart: the figure must be an object { data, layout?, config? }, got ${Array.isArray(figure) ? "an array" : typeof figure}`,
+    );
   }
   return parseOptions(FigureSchema, toPlainJson(figure), "chart");
 }
 
 function bundleOf(fig: FigureJson, plotlyJs: string | undefined): MimeBundle {
-  return { [PLOTLY_MIME]: fig, "text/html": chartHtml(fig, plotlyJs), "text/plain": chartSummary(fig) };
+  return figureBundle(fig, { plotlyJs, staticImage: true, text: chartSummary(fig) });
+}
+
+export interface FigureBundleOptions {
+  plotlyJs?: string | undefined;
+  /** Add the static SVG image (image/svg+xml, and inside the HTML until plotly.js draws). */
+  staticImage: boolean;
+  text: string;
+}
+
+/** A figure's outputs: plotly's own MIME type (front ends with the plotly extension), HTML that
+ * draws it with plotly.js, its static image for viewers without scripts, and a text summary. */
+export function figureBundle(fig: FigureJson, options: FigureBundleOptions): MimeBundle {
+  const svg = options.staticImage ? staticSvg(fig) : undefined;
+  const bundle: MimeBundle = {
+    [PLOTLY_MIME]: fig,
+    "text/html": chartHtml(fig, { plotlyJs: options.plotlyJs, staticSvg: svg }),
+  };
+  if (svg !== undefined) bundle["image/svg+xml"] = svg;
+  bundle["text/plain"] = options.text;
+  return bundle;
 }

@@ -40,7 +40,10 @@ export function liveFigure(input: LiveFigureInput): FigureJson {
   if (metrics.length === 0) {
     const hidden = { visible: false };
     const waiting = { text: "no data yet", xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false };
-    return { data: [], layout: { height: 80 + ROW_HEIGHT, margin, xaxis: hidden, yaxis: hidden, annotations: [waiting], ...title } };
+    return {
+      data: [],
+      layout: { height: 80 + ROW_HEIGHT, margin, xaxis: hidden, yaxis: hidden, annotations: [waiting], ...title },
+    };
   }
   const n = metrics.length;
   const columns = Math.min(n, input.columns ?? gridColumns(n));
@@ -66,7 +69,15 @@ export function liveFigure(input: LiveFigureInput): FigureJson {
   };
   const data = metrics.map((metric, i) => {
     const s = thin(input.series.get(metric)!, input.maxPoints);
-    return { type: "scatter", mode: "lines", name: metric, x: s.steps, y: s.values, xaxis: axis("x", i), yaxis: axis("y", i) };
+    return {
+      type: "scatter",
+      mode: "lines",
+      name: metric,
+      x: s.steps,
+      y: s.values,
+      xaxis: axis("x", i),
+      yaxis: axis("y", i),
+    };
   });
   return { data, layout };
 }

@@ -2,9 +2,8 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
-import { chartHtml } from "./chart-html.ts";
-import { PLOTLY_MIME } from "./chart.ts";
-import { liveFigure, liveSummary, type LiveFigureInput, type Series } from "./live-chart-figure.ts";
+import { figureBundle } from "./chart.ts";
+import { type LiveFigureInput, liveFigure, liveSummary, type Series } from "./live-chart-figure.ts";
 import { firstChartFor, plotlySource } from "./plotly-source.ts";
 import { currentRenderer } from "./renderer.ts";
 import { Throttle } from "./throttle.ts";
@@ -26,6 +25,9 @@ const LiveChartOptions = z
     columns: z.number().int().min(1).optional(),
     /** Points drawn per metric; longer series are thinned for drawing. */
     maxPoints: z.number().int().min(2).default(1000),
+    /** The static SVG image (for viewers without scripts, e.g. a saved notebook on GitHub) is
+     * redrawn at most this often while the chart runs, and always by close(). */
+    staticEveryMs: z.number().min(0).default(5000),
   })
   .strict();
 export type LiveChartOptions = z.input<typeof LiveChartOptions>;
@@ -50,8 +52,14 @@ export function liveChart(options: LiveChartOptions): LiveChart {
   if (o.title !== undefined) input.title = o.title;
   if (o.columns !== undefined) input.columns = o.columns;
 
-  const throttle = new Throttle(o.throttleMs, () => renderer.update(liveBundle(renderer, input), { displayId, final: false }));
-  renderer.display(liveBundle(renderer, input), { displayId });
+  let staticAt = -Infinity;
+  const bundle = (final: boolean) => {
+    const withStatic = final || Date.now() - staticAt >= o.staticEveryMs;
+    if (withStatic) staticAt = Date.now();
+    return liveBundle(renderer, input, withStatic);
+  };
+  const throttle = new Throttle(o.throttleMs, () => renderer.update(bundle(false), { displayId, final: false }));
+  renderer.display(bundle(false), { displayId });
   throttle.startInterval();
   let closed = false;
 
@@ -75,18 +83,17 @@ export function liveChart(options: LiveChartOptions): LiveChart {
       if (closed) return;
       closed = true;
       throttle.cancel();
-      renderer.update(liveBundle(renderer, input), { displayId, final: true });
+      renderer.update(bundle(true), { displayId, final: true });
     },
   };
 }
 
-function liveBundle(renderer: Renderer, input: LiveFigureInput): MimeBundle {
-  const figure = liveFigure(input);
-  return {
-    [PLOTLY_MIME]: figure,
-    "text/html": chartHtml(figure, firstChartFor(renderer) ? plotlySource() : undefined),
-    "text/plain": liveSummary(input),
-  };
+function liveBundle(renderer: Renderer, input: LiveFigureInput, staticImage: boolean): MimeBundle {
+  return figureBundle(liveFigure(input), {
+    plotlyJs: firstChartFor(renderer) ? plotlySource() : undefined,
+    staticImage,
+    text: liveSummary(input),
+  });
 }
 
 function checkPoint(step: number, values: unknown, series: ReadonlyMap<string, Series>): void {
@@ -98,7 +105,9 @@ function checkPoint(step: number, values: unknown, series: ReadonlyMap<string, S
   }
   for (const [metric, value] of Object.entries(values)) {
     if (!series.has(metric)) {
-      throw new TypeError(`liveChart.push: unknown metric "${metric}"; this chart has ${[...series.keys()].map((m) => `"${m}"`).join(", ")}`);
+      throw new TypeError(
+        `liveChart.push: unknown metric "${metric}"; this chart has ${[...series.keys()].map((m) => `"${m}"`).join(", ")}`,
+      );
     }
     if (value !== undefined && typeof value !== "number") {
       throw new TypeError(`liveChart.push: metric "${metric}" must be a number, got ${typeof value}`);

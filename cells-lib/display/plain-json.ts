@@ -3,7 +3,8 @@
 export function toPlainJson(value: unknown, seen: Set<object> = new Set()): unknown {
   if (typeof value === "number") return Number.isFinite(value) ? value : null; // a gap in a plotly line
   if (typeof value === "bigint") return Number(value);
-  if (value === null || typeof value !== "object") return typeof value === "function" || typeof value === "symbol" ? undefined : value;
+  if (value === null || typeof value !== "object")
+    return typeof value === "function" || typeof value === "symbol" ? undefined : value;
   if (value instanceof Date) return value.toISOString();
   if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
     return Array.from(value as unknown as ArrayLike<number | bigint>, (x) => toPlainJson(x));

@@ -7,14 +7,19 @@ import { currentRenderer } from "./renderer.ts";
 
 const ProgressOptions = z
   .object({
-    total: z.number({ error: "total must be the number of items (a whole number ≥ 0)" }).int("total must be a whole number").nonnegative("total must be ≥ 0"),
+    total: z
+      .number({ error: "total must be the number of items (a whole number ≥ 0)" })
+      .int("total must be a whole number")
+      .nonnegative("total must be ≥ 0"),
     label: z.string().optional(),
     /** What one item is called in the rate: "it" → "12.5 it/s"; "step", "sample", … */
     unit: z.string().min(1).default("it"),
     /** Without a TTY (logs, pipes), a line is printed at most this often. */
     logEveryMs: z.number().positive().default(5000),
     /** The clock, in milliseconds (tests and replays pass their own). */
-    now: z.custom<() => number>((v) => typeof v === "function", "now must be a function returning milliseconds").optional(),
+    now: z
+      .custom<() => number>((v) => typeof v === "function", "now must be a function returning milliseconds")
+      .optional(),
   })
   .strict();
 export type ProgressOptions = z.input<typeof ProgressOptions>;
@@ -35,7 +40,9 @@ export function progress(options: ProgressOptions): Progress {
   const state: Omit<ProgressSnapshot, "elapsedMs"> = { unit: o.unit, count: 0, total: o.total, info: {}, done: false };
   if (o.label !== undefined) state.label = o.label;
   const snapshot = (): ProgressSnapshot => ({ ...state, elapsedMs: now() - startedAt });
-  const view = renderer.terminal ? terminalView(renderer.terminal, snapshot, now, o.logEveryMs) : notebookView(renderer, snapshot, now);
+  const view = renderer.terminal
+    ? terminalView(renderer.terminal, snapshot, now, o.logEveryMs)
+    : notebookView(renderer, snapshot, now);
 
   return {
     get count() {
@@ -43,7 +50,8 @@ export function progress(options: ProgressOptions): Progress {
     },
     tick(n = 1, info) {
       if (state.done) throw new Error(`progress${o.label ? ` "${o.label}"` : ""}: tick() after done()`);
-      if (typeof n !== "number" || !Number.isFinite(n) || n < 0) throw new TypeError(`progress.tick: n must be a finite number ≥ 0, got ${String(n)}`);
+      if (typeof n !== "number" || !Number.isFinite(n) || n < 0)
+        throw new TypeError(`progress.tick: n must be a finite number ≥ 0, got ${String(n)}`);
       if (info !== undefined) state.info = { ...state.info, ...checkInfo(info) };
       state.count += n;
       view.changed();
@@ -61,7 +69,8 @@ function checkInfo(info: unknown): Record<string, number | string> {
     throw new TypeError("progress.tick: info must be an object such as { loss: 0.53 }");
   }
   for (const [k, v] of Object.entries(info)) {
-    if (typeof v !== "number" && typeof v !== "string") throw new TypeError(`progress.tick: info "${k}" must be a number or a string, got ${typeof v}`);
+    if (typeof v !== "number" && typeof v !== "string")
+      throw new TypeError(`progress.tick: info "${k}" must be a number or a string, got ${typeof v}`);
   }
   return info as Record<string, number | string>;
 }

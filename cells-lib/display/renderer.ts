@@ -17,7 +17,9 @@ export function detectRenderer(): Renderer {
 }
 
 export function currentRenderer(): Renderer {
-  return explicit ?? (detected ??= detectRenderer());
+  if (explicit) return explicit;
+  detected ??= detectRenderer();
+  return detected;
 }
 
 /** Sends every later output to `renderer` (undefined: back to the detected one). Returns the

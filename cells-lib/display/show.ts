@@ -46,12 +46,18 @@ export function bundleFor(value: unknown, renderer: Renderer): MimeBundle | Prom
 export function isMimeBundle(value: unknown): value is MimeBundle {
   if (!isPlainObject(value)) return false;
   const entries = Object.entries(value);
-  return entries.length > 0 && entries.every(([k, v]) => MIME_TYPE.test(k) && (typeof v === "string" || (typeof v === "object" && v !== null)));
+  return (
+    entries.length > 0 &&
+    entries.every(([k, v]) => MIME_TYPE.test(k) && (typeof v === "string" || (typeof v === "object" && v !== null)))
+  );
 }
 
 function isFigure(value: unknown): value is Figure {
   if (!isPlainObject(value) || !Array.isArray(value.data)) return false;
-  return Object.keys(value).every((k) => ["data", "layout", "config", "frames"].includes(k)) && value.data.every(isPlainObject);
+  return (
+    Object.keys(value).every((k) => ["data", "layout", "config", "frames"].includes(k)) &&
+    value.data.every(isPlainObject)
+  );
 }
 
 function selfDisplay(value: unknown): (() => Promise<MimeBundle>) | undefined {
@@ -60,7 +66,8 @@ function selfDisplay(value: unknown): (() => Promise<MimeBundle>) | undefined {
   if (typeof method !== "function") return undefined;
   return async () => {
     const bundle: unknown = await method.call(value);
-    if (!isMimeBundle(bundle)) throw new TypeError("[Symbol.for(\"Jupyter.display\")]() must return a MIME bundle such as { \"text/html\": \"…\" }");
+    if (!isMimeBundle(bundle))
+      throw new TypeError('[Symbol.for("Jupyter.display")]() must return a MIME bundle such as { "text/html": "…" }');
     return bundle;
   };
 }

@@ -26,7 +26,8 @@ export function tableModel(rows: unknown, options: TableModelOptions): TableMode
   const checked = checkRows(rows);
   const arrays = checked.length > 0 && Array.isArray(checked[0]);
   const columns = options.columns ? [...options.columns] : arrays ? indexColumns(checked) : keyColumns(checked);
-  const cellOf = (row: Row, c: number): unknown => (Array.isArray(row) ? row[c] : (row as Record<string, unknown>)[columns[c]!]);
+  const cellOf = (row: Row, c: number): unknown =>
+    Array.isArray(row) ? row[c] : (row as Record<string, unknown>)[columns[c]!];
 
   // The head and the tail of a long table: a training log's first and latest steps.
   const head = Math.min(checked.length, Math.ceil(options.maxRows / 2));

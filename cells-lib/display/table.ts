@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { currentRenderer } from "./renderer.ts";
 import { tableHtml } from "./table-html.ts";
-import { tableModel, type Row } from "./table-model.ts";
+import { type Row, tableModel } from "./table-model.ts";
 import { tableText } from "./table-text.ts";
 import type { MimeBundle } from "./types.ts";
 

@@ -14,7 +14,10 @@ export class Throttle {
   request(): void {
     this.pending = true;
     const wait = this.last + this.intervalMs - this.now();
-    if (wait <= 0) return this.run();
+    if (wait <= 0) {
+      this.run();
+      return;
+    }
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       if (this.pending) this.run();

@@ -21,7 +21,7 @@ const PREFERRED = ["text/html", "image/svg+xml", "text/markdown", "text/plain"];
 export function findTslab(): Tslab | undefined {
   try {
     const main = createRequire(import.meta.url).main?.filename;
-    if (!main || !main.split(/[\\/]/).includes("tslab")) return undefined;
+    if (!main?.split(/[\\/]/).includes("tslab")) return undefined;
     const tslab: unknown = createRequire(main)("tslab");
     if (typeof tslab !== "object" || tslab === null) return undefined;
     const t = tslab as Partial<Tslab>;
@@ -47,7 +47,10 @@ export class TslabRenderer implements Renderer {
 
   update(bundle: MimeBundle, options: UpdateOptions): void {
     const target = this.live.get(options.displayId);
-    if (!target) return this.display(bundle, { displayId: options.displayId });
+    if (!target) {
+      this.display(bundle, { displayId: options.displayId });
+      return;
+    }
     send(target, bundle);
     if (options.final) this.live.delete(options.displayId);
   }

@@ -1,11 +1,15 @@
-/** Preference optimization: the trainDpo cell, DPO's reward arithmetic, and a generated
- * arithmetic preference set to try it on. */
-export { dpoMetrics, implicitRewards, logSigmoid, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
-export { arithmeticPreferences, CORRUPTIONS, type ArithmeticPreference, type ArithmeticPreferenceOptions, type Corruption } from "./preference-data.ts";
+/** Preference optimization: the trainDpo cell, its metrics, and a generated arithmetic
+ * preference set to try it on. */
+export { type DpoMetrics, sequenceLogprob } from "./metrics.ts";
+export {
+  type ArithmeticPreference,
+  type ArithmeticPreferenceOptions,
+  arithmeticPreferences,
+  CORRUPTIONS,
+  type Corruption,
+} from "./preference-data.ts";
 export {
   DPO_REFERENCES,
-  dpoTrainer,
-  trainDpo,
   type DpoDataRow,
   type DpoEvaluation,
   type DpoReference,
@@ -13,5 +17,7 @@ export {
   type DpoStepMetrics,
   type DpoTrainer,
   type DroppedPair,
+  dpoTrainer,
   type TrainDpoOptions,
+  trainDpo,
 } from "./train-dpo.ts";

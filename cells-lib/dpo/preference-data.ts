@@ -11,10 +11,16 @@
  *
  * Deterministic for a seed; the problems are `generateArithmetic`'s for the same options. */
 import { z } from "zod";
-import { mulberry32, pickWeighted, randomInt, type Random } from "../util/random.ts";
 import { checkFormat, formatReasoning, REASONING_STYLES, type ReasoningStyle } from "../reasoning/markers.ts";
-import { ArithmeticProblemShape, formatExample, generateArithmetic, Weight, type ArithmeticRow } from "../reasoning/synthetic.ts";
+import {
+  ArithmeticProblemShape,
+  type ArithmeticRow,
+  formatExample,
+  generateArithmetic,
+  Weight,
+} from "../reasoning/synthetic.ts";
 import { parseOptions } from "../util/options.ts";
+import { mulberry32, pickWeighted, type Random, randomInt } from "../util/random.ts";
 
 export const CORRUPTIONS = ["step", "answer", "format"] as const;
 export type Corruption = (typeof CORRUPTIONS)[number];
@@ -50,7 +56,12 @@ export type ArithmeticPreferenceOptions = z.input<typeof ArithmeticPreferenceOpt
 
 export function arithmeticPreferences(options: ArithmeticPreferenceOptions): ArithmeticPreference[] {
   const o = parseOptions(ArithmeticPreferenceOptions, options, "arithmeticPreferences");
-  const problems = generateArithmetic({ count: o.count, seed: o.seed, difficulty: o.difficulty, operations: o.operations });
+  const problems = generateArithmetic({
+    count: o.count,
+    seed: o.seed,
+    difficulty: o.difficulty,
+    operations: o.operations,
+  });
   // A stream of its own, so the problems are generateArithmetic's for the same seed.
   const random = mulberry32((o.seed ^ 0x5bd1e995) >>> 0);
   const kinds = CORRUPTIONS.map((c) => [c, o.corruptions[c]] as const);
@@ -58,16 +69,26 @@ export function arithmeticPreferences(options: ArithmeticPreferenceOptions): Ari
     const corruption = pickWeighted(random, kinds);
     const { prompt, completion: chosen } = formatExample(row, o.style);
     const rejected = corrupt(random, row, corruption, o.style);
-    return { prompt, chosen, rejected, reference: row.answer, corruption, difficulty: row.difficulty, operation: row.operation };
+    return {
+      prompt,
+      chosen,
+      rejected,
+      reference: row.answer,
+      corruption,
+      difficulty: row.difficulty,
+      operation: row.operation,
+    };
   });
 }
 
 function corrupt(random: Random, row: ArithmeticRow, corruption: Corruption, style: ReasoningStyle): string {
   const pad = { pad: " " };
-  if (corruption === "answer") return formatReasoning({ reasoning: row.reasoning, answer: changeDigit(random, row.answer) }, style, pad);
+  if (corruption === "answer")
+    return formatReasoning({ reasoning: row.reasoning, answer: changeDigit(random, row.answer) }, style, pad);
   if (corruption === "step") return formatReasoning(wrongStep(random, row), style, pad);
   const broken = brokenFormat(random, formatReasoning(row, style, pad), row, style);
-  if (checkFormat(broken, style).ok) throw new Error(`arithmeticPreferences: internal error: "${broken}" is still well formed`);
+  if (checkFormat(broken, style).ok)
+    throw new Error(`arithmeticPreferences: internal error: "${broken}" is still well formed`);
   return broken;
 }
 
@@ -77,8 +98,12 @@ function changeDigit(random: Random, n: string, at?: number, to?: number): strin
   const digits = [...n];
   const index = digits.length - 1 - (at ?? randomInt(random, 0, digits.length - 1));
   const current = Number(digits[index]);
-  const allowed = Array.from({ length: 10 }, (_, d) => d).filter((d) => d !== current && !(index === 0 && d === 0 && digits.length > 1));
-  digits[index] = String(to !== undefined && allowed.includes(to) ? to : allowed[randomInt(random, 0, allowed.length - 1)]!);
+  const allowed = Array.from({ length: 10 }, (_, d) => d).filter(
+    (d) => d !== current && !(index === 0 && d === 0 && digits.length > 1),
+  );
+  digits[index] = String(
+    to !== undefined && allowed.includes(to) ? to : allowed[randomInt(random, 0, allowed.length - 1)]!,
+  );
   return digits.join("");
 }
 

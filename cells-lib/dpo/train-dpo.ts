@@ -14,18 +14,26 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { logprobs } from "../cells/sample.ts";
-import { forwardBackward, optimStep, setAdapters, type TrainingExample } from "../cells/train.ts";
+import { forward, forwardBackward, optimStep, setAdapters, type TrainingExample } from "../cells/train.ts";
+import { type ChatTemplate, ChatTemplateSchema, type TemplateName } from "../chat/templates.ts";
+import { type TruncationReport, tokenizeDataset } from "../chat/tokenize.ts";
 import { PreferenceRow } from "../data/shapes.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
-import { tokenizeDataset, type TruncationReport } from "../chat/tokenize.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { stopIfAborted } from "../training/abort.ts";
-import { applyLoraChoice, batchLoopShape, batchSchedule, batchStepShape, checkLoopOptions, LoraChoice, runShape } from "../training/cell-options.ts";
+import {
+  applyLoraChoice,
+  batchLoopShape,
+  batchSchedule,
+  batchStepShape,
+  checkLoopOptions,
+  LoraChoice,
+  runShape,
+} from "../training/cell-options.ts";
 import { dataOrder, stepBatches } from "../training/data-order.ts";
-import { TrainingLoop, type Trainer } from "../training/loop.ts";
+import { type Trainer, TrainingLoop } from "../training/loop.ts";
 import type { StopReason } from "../training/stop-rules.ts";
 import { formatIssues, issuesFrom, OptionsError, parseOptions } from "../util/options.ts";
-import { dpoMetrics, sequenceLogprob, type DpoMetrics, type PairLogprobs } from "./metrics.ts";
+import { type DpoMetrics, sequenceLogprob } from "./metrics.ts";
 
 /** A preference row; extra fields (e.g. `reference`, the verifiable answer) are kept out of training. */
 export type DpoDataRow = PreferenceRow & { reference?: string };
@@ -64,7 +72,9 @@ const TrainDpoOptions = z
     ...runShape,
   })
   .strict();
-export type TrainDpoOptions = Omit<z.input<typeof TrainDpoOptions>, "template"> & { template?: TemplateName | ChatTemplate };
+export type TrainDpoOptions = Omit<z.input<typeof TrainDpoOptions>, "template"> & {
+  template?: TemplateName | ChatTemplate;
+};
 
 /** `loss` is the mean −log σ(β·Δ) over the step's pairs; the rewards are means too. */
 export const DpoStepMetrics = z.object({
@@ -77,13 +87,14 @@ export const DpoStepMetrics = z.object({
 });
 export type DpoStepMetrics = z.output<typeof DpoStepMetrics>;
 
+/** null: a validation micro-batch's loss was not finite. */
 export const DpoEvaluation = z.object({
   step: z.number().int(),
-  valLoss: z.number(),
-  valRewardAccuracy: z.number(),
-  valMargin: z.number(),
-  valChosenReward: z.number(),
-  valRejectedReward: z.number(),
+  valLoss: z.number().nullable(),
+  valRewardAccuracy: z.number().nullable(),
+  valMargin: z.number().nullable(),
+  valChosenReward: z.number().nullable(),
+  valRejectedReward: z.number().nullable(),
 });
 export type DpoEvaluation = z.output<typeof DpoEvaluation>;
 
@@ -133,23 +144,46 @@ interface Pair {
 type Options = z.output<typeof TrainDpoOptions>;
 type DataSplits = { train: readonly DpoDataRow[]; validation?: readonly DpoDataRow[] };
 
-export async function trainDpo(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainDpoOptions = {}): Promise<DpoResult> {
+export async function trainDpo(
+  model: Model,
+  tokenizer: Tokenizer,
+  data: DataSplits,
+  options: TrainDpoOptions = {},
+): Promise<DpoResult> {
   const started = Date.now();
   const trainer = await dpoTrainer(model, tokenizer, data, options);
   await trainer.run();
   const { history, evaluations, best, stopped, checkpoints, reference, pairs, dropped, truncation } = trainer;
   return {
-    model: trainer.model, steps: history.at(-1)?.step ?? 0, reference, history, evaluations, best, stopped, checkpoints, pairs, dropped, truncation,
+    model: trainer.model,
+    steps: history.at(-1)?.step ?? 0,
+    reference,
+    history,
+    evaluations,
+    best,
+    stopped,
+    checkpoints,
+    pairs,
+    dropped,
+    truncation,
     wallS: (Date.now() - started) / 1000,
   };
 }
 
 /** trainDpo's trainer, to run step by step (`step()`, `run(n)`); trainDpo runs it to the end. */
-export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainDpoOptions = {}): Promise<DpoTrainer> {
+export async function dpoTrainer(
+  model: Model,
+  tokenizer: Tokenizer,
+  data: DataSplits,
+  options: TrainDpoOptions = {},
+): Promise<DpoTrainer> {
   const o = parseOptions(TrainDpoOptions, options, "trainDpo");
   checkLoopOptions(o, "trainDpo");
   if (o.lora === false && o.reference === "adapters") {
-    throw new OptionsError('trainDpo: option "reference": "adapters" (the model with its LoRA adapters off) needs adapters, but option "lora" is false (full fine-tuning); use reference "initial" or LoRA');
+    throw new OptionsError(
+      'trainDpo: option "reference": "adapters" (the model with its LoRA adapters off) needs adapters, ' +
+        'but option "lora" is false (full fine-tuning); use reference "initial" or LoRA',
+    );
   }
   if (!data?.train?.length) throw new OptionsError("trainDpo: data.train is empty");
   checkRows(data.train, "data.train");
@@ -159,7 +193,9 @@ export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataS
 
   const trainSet = tokenizePairs(data.train, tokenizer, template, cutoffLength);
   if (trainSet.pairs.length === 0) {
-    throw new Error(`trainDpo: no training pair is left to learn from: ${describeDropped(trainSet.dropped)} (cutoffLength ${cutoffLength})`);
+    throw new Error(
+      `trainDpo: no training pair is left to learn from: ${describeDropped(trainSet.dropped)} (cutoffLength ${cutoffLength})`,
+    );
   }
   const valSet = tokenizePairs(data.validation ?? [], tokenizer, template, cutoffLength);
   const train = trainSet.pairs;
@@ -176,11 +212,13 @@ export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataS
     rank: { metric: o.metric, mode: MODE[o.metric] },
     options: o,
   });
-  const resumed = await loop.resume(model);
+  const { resumed, model: resumedModel } = await loop.resume(model);
+  model = resumedModel;
   const saved = resumed?.state;
 
   // After resuming: a saved state re-creates its adapters on a model that has none.
-  const adapters = await hasAdapters(model);
+  const adapters = model.info.lora !== null;
+  if (adapters) await setAdapters(model, true);
   const reference: DpoReference = o.reference ?? saved?.reference ?? (adapters ? "adapters" : "initial");
   if (reference === "adapters" && !adapters) {
     throw new OptionsError(
@@ -189,7 +227,9 @@ export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataS
     );
   }
   if (saved && saved.reference !== reference) {
-    throw new OptionsError(`trainDpo: option "reference": the checkpoint was trained with reference "${saved.reference}", not "${reference}"`);
+    throw new OptionsError(
+      `trainDpo: option "reference": the checkpoint was trained with reference "${saved.reference}", not "${reference}"`,
+    );
   }
 
   // Reference sequence log-probs: [chosen, rejected] per pair, flattened.
@@ -222,8 +262,13 @@ export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataS
       if (k > 0) await stopIfAborted(model, loop.signal, true);
       const refLogprobs = trainRef && batch.flatMap((i) => [trainRef[2 * i]!, trainRef[2 * i + 1]!]);
       const loss = { kind: "dpo" as const, beta: o.beta, ...(refLogprobs && { refLogprobs }) };
-      const r = await forwardBackward(model, batch.flatMap((i) => sequences(train[i]!)), loss, { lossScale: batch.length / stepPairs });
-      parts.push({ metrics: r.loss === null ? null : bridgeMetrics(r.loss, r.metrics), pairs: batch.length });
+      const r = await forwardBackward(
+        model,
+        batch.flatMap((i) => sequences(train[i]!)),
+        loss,
+        { lossScale: batch.length / stepPairs },
+      );
+      parts.push({ metrics: r.loss === null ? null : bridgeMetrics(r.metrics), pairs: batch.length });
     }
     const opt = await optimStep(model, { lr: lr(index), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
     return {
@@ -250,12 +295,25 @@ export async function dpoTrainer(model: Model, tokenizer: Tokenizer, data: DataS
       step,
       nonFinite: (m) => m.skipped,
       ...(validation.length > 0 && {
-        evaluation: { every: o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10)), atStart: true, run: (at: number) => evaluateDpo(model, at, validation, valRef, o) },
+        evaluation: {
+          every: o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10)),
+          atStart: true,
+          run: (at: number) => evaluateDpo(model, at, validation, valRef, o),
+        },
       }),
       state: () => state,
       chart: {
         title: "DPO",
-        metrics: ["loss", "rewardAccuracy", "margin", "chosenReward", "rejectedReward", "valLoss", "valRewardAccuracy", "valMargin"],
+        metrics: [
+          "loss",
+          "rewardAccuracy",
+          "margin",
+          "chosenReward",
+          "rejectedReward",
+          "valLoss",
+          "valRewardAccuracy",
+          "valMargin",
+        ],
         barInfo: ["loss", "rewardAccuracy", "margin"],
       },
     },
@@ -269,16 +327,31 @@ function checkRows(rows: readonly unknown[], where: string): void {
     const r = PreferenceRow.safeParse(row);
     if (!r.success) {
       const issues = issuesFrom(r.error, row);
-      throw new OptionsError(`trainDpo: ${where} row ${i} is not a preference row {prompt, chosen, rejected}: ${formatIssues(issues, "field")}`, { where: "trainDpo", issues });
+      throw new OptionsError(
+        `trainDpo: ${where} row ${i} is not a preference row {prompt, chosen, rejected}: ${formatIssues(issues, "field")}`,
+        { where: "trainDpo", issues },
+      );
     }
   });
 }
 
-function tokenizePairs(rows: readonly DpoDataRow[], tokenizer: Tokenizer, template: TemplateName | ChatTemplate, cutoffLength: number) {
+function tokenizePairs(
+  rows: readonly DpoDataRow[],
+  tokenizer: Tokenizer,
+  template: TemplateName | ChatTemplate,
+  cutoffLength: number,
+) {
   const options = { tokenizer, template, cutoffLength };
-  const chosen = tokenizeDataset(rows.map((r) => ({ prompt: r.prompt, completion: r.chosen })), options);
-  const rejected = tokenizeDataset(rows.map((r) => ({ prompt: r.prompt, completion: r.rejected })), options);
-  const byRow = (examples: typeof chosen.examples) => new Map(examples.map((e) => [e.row, { tokens: e.tokens, mask: e.weights }]));
+  const chosen = tokenizeDataset(
+    rows.map((r) => ({ prompt: r.prompt, completion: r.chosen })),
+    options,
+  );
+  const rejected = tokenizeDataset(
+    rows.map((r) => ({ prompt: r.prompt, completion: r.rejected })),
+    options,
+  );
+  const byRow = (examples: typeof chosen.examples) =>
+    new Map(examples.map((e) => [e.row, { tokens: e.tokens, mask: e.weights }]));
   const c = byRow(chosen.examples);
   const r = byRow(rejected.examples);
   const pairs: Pair[] = [];
@@ -287,7 +360,8 @@ function tokenizePairs(rows: readonly DpoDataRow[], tokenizer: Tokenizer, templa
     const pc = c.get(row);
     const pr = r.get(row);
     if (!pc || !pr) dropped.push({ row, reason: "no completion tokens" });
-    else if (pc.tokens.length === pr.tokens.length && pc.tokens.every((t, i) => t === pr.tokens[i])) dropped.push({ row, reason: "identical completions" });
+    else if (pc.tokens.length === pr.tokens.length && pc.tokens.every((t, i) => t === pr.tokens[i]))
+      dropped.push({ row, reason: "identical completions" });
     else pairs.push({ row, chosen: pc, rejected: pr });
   });
   return { pairs, dropped, truncation: { chosen: chosen.report, rejected: rejected.report } };
@@ -304,22 +378,16 @@ const sequences = (p: Pair): TrainingExample[] => [
   { tokens: p.rejected.tokens, mask: p.rejected.mask },
 ];
 
-/** Whether the model has LoRA adapters (and, if so, turns them on). Asked of the bridge, not
- * read from `model.info`: resuming may have re-created them since that was taken. */
-async function hasAdapters(model: Model): Promise<boolean> {
-  const { models } = await model.client.call("status", {});
-  if (!models.find((m) => m.name === model.name)?.lora) return false;
-  await setAdapters(model, true);
-  return true;
-}
-
 /** Sequence log-probs of each pair under the model as it is: [chosen, rejected] per pair. */
 async function scorePairs(model: Model, pairs: readonly Pair[], batchSize: number): Promise<number[]> {
   const seqs = pairs.flatMap(sequences);
   const out: number[] = [];
   for (let start = 0; start < seqs.length; start += batchSize) {
     const batch = seqs.slice(start, start + batchSize);
-    const scored = await logprobs(model, batch.map((s) => s.tokens));
+    const scored = await logprobs(
+      model,
+      batch.map((s) => s.tokens),
+    );
     batch.forEach((s, i) => out.push(sequenceLogprob(scored[i]!, s.mask!)));
   }
   return out;
@@ -327,14 +395,24 @@ async function scorePairs(model: Model, pairs: readonly Pair[], batchSize: numbe
 
 function savedRefs(values: number[] | undefined, pairs: number, which: string): number[] {
   if (values?.length !== 2 * pairs) {
-    throw new Error(`trainDpo: the checkpoint's reference log-probs cover ${(values?.length ?? 0) / 2} ${which} pairs, the data has ${pairs}: resume with the data it was trained on`);
+    throw new Error(
+      `trainDpo: the checkpoint's reference log-probs cover ${(values?.length ?? 0) / 2} ${which} pairs, ` +
+        `the data has ${pairs}: resume with the data it was trained on`,
+    );
   }
   return values;
 }
 
-function bridgeMetrics(loss: number, m: Record<string, number | null>): Partial<DpoMetrics> {
+/** The dpo loss's metrics (its "loss" metric in float64, where the step's loss is fp32). */
+function bridgeMetrics(m: Record<string, number | null>): Partial<DpoMetrics> {
   const pick = (k: string) => m[k] ?? undefined;
-  return { loss, rewardAccuracy: pick("reward_accuracy"), margin: pick("reward_margin"), chosenReward: pick("chosen_reward"), rejectedReward: pick("rejected_reward") };
+  return {
+    loss: pick("loss"),
+    rewardAccuracy: pick("reward_accuracy"),
+    margin: pick("reward_margin"),
+    chosenReward: pick("chosen_reward"),
+    rejectedReward: pick("rejected_reward"),
+  };
 }
 
 /** Pair-weighted means of the micro-batches' metrics; null when any was not finite. */
@@ -349,9 +427,30 @@ function combine(parts: readonly { metrics: Partial<DpoMetrics> | null; pairs: n
   ) as Record<(typeof keys)[number], number | null>;
 }
 
-async function evaluateDpo(model: Model, step: number, pairs: readonly Pair[], ref: readonly number[], o: Options): Promise<DpoEvaluation> {
-  const policy = await scorePairs(model, pairs, o.scoreBatchSize);
-  const logs = pairs.map((_, i): PairLogprobs => ({ policyChosen: policy[2 * i]!, policyRejected: policy[2 * i + 1]!, refChosen: ref[2 * i]!, refRejected: ref[2 * i + 1]! }));
-  const m = dpoMetrics(logs, o.beta);
-  return { step, valLoss: m.loss, valRewardAccuracy: m.rewardAccuracy, valMargin: m.margin, valChosenReward: m.chosenReward, valRejectedReward: m.rejectedReward };
+/** The validation pairs' loss and rewards: the bridge's dpo loss, forward only, against the
+ * reference log-probs scored once, in micro-batches of scoreBatchSize sequences. */
+async function evaluateDpo(
+  model: Model,
+  step: number,
+  pairs: readonly Pair[],
+  ref: readonly number[],
+  o: Options,
+): Promise<DpoEvaluation> {
+  const parts: { metrics: Partial<DpoMetrics> | null; pairs: number }[] = [];
+  const perBatch = Math.max(1, Math.floor(o.scoreBatchSize / 2));
+  for (let start = 0; start < pairs.length; start += perBatch) {
+    const batch = pairs.slice(start, start + perBatch);
+    const refLogprobs = ref.slice(2 * start, 2 * (start + batch.length));
+    const r = await forward(model, batch.flatMap(sequences), { kind: "dpo", beta: o.beta, refLogprobs });
+    parts.push({ metrics: r.loss === null ? null : bridgeMetrics(r.metrics), pairs: batch.length });
+  }
+  const m = combine(parts);
+  return {
+    step,
+    valLoss: m.loss,
+    valRewardAccuracy: m.rewardAccuracy,
+    valMargin: m.margin,
+    valChosenReward: m.chosenReward,
+    valRejectedReward: m.rejectedReward,
+  };
 }

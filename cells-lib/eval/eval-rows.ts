@@ -12,6 +12,8 @@ export async function loadEvalRows(file: string): Promise<EvalRow[]> {
     case "gsm8k":
       return data.rows.map(({ row }) => ({ prompt: row.question, reference: gsm8kToCot(row.answer).answer }));
     default:
-      throw new Error(`${file}: evaluation needs rows with a reference answer: {prompt, answer} or GSM8K's {question, answer}; this file has ${data.shape} rows`);
+      throw new Error(
+        `${file}: evaluation needs rows with a reference answer: {prompt, answer} or GSM8K's {question, answer}; this file has ${data.shape} rows`,
+      );
   }
 }

@@ -3,14 +3,14 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { sample } from "../cells/sample.ts";
+import { type ChatTemplate, ChatTemplateSchema, type TemplateName } from "../chat/templates.ts";
+import { type PromptRow, promptTokens } from "../chat/tokenize.ts";
 import { table } from "../display/table.ts";
 import { REASONING_STYLES } from "../reasoning/index.ts";
-import { promptTokens, type PromptRow } from "../chat/tokenize.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { AbortSignalOption, parseOptions } from "../util/options.ts";
 import { passAtK } from "./pass-at-k.ts";
-import { scoreCompletion, type CompletionScore } from "./score.ts";
+import { type CompletionScore, scoreCompletion } from "./score.ts";
 
 /** A prompt (or conversation) and its reference answer. */
 export type EvalRow = PromptRow & { reference: string };
@@ -34,7 +34,9 @@ const EvaluateOptions = z
     signal: AbortSignalOption.optional(),
   })
   .strict();
-export type EvaluateOptions = Omit<z.input<typeof EvaluateOptions>, "template"> & { template?: TemplateName | ChatTemplate };
+export type EvaluateOptions = Omit<z.input<typeof EvaluateOptions>, "template"> & {
+  template?: TemplateName | ChatTemplate;
+};
 
 export interface EvaluatedCompletion extends CompletionScore {
   text: string;
@@ -57,7 +59,12 @@ export interface EvalResult {
   details: { reference: string; completions: EvaluatedCompletion[] }[];
 }
 
-export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonly EvalRow[], options: EvaluateOptions = {}): Promise<EvalResult> {
+export async function evaluate(
+  model: Model,
+  tokenizer: Tokenizer,
+  rows: readonly EvalRow[],
+  options: EvaluateOptions = {},
+): Promise<EvalResult> {
   const o = parseOptions(EvaluateOptions, options, "evaluate");
   if (rows.length === 0) throw new Error("evaluate: no rows to evaluate");
   const started = Date.now();
@@ -78,7 +85,7 @@ export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonl
       maxNewTokens: o.maxNewTokens,
       stopStrings: o.stopStrings,
       seed: o.seed + start,
-      signal: o.signal,  // cancels the chunk in flight too
+      signal: o.signal, // cancels the chunk in flight too
     });
     batch.forEach((_, i) => {
       const reference = rows[start + i]!.reference;
@@ -86,7 +93,11 @@ export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonl
       truncated += mine.filter((c) => c.stopReason === "length").length;
       details.push({
         reference,
-        completions: mine.map((c) => ({ text: c.text, tokens: c.tokenIds.length, ...scoreCompletion(c.text, reference, o.style) })),
+        completions: mine.map((c) => ({
+          text: c.text,
+          tokens: c.tokenIds.length,
+          ...scoreCompletion(c.text, reference, o.style),
+        })),
       });
     });
   }
@@ -94,7 +105,11 @@ export async function evaluate(model: Model, tokenizer: Tokenizer, rows: readonl
   const mean = (pick: (c: EvaluatedCompletion) => number) => all.reduce((s, c) => s + pick(c), 0) / all.length;
   const ks = [...new Set([1, o.samples])];
   const passAtKs = Object.fromEntries(
-    ks.map((k) => [`pass@${k}`, details.reduce((s, d) => s + passAtK(o.samples, d.completions.filter((c) => c.correct).length, k), 0) / details.length]),
+    ks.map((k) => [
+      `pass@${k}`,
+      details.reduce((s, d) => s + passAtK(o.samples, d.completions.filter((c) => c.correct).length, k), 0) /
+        details.length,
+    ]),
   );
   return {
     rows: rows.length,
@@ -116,7 +131,8 @@ export function comparisonRows(results: Readonly<Record<string, EvalResult>>): R
   const entries = Object.entries(results);
   const first = entries[0]?.[1];
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const delta = (x: number, base: number | undefined) => (base === undefined ? "" : `${x >= base ? "+" : ""}${(100 * (x - base)).toFixed(1)}`);
+  const delta = (x: number, base: number | undefined) =>
+    base === undefined ? "" : `${x >= base ? "+" : ""}${(100 * (x - base)).toFixed(1)}`;
   return entries.map(([model, r]) => ({
     model,
     accuracy: pct(r.accuracy),

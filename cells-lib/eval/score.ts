@@ -1,6 +1,7 @@
 /** How one completion is scored against its reference answer in evaluation. */
-import { finalAnswer } from "../rewards/answer.ts";
+
 import { answersMatch, checkFormat, extractAnswer, type ReasoningStyle } from "../reasoning/index.ts";
+import { finalAnswer } from "../rewards/answer.ts";
 
 export interface CompletionScore {
   /** The final answer (from the answer section, as the correctness reward reads it) matches. */

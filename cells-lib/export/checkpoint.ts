@@ -3,17 +3,17 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import process from "node:process";
-import { MODEL_DTYPES } from "../bridge/protocol.ts";
 import { z } from "zod";
 import type { BridgeClient } from "../bridge/client.ts";
-import { parseRecord } from "../checkpoints/record.ts";
-import type { JsonObject } from "../checkpoints/store.ts";
+import { MODEL_DTYPES } from "../bridge/protocol.ts";
 import { loadModel } from "../cells/model.ts";
 import { bridge } from "../cells/session.ts";
 import { loadState } from "../cells/train.ts";
+import { parseRecord } from "../checkpoints/record.ts";
+import type { JsonObject } from "../checkpoints/store.ts";
 import { loadTokenizer } from "../tokenizer/tokenizer.ts";
 import { parseOptions } from "../util/options.ts";
-import { DEFAULT_SHARD_BYTES, exportModel, type ExportResult } from "./export-model.ts";
+import { DEFAULT_SHARD_BYTES, type ExportResult, exportModel } from "./export-model.ts";
 import { ModelCardInfo } from "./model-card.ts";
 
 const ExportCheckpointOptions = z
@@ -40,7 +40,11 @@ export interface CheckpointSource {
   meta: JsonObject;
 }
 
-const isFile = (p: string) => stat(p).then((s) => s.isFile(), () => false);
+const isFile = (p: string) =>
+  stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 
 /** Finds the training state in a checkpoint directory (`.checkpoint.json` + `state/`, as the
  * local checkpoint store writes it) or a bare saveState directory (`state.json`). */
@@ -72,14 +76,18 @@ export function cardFromMeta(meta: JsonObject): z.input<typeof ModelCardInfo> {
   for (const [k, v] of Object.entries(obj(meta.metrics))) {
     if (v === null || typeof v === "number" || typeof v === "string" || typeof v === "boolean") metrics[k] = v;
   }
-  const dataOf = (v: unknown) => str(v) ?? (Array.isArray(v) && v.every((x) => typeof x === "string" && x) && v.length ? (v as string[]) : undefined);
+  const dataOf = (v: unknown) =>
+    str(v) ??
+    (Array.isArray(v) && v.every((x) => typeof x === "string" && x) && v.length ? (v as string[]) : undefined);
   const step = meta.step;
   return {
     ...(str(meta.base_model) ? { baseModel: str(meta.base_model) } : {}),
     ...(typeof step === "number" && Number.isInteger(step) && step >= 0 ? { steps: step } : {}),
     ...(Object.keys(metrics).length ? { metrics } : {}),
     ...((str(loop.algorithm) ?? str(meta.algorithm)) ? { algorithm: str(loop.algorithm) ?? str(meta.algorithm) } : {}),
-    ...((dataOf(loop.data) ?? dataOf(loop.dataset) ?? dataOf(meta.data)) ? { data: dataOf(loop.data) ?? dataOf(loop.dataset) ?? dataOf(meta.data) } : {}),
+    ...((dataOf(loop.data) ?? dataOf(loop.dataset) ?? dataOf(meta.data))
+      ? { data: dataOf(loop.data) ?? dataOf(loop.dataset) ?? dataOf(meta.data) }
+      : {}),
   };
 }
 
@@ -89,12 +97,18 @@ export function cardFromMeta(meta: JsonObject): z.input<typeof ModelCardInfo> {
  * card comes from the checkpoint's metadata (step, metrics, and `loop.algorithm` /
  * `loop.data` when the loop recorded them), overridden by `options.card`.
  */
-export async function exportCheckpoint(checkpointDir: string, outDir: string, options: ExportCheckpointOptions = {}): Promise<ExportResult & { step: number; baseModel: string }> {
+export async function exportCheckpoint(
+  checkpointDir: string,
+  outDir: string,
+  options: ExportCheckpointOptions = {},
+): Promise<ExportResult & { step: number; baseModel: string }> {
   const o = parseOptions(ExportCheckpointOptions, options, "exportCheckpoint");
   const { stateDir, meta } = await readCheckpointDir(checkpointDir);
   const base = o.base ?? str(meta.base_model);
   if (!base) {
-    throw new Error(`${path.resolve(checkpointDir)}: the checkpoint does not name its base model (meta.base_model); pass the base model directory (--base MODEL_DIR)`);
+    throw new Error(
+      `${path.resolve(checkpointDir)}: the checkpoint does not name its base model (meta.base_model); pass the base model directory (--base MODEL_DIR)`,
+    );
   }
   const client = o.client ?? (await bridge());
   const name = o.name ?? `export-${process.pid}`;
@@ -103,8 +117,18 @@ export async function exportCheckpoint(checkpointDir: string, outDir: string, op
   try {
     const { step } = await loadState(model, stateDir);
     const fromMeta = cardFromMeta(meta);
-    const card = { ...fromMeta, baseModel: fromMeta.baseModel ?? path.resolve(base), steps: fromMeta.steps ?? step, ...stripUndefined(o.card) };
-    const result = await exportModel(model, tokenizer, outDir, { card, onnx: o.onnx, dtype: o.dtype, shardBytes: o.shardBytes });
+    const card = {
+      ...fromMeta,
+      baseModel: fromMeta.baseModel ?? path.resolve(base),
+      steps: fromMeta.steps ?? step,
+      ...stripUndefined(o.card),
+    };
+    const result = await exportModel(model, tokenizer, outDir, {
+      card,
+      onnx: o.onnx,
+      dtype: o.dtype,
+      shardBytes: o.shardBytes,
+    });
     return { ...result, step, baseModel: path.resolve(base) };
   } finally {
     await client.call("unload_model", { name }).catch(() => {});

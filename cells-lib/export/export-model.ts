@@ -66,7 +66,11 @@ export interface ExportResult {
   card: string;
 }
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 /** The first candidate directory holding a tokenizer (tokenizer.json, or vocab.json + merges.txt). */
 async function tokenizerSource(tokenizer: Tokenizer, model: Model, explicit: string | undefined): Promise<string> {
@@ -79,7 +83,8 @@ async function tokenizerSource(tokenizer: Tokenizer, model: Model, explicit: str
   for (const dir of candidates) {
     if (await exists(path.join(dir, "tokenizer.json"))) return dir;
     if ((await exists(path.join(dir, "vocab.json"))) && (await exists(path.join(dir, "merges.txt")))) return dir;
-    if (dir === candidates[0] && explicit) throw new Error(`exportModel: tokenizerDir ${dir} has no tokenizer.json (nor vocab.json + merges.txt)`);
+    if (dir === candidates[0] && explicit)
+      throw new Error(`exportModel: tokenizerDir ${dir} has no tokenizer.json (nor vocab.json + merges.txt)`);
   }
   throw new Error(
     `exportModel: found no tokenizer files (tokenizer.json, or vocab.json + merges.txt) in ${[...new Set(candidates)].join(", ")}; ` +
@@ -113,8 +118,14 @@ export async function checkReplaceable(dir: string, where: string): Promise<bool
   const s = await stat(dir).catch(() => undefined);
   if (!s) return false;
   if (!s.isDirectory()) throw new Error(`${where}: ${dir} exists and is not a directory`);
-  if ((await readdir(dir)).length && !(await exists(path.join(dir, "config.json"))) && !(await exists(path.join(dir, "adapter_config.json")))) {
-    throw new Error(`${where}: ${dir} is a non-empty directory that is not a model directory (no config.json, nor adapter_config.json); refusing to replace it`);
+  if (
+    (await readdir(dir)).length &&
+    !(await exists(path.join(dir, "config.json"))) &&
+    !(await exists(path.join(dir, "adapter_config.json")))
+  ) {
+    throw new Error(
+      `${where}: ${dir} is a non-empty directory that is not a model directory (no config.json, nor adapter_config.json); refusing to replace it`,
+    );
   }
   return true;
 }
@@ -141,11 +152,22 @@ interface Written {
  * merged weights (adapter_config.json, whose base_model_name_or_path is `card.baseModel` or the
  * model's path, and adapter_model.safetensors); tokenizer files and card as above.
  */
-export async function exportModel(model: Model, tokenizer: Tokenizer, outDir: string, options: ExportOptions = {}): Promise<ExportResult> {
+export async function exportModel(
+  model: Model,
+  tokenizer: Tokenizer,
+  outDir: string,
+  options: ExportOptions = {},
+): Promise<ExportResult> {
   const o = parseOptions(ExportOptions, options, "exportModel");
-  if (o.adapterOnly && o.onnx) throw new OptionsError(`exportModel: options "adapterOnly" and "onnx" exclude each other: ONNX holds a whole model, not an adapter`);
+  if (o.adapterOnly && o.onnx)
+    throw new OptionsError(
+      `exportModel: options "adapterOnly" and "onnx" exclude each other: ONNX holds a whole model, not an adapter`,
+    );
   if (o.adapterOnly && o.dtype !== "auto") {
-    throw new OptionsError(`exportModel: option "dtype": "${o.dtype}" is not available with adapterOnly (the adapter is written in the dtype the bridge holds it in); leave it "auto"`);
+    throw new OptionsError(
+      `exportModel: option "dtype": "${o.dtype}" is not available with adapterOnly ` +
+        `(the adapter is written in the dtype the bridge holds it in); leave it "auto"`,
+    );
   }
   const target = path.resolve(outDir);
   await checkReplaceable(target, "exportModel");

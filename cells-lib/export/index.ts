@@ -1,6 +1,18 @@
 /** Exporting trained models: merged Hugging Face directories, model cards, ONNX and greedy
  * generation on onnxruntime-node. */
-export { cardFromMeta, exportCheckpoint, readCheckpointDir, type CheckpointSource, type ExportCheckpointOptions } from "./checkpoint.ts";
-export { DEFAULT_SHARD_BYTES, exportModel, TOKENIZER_FILES, type ExportOptions, type ExportResult } from "./export-model.ts";
-export { cardTags, isHubId, ModelCardInfo, renderModelCard, type ExportFacts } from "./model-card.ts";
-export { onnxGenerate, onnxSession, type OnnxCompletion, type OnnxGenerateOptions } from "./onnx.ts";
+export {
+  type CheckpointSource,
+  cardFromMeta,
+  type ExportCheckpointOptions,
+  exportCheckpoint,
+  readCheckpointDir,
+} from "./checkpoint.ts";
+export {
+  DEFAULT_SHARD_BYTES,
+  type ExportOptions,
+  type ExportResult,
+  exportModel,
+  TOKENIZER_FILES,
+} from "./export-model.ts";
+export { cardTags, type ExportFacts, isHubId, ModelCardInfo, renderModelCard } from "./model-card.ts";
+export { type OnnxCompletion, type OnnxGenerateOptions, onnxGenerate, onnxSession } from "./onnx.ts";

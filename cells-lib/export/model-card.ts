@@ -47,12 +47,16 @@ export interface ExportFacts {
 
 /** A Hub repository id: `name` or `owner/name`, not a filesystem path. */
 export function isHubId(value: string): boolean {
-  return /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(value) && !value.includes("..") && !/\.(jsonl?|csv|tsv|parquet|arrow|txt|md|bin|pt|pth|safetensors|onnx|gguf|gz|zip|tar)$/i.test(value);
+  return (
+    /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(value) &&
+    !value.includes("..") &&
+    !/\.(jsonl?|csv|tsv|parquet|arrow|txt|md|bin|pt|pth|safetensors|onnx|gguf|gz|zip|tar)$/i.test(value)
+  );
 }
 
 const yamlString = (s: string) => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
 const cell = (s: string) => s.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
-const code = (s: string) => "`" + s.replace(/`/g, "'") + "`";
+const code = (s: string) => `\`${s.replace(/`/g, "'")}\``;
 
 function formatValue(v: number | string | boolean | null): string {
   if (v === null) return "—";
@@ -87,7 +91,12 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
   if (info.license) front.push(`license: ${yamlString(info.license)}`);
   const hubData = data.filter(isHubId);
   if (hubData.length) front.push("datasets:", ...hubData.map((d) => `- ${yamlString(d)}`));
-  front.push("pipeline_tag: text-generation", "tags:", ...cardTags(info, facts).map((t) => `- ${yamlString(t)}`), "---");
+  front.push(
+    "pipeline_tag: text-generation",
+    "tags:",
+    ...cardTags(info, facts).map((t) => `- ${yamlString(t)}`),
+    "---",
+  );
 
   const rows: [string, string][] = [];
   rows.push(["Base model", info.baseModel ? code(info.baseModel) : "—"]);
@@ -107,7 +116,8 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
   } else {
     rows.push(["LoRA", "none (full weights)"]);
   }
-  if (facts.quantization) rows.push(["Base weights", `trained quantized (${facts.quantization}), exported dequantized`]);
+  if (facts.quantization)
+    rows.push(["Base weights", `trained quantized (${facts.quantization}), exported dequantized`]);
   rows.push(["Parameters", facts.parameters.toLocaleString("en-US")]);
   rows.push(["Context length", String(facts.contextLength)]);
   rows.push([facts.adapter ? "Adapter weights" : "Weights", `${facts.dtype}, ${formatBytes(facts.weightBytes)}`]);
@@ -115,12 +125,20 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
 
   const body: string[] = ["", `# ${info.title ?? facts.title}`, ""];
   if (info.description) body.push(info.description.trim(), "");
-  body.push(`Fine-tuned with thinkcells${info.algorithm ? ` (${info.algorithm})` : ""}${info.baseModel ? ` from ${code(info.baseModel)}` : ""}.`, "");
+  body.push(
+    `Fine-tuned with thinkcells${info.algorithm ? ` (${info.algorithm})` : ""}${info.baseModel ? ` from ${code(info.baseModel)}` : ""}.`,
+    "",
+  );
   body.push("| | |", "|---|---|", ...rows.map(([k, v]) => `| ${k} | ${cell(v)} |`), "");
 
   const metrics = Object.entries(info.metrics ?? {});
   body.push("## Final metrics", "");
-  if (metrics.length) body.push("| metric | value |", "|---|---|", ...metrics.map(([k, v]) => `| ${cell(k)} | ${cell(formatValue(v))} |`));
+  if (metrics.length)
+    body.push(
+      "| metric | value |",
+      "|---|---|",
+      ...metrics.map(([k, v]) => `| ${cell(k)} | ${cell(formatValue(v))} |`),
+    );
   else body.push("None recorded.");
   body.push("");
 
@@ -160,7 +178,7 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
       "```",
       "",
     );
-    return front.join("\n") + "\n" + body.join("\n");
+    return `${front.join("\n")}\n${body.join("\n")}`;
   }
   body.push(
     "## Usage",
@@ -180,5 +198,5 @@ export function renderModelCard(input: ModelCardInfo, facts: ExportFacts): strin
     "```",
     "",
   );
-  return front.join("\n") + "\n" + body.join("\n");
+  return `${front.join("\n")}\n${body.join("\n")}`;
 }

@@ -5,8 +5,8 @@
  * forward passes: fine for small models and for checking an export, not a serving path. */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { z } from "zod";
 import type { InferenceSession } from "onnxruntime-node";
+import { z } from "zod";
 import type { Prompt } from "../cells/sample.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { parseOptions } from "../util/options.ts";
@@ -17,12 +17,17 @@ let ortModule: Promise<Ort> | undefined;
 
 /** onnxruntime-node, imported on first use (its native library loads only when needed). */
 function ort(): Promise<Ort> {
-  ortModule ??= import("onnxruntime-node").then((m) => ((m as { InferenceSession?: unknown }).InferenceSession ? m : (m as unknown as { default: Ort }).default));
+  ortModule ??= import("onnxruntime-node").then((m) =>
+    (m as { InferenceSession?: unknown }).InferenceSession ? m : (m as unknown as { default: Ort }).default,
+  );
   return ortModule;
 }
 
 /** An onnxruntime session for an exported model file (reuse it across onnxGenerate calls). */
-export async function onnxSession(file: string, options: InferenceSession.SessionOptions = {}): Promise<InferenceSession> {
+export async function onnxSession(
+  file: string,
+  options: InferenceSession.SessionOptions = {},
+): Promise<InferenceSession> {
   const { InferenceSession } = await ort();
   return InferenceSession.create(path.resolve(file), options);
 }
@@ -67,7 +72,8 @@ function encode(tokenizer: Tokenizer, prompt: Prompt, addSpecialTokens: boolean)
   if (typeof prompt !== "string") return [...prompt];
   let ids = tokenizer.encode(prompt, { addSpecialTokens });
   if (ids.length === 0 && tokenizer.bosTokenId !== undefined) ids = [tokenizer.bosTokenId];
-  if (ids.length === 0) throw new Error("onnxGenerate: the prompt is empty and the tokenizer has no BOS token to start from");
+  if (ids.length === 0)
+    throw new Error("onnxGenerate: the prompt is empty and the tokenizer has no BOS token to start from");
   return ids;
 }
 
@@ -100,12 +106,21 @@ export async function onnxGenerate(
     const eos = config?.eos_token_id;
     const stop = new Set(
       o.stopTokenIds ??
-        (typeof eos === "number" ? [eos] : Array.isArray(eos) ? (eos as number[]) : tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : []),
+        (typeof eos === "number"
+          ? [eos]
+          : Array.isArray(eos)
+            ? (eos as number[])
+            : tokenizer.eosTokenId !== undefined
+              ? [tokenizer.eosTokenId]
+              : []),
     );
-    const maxLength = o.maxLength ?? (typeof config?.max_position_embeddings === "number" ? config.max_position_embeddings : undefined);
+    const maxLength =
+      o.maxLength ?? (typeof config?.max_position_embeddings === "number" ? config.max_position_embeddings : undefined);
     const promptIds = encode(tokenizer, prompt, o.addSpecialTokens);
     if (maxLength !== undefined && promptIds.length + o.maxNewTokens > maxLength) {
-      throw new Error(`onnxGenerate: prompt (${promptIds.length} tokens) + maxNewTokens (${o.maxNewTokens}) exceeds the model's context of ${maxLength}`);
+      throw new Error(
+        `onnxGenerate: prompt (${promptIds.length} tokens) + maxNewTokens (${o.maxNewTokens}) exceeds the model's context of ${maxLength}`,
+      );
     }
     const [input] = session.inputNames;
     const [output] = session.outputNames;
@@ -115,7 +130,11 @@ export async function onnxGenerate(
     const logprobs: number[] = [];
     let stopReason: OnnxCompletion["stopReason"] = "length";
     for (let step = 0; step < o.maxNewTokens; step++) {
-      const feed = new Tensor("int64", BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length]);
+      const feed = new Tensor(
+        "int64",
+        BigInt64Array.from(ids, (v) => BigInt(v)),
+        [1, ids.length],
+      );
       const result = await session.run({ [input]: feed });
       const logits = result[output]!;
       const vocab = logits.dims[2]!;
@@ -132,7 +151,9 @@ export async function onnxGenerate(
     // Decoded as a continuation of the prompt, as `sample` does (keeps a leading "▁" space).
     const prefix = tokenizer.decode(promptIds, { skipSpecialTokens: true });
     const full = tokenizer.decode([...promptIds, ...tokenIds], { skipSpecialTokens: true });
-    const text = full.startsWith(prefix) ? full.slice(prefix.length) : tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+    const text = full.startsWith(prefix)
+      ? full.slice(prefix.length)
+      : tokenizer.decode(tokenIds, { skipSpecialTokens: true });
     return { promptIds, tokenIds, text, logprobs, stopReason };
   } finally {
     if (typeof onnx === "string") await session.release();

@@ -39,18 +39,22 @@ export function stepAdvantages(groups: readonly ScoredGroup[], ctx: AdvantageCon
     g.totals.map((total, i) => {
       if (total === null) return null;
       let r = total;
-      if (settings.overlong === "penalty") r += overlongPenalty(g.lengths[i]!, { maxLength: ctx.maxNewTokens, cacheLength: ctx.overlongCache });
+      if (settings.overlong === "penalty")
+        r += overlongPenalty(g.lengths[i]!, { maxLength: ctx.maxNewTokens, cacheLength: ctx.overlongCache });
       return r;
     }),
   );
   if (settings.lead) {
     const weight = ctx.correctnessWeight;
-    if (weight === undefined) throw new Error("stepAdvantages: GRPO-LEAD needs correctnessWeight, the correctness reward's weight");
+    if (weight === undefined)
+      throw new Error("stepAdvantages: GRPO-LEAD needs correctnessWeight, the correctness reward's weight");
     groups.forEach((g, gi) => {
       const correct = g.correct;
       if (!correct || correct.some((c) => c === null)) return;
       const lead = leadRewards(correct.map((c, i) => ({ correct: c === true, length: g.lengths[i]! })));
-      rewards[gi] = rewards[gi]!.map((r, i) => (r === null ? null : r - weight * Number(correct[i]) + weight * lead[i]!));
+      rewards[gi] = rewards[gi]!.map((r, i) =>
+        r === null ? null : r - weight * Number(correct[i]) + weight * lead[i]!,
+      );
     });
   }
   const { advantages, zeroStdFraction } = groupAdvantages(rewards, { scale: settings.scale });

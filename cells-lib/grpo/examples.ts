@@ -23,7 +23,12 @@ export function policyExample(rollout: Rollout, advantage: number | readonly num
 }
 
 /** PPO's per-token inputs: values (V before each completion token) and returns, padded. */
-export function ppoExample(rollout: Rollout, advantages: readonly number[], values: readonly number[], returns: readonly number[]): TrainingExample {
+export function ppoExample(
+  rollout: Rollout,
+  advantages: readonly number[],
+  values: readonly number[],
+  returns: readonly number[],
+): TrainingExample {
   const pad = (xs: readonly number[]) => [...new Array<number>(rollout.promptIds.length).fill(0), ...xs];
   return { ...policyExample(rollout, advantages), oldValues: pad(values), returns: pad(returns) };
 }

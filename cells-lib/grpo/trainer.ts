@@ -3,33 +3,45 @@
  * turn rewards into advantages, then μ clipped policy updates on the bridge. */
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
-import { sample, type Completion } from "../cells/sample.ts";
-import { addValueHead, forwardBackward, optimStep, values as valueHead, type TrainingExample, type TrainingLoss } from "../cells/train.ts";
+import { type Completion, sample } from "../cells/sample.ts";
+import {
+  addValueHead,
+  forwardBackward,
+  optimStep,
+  type TrainingExample,
+  type TrainingLoss,
+  values as valueHead,
+} from "../cells/train.ts";
+import { type ChatTemplate, ChatTemplateSchema, type TemplateName } from "../chat/templates.ts";
+import { type PromptRow, promptTokens } from "../chat/tokenize.ts";
 import { table } from "../display/table.ts";
-import { seededShuffle } from "../util/random.ts";
-import { gae, whiten } from "../rl/gae.ts";
 import { dynamicSample, isInformative } from "../rl/dynamic-sampling.ts";
-import { combineRewards, RewardTimeoutMs, type RewardContext, type RewardScores, type RewardSpecs } from "../rl/rewards.ts";
+import { gae, whiten } from "../rl/gae.ts";
+import {
+  combineRewards,
+  type RewardContext,
+  type RewardScores,
+  type RewardSpecs,
+  RewardTimeoutMs,
+} from "../rl/rewards.ts";
 import { mean, present, sampleStd } from "../rl/stats.ts";
-import { promptTokens, type PromptRow } from "../chat/tokenize.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { stopIfAborted } from "../training/abort.ts";
 import { checkLoopOptions, optimizerShape, runShape, WarmupSteps } from "../training/cell-options.ts";
 import { dataOrder } from "../training/data-order.ts";
-import { TrainingLoop, type Trainer } from "../training/loop.ts";
+import { type Trainer, TrainingLoop } from "../training/loop.ts";
 import { lrSchedule } from "../training/schedule.ts";
-import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
+import { seededShuffle } from "../util/random.ts";
+import { type ScoredGroup, stepAdvantages } from "./advantages.ts";
 import { ALGORITHM_SETTINGS, ALGORITHMS, AlgorithmSettings } from "./algorithms.ts";
-import { stepAdvantages, type ScoredGroup } from "./advantages.ts";
 import { policyExample, ppoExample, type Rollout } from "./examples.ts";
+import { type RolloutStep, rolloutStep, type StepRollouts } from "./rollouts.ts";
 
 /** A prompt (or conversation) to train on; `reference` is what correctness rewards check. */
 export type GrpoRow = PromptRow & { reference?: string };
 
-const Settings = AlgorithmSettings
-  .partial()
-  .strict();
+const Settings = AlgorithmSettings.partial().strict();
 
 type Rewards = RewardSpecs<GrpoRow> | (() => RewardSpecs<GrpoRow>);
 
@@ -39,7 +51,10 @@ const GrpoOptions = z
     /** Overrides of the algorithm's settings (see ALGORITHM_SETTINGS). */
     settings: Settings.default({}),
     /** The reward functions and weights (or a getter): read again every step. */
-    rewards: z.custom<Rewards>((v) => typeof v === "function" || (typeof v === "object" && v !== null), "rewards must be { name: { fn, weight } } or a function returning that"),
+    rewards: z.custom<Rewards>(
+      (v) => typeof v === "function" || (typeof v === "object" && v !== null),
+      "rewards must be { name: { fn, weight } } or a function returning that",
+    ),
     /** The name of the reward that says whether a completion is right (a value above 0.5): the
      * `accuracy` metric and GRPO-LEAD's length-aware reward and difficulty weights read it;
      * GRPO-LEAD needs it. */
@@ -78,6 +93,8 @@ const GrpoOptions = z
     valueClip: z.number().positive().default(0.2),
     /** Show a table of sampled completions every N steps (0: never). */
     showSamplesEvery: z.number().int().min(0).default(10),
+    /** The last N steps' rollouts the trainer keeps for `inspectRollouts` (0: none). */
+    keepRollouts: z.number().int().min(0).default(1),
     /** Total steps, for the schedule and the progress bar. */
     steps: z.number().int().min(1).default(100),
     /** checkpoint, resume, seed (prompt order and sampling), display, signal, stopWhen. */
@@ -140,25 +157,42 @@ interface Group {
 export type GrpoTrainer = Trainer<GrpoStepMetrics, never> & {
   /** Replace the reward functions: the next step uses them. */
   rewards: Rewards;
+  /** The last `keepRollouts` steps' samples, scores and advantages, oldest first (`inspectRollouts`). */
+  readonly rollouts: RolloutStep[];
+  readonly tokenizer: Tokenizer;
 };
 
-export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {
+export async function grpoTrainer(
+  model: Model,
+  tokenizer: Tokenizer,
+  prompts: readonly GrpoRow[],
+  options: GrpoOptions,
+): Promise<GrpoTrainer> {
   const o = parseOptions(GrpoOptions, options, "grpo");
   const settings: AlgorithmSettings = { ...ALGORITHM_SETTINGS[o.algo], ...o.settings };
   if (prompts.length === 0) throw new OptionsError("grpo: no prompts");
   checkLoopOptions(o, "grpo");
   if (settings.lead && o.correctness === undefined) {
-    throw new OptionsError('grpo: GRPO-LEAD needs option "correctness": the name of the reward that says whether a completion is right (e.g. correctness: "correctness")');
+    throw new OptionsError(
+      'grpo: GRPO-LEAD needs option "correctness": the name of the reward that says whether a completion is right (e.g. correctness: "correctness")',
+    );
   }
   if (o.correctness !== undefined) correctnessWeight(o.rewards, o.correctness);
   if (o.beta > 0 && model.info.lora === null) {
-    throw new OptionsError('grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0');
+    throw new OptionsError(
+      'grpo: option "beta" needs LoRA adapters (the reference policy is the model with its adapters off); applyLora first or set beta: 0',
+    );
   }
   if (settings.ppo && !model.info.value_head) model = await addValueHead(model);
   const template = o.template as TemplateName | ChatTemplate;
   const encoded = prompts.map((row) => promptTokens(row, { tokenizer, template }));
   const order = dataOrder(prompts.length, o.seed);
-  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(o.warmupSteps, o.steps - 1), totalSteps: o.schedule === "constant" ? undefined : o.steps });
+  const lr = lrSchedule({
+    kind: o.schedule,
+    lr: o.lr,
+    warmupSteps: Math.min(o.warmupSteps, o.steps - 1),
+    totalSteps: o.schedule === "constant" ? undefined : o.steps,
+  });
   const loop = new TrainingLoop({
     kind: "grpo",
     cell: "grpo",
@@ -166,18 +200,30 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     rank: { metric: "reward", mode: "max" },
     options: o,
   });
-  const resumed = await loop.resume(model);
+  const { resumed, model: resumedModel } = await loop.resume(model);
+  model = resumedModel;
   // Prompts consumed so far: the data-order cursor.
   let cursor = resumed?.state.cursor ?? 0;
+  const kept: RolloutStep[] = [];
 
   /** Samples G completions for each of `n` prompts from the cursor, and scores them. */
   async function draw(n: number, stepNumber: number): Promise<Group[]> {
     const indices = order.take(cursor, n);
     const seed = (o.seed * 1_000_003 + cursor) >>> 0;
     cursor += n;
-    const completions = await sample(model, tokenizer, indices.map((i) => encoded[i]!), {
-      n: o.groupSize, maxNewTokens: o.maxNewTokens, temperature: o.temperature, topP: o.topP, stopStrings: o.stopStrings, seed,
-    });
+    const completions = await sample(
+      model,
+      tokenizer,
+      indices.map((i) => encoded[i]!),
+      {
+        n: o.groupSize,
+        maxNewTokens: o.maxNewTokens,
+        temperature: o.temperature,
+        topP: o.topP,
+        stopStrings: o.stopStrings,
+        seed,
+      },
+    );
     // Reward functions are read now: a redefinition in another cell applies from this step on.
     const scorer = combineRewards(trainer.rewards);
     return Promise.all(
@@ -210,11 +256,20 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       return batch;
     };
     const groups = settings.dynamicSampling
-      ? (await dynamicSample({ draw: drawAndKeep, outcomes: (g: Group) => g.scores.totals, batchGroups: o.promptsPerStep, maxDraws: o.maxDraws })).groups
+      ? (
+          await dynamicSample({
+            draw: drawAndKeep,
+            outcomes: (g: Group) => g.scores.totals,
+            batchGroups: o.promptsPerStep,
+            maxDraws: o.maxDraws,
+          })
+        ).groups
       : await drawAndKeep(o.promptsPerStep);
     const sampleS = (Date.now() - started) / 1000;
     const trainStart = Date.now();
-    const rollouts: Rollout[] = groups.flatMap((g) => g.completions.map((c) => ({ promptIds: g.promptIds, tokenIds: c.tokenIds, logprobs: c.logprobs })));
+    const rollouts: Rollout[] = groups.flatMap((g) =>
+      g.completions.map((c) => ({ promptIds: g.promptIds, tokenIds: c.tokenIds, logprobs: c.logprobs })),
+    );
     const scored: ScoredGroup[] = groups.map((g) => {
       const correct = o.correctness === undefined ? undefined : g.scores.values[o.correctness];
       return {
@@ -225,7 +280,12 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       };
     });
     const overlongCache = o.overlongCache ?? Math.max(1, Math.floor(o.maxNewTokens / 4));
-    const adv = stepAdvantages(scored, { settings, maxNewTokens: o.maxNewTokens, overlongCache, ...(correctWeight !== undefined && { correctnessWeight: correctWeight }) });
+    const adv = stepAdvantages(scored, {
+      settings,
+      maxNewTokens: o.maxNewTokens,
+      overlongCache,
+      ...(correctWeight !== undefined && { correctnessWeight: correctWeight }),
+    });
 
     let examples: TrainingExample[];
     if (settings.ppo) {
@@ -235,8 +295,19 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       const flatKeep = adv.keep.flat();
       examples = rollouts.map((r, i) => policyExample(r, flatAdv[i]!, flatKeep[i]!));
     }
+    keepRollouts({ drawn, trained: groups, rewards: adv.rewards, keep: adv.keep, examples }, stepIndex);
     // DAPO can end a step with no informative group (maxDraws reached): nothing to train on.
-    const train = examples.length ? await update(examples, stepIndex) : { loss: null, kl: null, clipFraction: null, entropy: null, gradNorm: null, skippedUpdates: 0, skipReason: null };
+    const train = examples.length
+      ? await update(examples, stepIndex)
+      : {
+          loss: null,
+          kl: null,
+          clipFraction: null,
+          entropy: null,
+          gradNorm: null,
+          skippedUpdates: 0,
+          skipReason: null,
+        };
     const trainS = (Date.now() - trainStart) / 1000;
 
     const all = drawn.flatMap((g) => g.completions);
@@ -267,13 +338,24 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       groupsKept: groups.length,
       rewardProblems: drawn.reduce((s, g) => s + g.scores.problems.length, 0),
     };
-    if (o.display && o.showSamplesEvery > 0 && metrics.step % o.showSamplesEvery === 0) showSamples(drawn, metrics.step);
+    if (o.display && o.showSamplesEvery > 0 && metrics.step % o.showSamplesEvery === 0)
+      showSamples(drawn, metrics.step);
     return metrics;
+  }
+
+  /** Keeps what this step sampled and the advantages it trained with, for inspectRollouts. */
+  function keepRollouts(step: Omit<StepRollouts, "step" | "algo" | "temperature">, stepIndex: number) {
+    if (o.keepRollouts === 0) return;
+    kept.push(rolloutStep({ ...step, step: stepIndex + 1, algo: o.algo, temperature: o.temperature }));
+    if (kept.length > o.keepRollouts) kept.shift();
   }
 
   /** PPO: V before each completion token, GAE on the final reward, whitened advantages. */
   async function ppoExamples(rollouts: Rollout[], rewards: (number | null)[]): Promise<TrainingExample[]> {
-    const vs = await valueHead(model, rollouts.map((r) => [...r.promptIds, ...r.tokenIds]));
+    const vs = await valueHead(
+      model,
+      rollouts.map((r) => [...r.promptIds, ...r.tokenIds]),
+    );
     const perRollout = rollouts.map((r, i) => {
       const p = r.promptIds.length;
       const v = vs[i]!.slice(p - 1, p - 1 + r.tokenIds.length);
@@ -284,7 +366,8 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
     let offset = 0;
     return rollouts.map((r, i) => {
       const n = r.tokenIds.length;
-      const a = white.slice(offset, (offset += n));
+      const a = white.slice(offset, offset + n);
+      offset += n;
       return ppoExample(r, a, perRollout[i]!.v, perRollout[i]!.returns);
     });
   }
@@ -313,6 +396,8 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
           constant: mini.length * o.maxNewTokens,
           beta: o.beta,
           entropyCoef: o.entropyCoef,
+          // The completions' old log-probs are sample()'s at this temperature: the loss scores the same distribution.
+          temperature: o.temperature,
           ...(settings.ppo ? { valueCoef: o.valueCoef, valueClip: o.valueClip } : {}),
         } as TrainingLoss;
         for (let m = 0; m < mini.length; m += o.microBatchSize) {
@@ -331,7 +416,11 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
             sums.klN += w;
           }
         }
-        const opt = await optimStep(model, { lr: lr(stepIndex), weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+        const opt = await optimStep(model, {
+          lr: lr(stepIndex),
+          weightDecay: o.weightDecay,
+          maxGradNorm: o.maxGradNorm,
+        });
         gradNorm = opt.gradNorm;
         if (opt.skipped) {
           skippedUpdates++;
@@ -362,12 +451,21 @@ export async function grpoTrainer(model: Model, tokenizer: Tokenizer, prompts: r
       checkpointMetrics: (m) => ({ reward: m.reward, accuracy: m.accuracy }),
       chart: {
         title: o.algo.toUpperCase(),
-        metrics: ["reward", "accuracy", "kl", "entropy", "clipFraction", "completionLength", "zeroStdFraction", "tokensPerS"],
+        metrics: [
+          "reward",
+          "accuracy",
+          "kl",
+          "entropy",
+          "clipFraction",
+          "completionLength",
+          "zeroStdFraction",
+          "tokensPerS",
+        ],
         barInfo: ["reward", "accuracy"],
       },
     },
     resumed,
-    { rewards: o.rewards },
+    { rewards: o.rewards, rollouts: kept, tokenizer },
   );
   return trainer;
 }
@@ -377,14 +475,17 @@ function correctnessWeight(rewards: Rewards, name: string): number {
   const specs = typeof rewards === "function" ? rewards() : rewards;
   const list = Array.isArray(specs) ? specs : Object.entries(specs).map(([n, s]) => ({ name: n, ...s }));
   const spec = list.find((s) => s.name === name);
-  if (!spec) throw new OptionsError(`grpo: option "correctness" names the reward "${name}", but the rewards are ${list.map((s) => `"${s.name}"`).join(", ")}`);
+  if (!spec)
+    throw new OptionsError(
+      `grpo: option "correctness" names the reward "${name}", but the rewards are ${list.map((s) => `"${s.name}"`).join(", ")}`,
+    );
   return spec.weight;
 }
 
 function showSamples(groups: readonly Group[], step: number): void {
   const rows = groups.slice(0, 4).flatMap((g) =>
     g.completions.slice(0, 2).map((c, i) => ({
-      prompt: "prompt" in g.row ? g.row.prompt : g.row.messages.at(-1)?.content ?? "",
+      prompt: "prompt" in g.row ? g.row.prompt : (g.row.messages.at(-1)?.content ?? ""),
       reference: g.row.reference ?? "",
       completion: c.text,
       reward: g.scores.totals[i] === null ? "—" : Number(g.scores.totals[i]!.toFixed(3)),
@@ -394,7 +495,12 @@ function showSamples(groups: readonly Group[], step: number): void {
 }
 
 /** Runs `options.steps` steps (or the rest of them after a resume) and returns the trainer. */
-export async function trainGrpo(model: Model, tokenizer: Tokenizer, prompts: readonly GrpoRow[], options: GrpoOptions): Promise<GrpoTrainer> {
+export async function trainGrpo(
+  model: Model,
+  tokenizer: Tokenizer,
+  prompts: readonly GrpoRow[],
+  options: GrpoOptions,
+): Promise<GrpoTrainer> {
   const trainer = await grpoTrainer(model, tokenizer, prompts, options);
   await trainer.run();
   return trainer;

@@ -17,7 +17,10 @@ export interface Credential {
 /** `err` from a Hub call made during `what` (e.g. "creating repo user/model"), as a HubError. */
 export function hubFailure(what: string, err: unknown, credential: Credential): HubError {
   if (err instanceof HubError) return err;
-  const detail = err instanceof HubApiError ? `HTTP ${err.statusCode}: ${err.message}${hint(err.statusCode, credential)}` : describeChain(err);
+  const detail =
+    err instanceof HubApiError
+      ? `HTTP ${err.statusCode}: ${err.message}${hint(err.statusCode, credential)}`
+      : describeChain(err);
   return new HubError(redact(`pushToHub: ${what} failed: ${detail}`, [credential.token]));
 }
 

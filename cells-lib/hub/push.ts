@@ -1,13 +1,20 @@
 /** `pushToHub(dir, repoId)`: uploads a folder (a trained model, a dataset) to the Hugging Face Hub
  * as one commit, creating the repo if needed. */
 import { pathToFileURL } from "node:url";
-import { createBranch, createRepo, HubApiError, repoExists, uploadFilesWithProgress, type CommitProgressEvent } from "@huggingface/hub";
+import {
+  type CommitProgressEvent,
+  createBranch,
+  createRepo,
+  HubApiError,
+  repoExists,
+  uploadFilesWithProgress,
+} from "@huggingface/hub";
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
-import { HubError, hubFailure, type Credential } from "./errors.ts";
-import { listFolder, type LocalFile } from "./files.ts";
-import { progressBar, progressTracker, type ProgressSink, type PushProgress } from "./progress.ts";
-import { parseRepoId, repoUrl, type HubRepo } from "./repo-id.ts";
+import { type Credential, HubError, hubFailure } from "./errors.ts";
+import { type LocalFile, listFolder } from "./files.ts";
+import { type ProgressSink, type PushProgress, progressBar, progressTracker } from "./progress.ts";
+import { type HubRepo, parseRepoId, repoUrl } from "./repo-id.ts";
 import { resolveCredential, resolveEndpoint } from "./settings.ts";
 
 const PushOptions = z
@@ -22,7 +29,9 @@ const PushOptions = z
     /** Default: HF_ENDPOINT, then https://huggingface.co. */
     endpoint: z.string().optional(),
     commitMessage: z.string().min(1).optional(),
-    onProgress: z.custom<(p: PushProgress) => void>((v) => typeof v === "function", "onProgress must be a function").optional(),
+    onProgress: z
+      .custom<(p: PushProgress) => void>((v) => typeof v === "function", "onProgress must be a function")
+      .optional(),
     /** Progress bar (in a notebook, or on stderr in a terminal). */
     display: z.boolean().default(true),
   })
@@ -49,10 +58,18 @@ interface Target {
 
 export async function pushToHub(dir: string, repoId: string, options: PushOptions = {}): Promise<PushResult> {
   const o = parseOptions(PushOptions, options, "pushToHub");
-  const target: Target = { repo: parseRepoId(repoId), credential: resolveCredential(o.token), hubUrl: resolveEndpoint(o.endpoint), branch: o.revision };
+  const target: Target = {
+    repo: parseRepoId(repoId),
+    credential: resolveCredential(o.token),
+    hubUrl: resolveEndpoint(o.endpoint),
+    branch: o.revision,
+  };
   const files = await listFolder(dir);
   const bar = o.display ? progressBar(`push ${target.repo.designation}`, files.length) : undefined;
-  const tracker = progressTracker(files, [o.onProgress, bar?.sink].filter((s): s is ProgressSink => s !== undefined));
+  const tracker = progressTracker(
+    files,
+    [o.onProgress, bar?.sink].filter((s): s is ProgressSink => s !== undefined),
+  );
   try {
     tracker.creating();
     const created = await ensureRepo(target, o.private);
@@ -87,7 +104,11 @@ async function ensureRepo({ repo, hubUrl, credential }: Target, isPrivate: boole
       // Pushing again to the same repo is the common case, not an error.
       if (err.statusCode === 409) return false;
       // A fine-grained token may write to a repo but not create any in its namespace.
-      if (err.statusCode === 403 && (await repoExists({ repo: repo.designation, accessToken: credential.token, hubUrl }).catch(() => false))) return false;
+      if (
+        err.statusCode === 403 &&
+        (await repoExists({ repo: repo.designation, accessToken: credential.token, hubUrl }).catch(() => false))
+      )
+        return false;
     }
     throw hubFailure(`creating repo ${repo.designation}`, err, credential);
   }
@@ -128,7 +149,8 @@ async function commitFolder(
         continue;
       }
       // Only bucket commits (never pushed here) end without one.
-      if (!step.value) throw new HubError(`pushToHub: the Hub answered the commit to ${repo.designation} without a commit id`);
+      if (!step.value)
+        throw new HubError(`pushToHub: the Hub answered the commit to ${repo.designation} without a commit id`);
       return step.value.commit;
     }
   } catch (err) {

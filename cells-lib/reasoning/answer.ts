@@ -31,7 +31,11 @@ function nonEmpty(s: string | undefined): string | null {
 }
 
 function boxedAnswer(text: string): string | null {
-  return nonEmpty(findBoxes(text).filter((box) => box.closed).at(-1)?.content);
+  return nonEmpty(
+    findBoxes(text)
+      .filter((box) => box.closed)
+      .at(-1)?.content,
+  );
 }
 
 function taggedAnswer(text: string): string | null {

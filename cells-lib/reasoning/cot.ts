@@ -34,8 +34,13 @@ export type CotOptions = z.input<typeof CotOptions>;
 
 const Row = z.object({
   prompt: z.string({ error: "must be a string" }).trim().min(1, "must not be empty"),
-  reasoning: z.string({ error: "is required (a chain-of-thought row needs its reasoning)" }).trim().min(1, "must not be empty"),
-  answer: z.union([z.string().trim().min(1, "must not be empty"), z.number()], { error: "must be a string or a number" }),
+  reasoning: z
+    .string({ error: "is required (a chain-of-thought row needs its reasoning)" })
+    .trim()
+    .min(1, "must not be empty"),
+  answer: z.union([z.string().trim().min(1, "must not be empty"), z.number()], {
+    error: "must be a string or a number",
+  }),
   reasoning_type: z.enum(REASONING_TYPES).optional(),
 });
 
@@ -58,7 +63,10 @@ export function toCotDataset(rows: readonly CotRow[], options?: CotOptions): Cot
 }
 
 /** GSM8K rows ({question, answer}) with their calculator notes removed, labelled MATH. */
-export function gsm8kCotDataset(rows: readonly { question: string; answer: string }[], options?: CotOptions): CotExample[] {
+export function gsm8kCotDataset(
+  rows: readonly { question: string; answer: string }[],
+  options?: CotOptions,
+): CotExample[] {
   return toCotDataset(
     rows.map((row) => ({ prompt: row.question, ...gsm8kToCot(row.answer), reasoning_type: "MATH" })),
     options,

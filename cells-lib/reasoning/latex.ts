@@ -18,7 +18,12 @@ export function findBoxes(text: string): Box[] {
     const open = match.index + match[0].length;
     const close = matchingBrace(text, open);
     const end = close < 0 ? text.length : close + 1;
-    boxes.push({ start: match.index, end, content: text.slice(open, close < 0 ? text.length : close), closed: close >= 0 });
+    boxes.push({
+      start: match.index,
+      end,
+      content: text.slice(open, close < 0 ? text.length : close),
+      closed: close >= 0,
+    });
     command.lastIndex = end;
   }
   return boxes;

@@ -59,7 +59,8 @@ const STYLE_OF_MARKER: [string, ReasoningStyle][] = [
  * the first opening tag to the last closing tag, and stray tags are removed. */
 export function parseReasoning(text: string): ParsedReasoning {
   const style = detectStyle(text);
-  if (style === null) return { reasoning: "", answer: text.trim(), style, wellFormed: false, problems: ["no reasoning markers"] };
+  if (style === null)
+    return { reasoning: "", answer: text.trim(), style, wellFormed: false, problems: ["no reasoning markers"] };
   const { reasoning, answer, problems } = parseAs(text, style);
   return { reasoning, answer, style, wellFormed: problems.length === 0, problems };
 }
@@ -83,7 +84,11 @@ const FormatOptions = z
   .strict();
 export type FormatOptions = z.input<typeof FormatOptions>;
 
-export function formatReasoning(parts: ReasoningParts, style: ReasoningStyle = "think", options?: FormatOptions): string {
+export function formatReasoning(
+  parts: ReasoningParts,
+  style: ReasoningStyle = "think",
+  options?: FormatOptions,
+): string {
   const { pad } = parseOptions(FormatOptions, options, "formatReasoning");
   const reasoning = parts.reasoning.trim();
   const answer = parts.answer.trim();
@@ -158,7 +163,12 @@ function splitBlock(text: string, tags: Tags, stop?: string): Block {
   const before = openAt < 0 ? "" : text.slice(0, openAt);
   const closeAt = text.lastIndexOf(tags.close);
   if (closeAt >= start) {
-    return { before, inner: removeTags(text.slice(start, closeAt), tags), after: text.slice(closeAt + tags.close.length), problems };
+    return {
+      before,
+      inner: removeTags(text.slice(start, closeAt), tags),
+      after: text.slice(closeAt + tags.close.length),
+      problems,
+    };
   }
   problems.push(`missing ${tags.close}`);
   const stopAt = stop === undefined ? -1 : text.indexOf(stop, start);

@@ -11,8 +11,8 @@
  *   5: four-digit operands for add/sub, two-digit × two-digit for mul
  * Subtraction never goes below zero. */
 import { z } from "zod";
-import { mulberry32, pickWeighted, randomInt, type Random } from "../util/random.ts";
 import { parseOptions } from "../util/options.ts";
+import { mulberry32, pickWeighted, type Random, randomInt } from "../util/random.ts";
 import { addColumns, multiplyColumns, subtractColumns, type Worked } from "./columns.ts";
 import { formatReasoning, type ReasoningParts, type ReasoningStyle } from "./markers.ts";
 
@@ -61,13 +61,24 @@ export function generateArithmetic(options: ArithmeticOptions): ArithmeticRow[] 
 
 /** A row as a prompt and a completion in a reasoning style, padded with spaces the way the
  * demo model was trained: `<think> 3+5=8, 2+4=6 </think> 68`. */
-export function formatExample(row: ReasoningParts & { prompt: string }, style: ReasoningStyle = "think"): { prompt: string; completion: string } {
+export function formatExample(
+  row: ReasoningParts & { prompt: string },
+  style: ReasoningStyle = "think",
+): { prompt: string; completion: string } {
   return { prompt: row.prompt, completion: formatReasoning(row, style, { pad: " " }) };
 }
 
 const SYMBOL: Record<Operation, string> = { add: "+", sub: "-", mul: "*" };
-const WORK: Record<Operation, (a: number, b: number) => Worked> = { add: addColumns, sub: subtractColumns, mul: multiplyColumns };
-const VALUE: Record<Operation, (a: number, b: number) => number> = { add: (a, b) => a + b, sub: (a, b) => a - b, mul: (a, b) => a * b };
+const WORK: Record<Operation, (a: number, b: number) => Worked> = {
+  add: addColumns,
+  sub: subtractColumns,
+  mul: multiplyColumns,
+};
+const VALUE: Record<Operation, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+};
 
 function problem(random: Random, operation: Operation, difficulty: number): ArithmeticRow {
   // Rejection sampling: every level's condition holds for a good share of draws.
@@ -90,7 +101,13 @@ function withDigits(random: Random, n: number): number {
 }
 
 const ADD_SUB_DIGITS = [1, 2, 2, 3, 4];
-const MUL_DIGITS: [number, number][] = [[1, 1], [2, 1], [2, 1], [3, 1], [2, 2]];
+const MUL_DIGITS: [number, number][] = [
+  [1, 1],
+  [2, 1],
+  [2, 1],
+  [3, 1],
+  [2, 2],
+];
 
 function operands(random: Random, operation: Operation, difficulty: number): [number, number] {
   if (operation === "mul") {

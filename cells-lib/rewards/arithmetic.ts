@@ -13,17 +13,17 @@ export type Token =
 const TOKEN = new RegExp(
   [
     String.raw`(?<space>[^\S\n]+)`,
-    String.raw`(?<number>${NUMBER_SOURCE})(?<percent>%?)`,
+    `(?<number>${NUMBER_SOURCE})(?<percent>%?)`,
     String.raw`(?<times>\\times|\\cdot|[*×·⋅])`,
     // A lone `x` is always a times sign (`$10 x 1.2`): as a variable (`2/3 * x = 12`) it still
     // spoils the side it is in, which is what should happen to a side with an unknown.
     String.raw`(?<x>[xX](?!\w))`,
     String.raw`(?<divide>\\div|[/÷])`,
     String.raw`(?<plus>\+)`,
-    String.raw`(?<minus>[-−–])`,
+    "(?<minus>[-−–])",
     String.raw`(?<open>\()`,
     String.raw`(?<close>\))`,
-    String.raw`(?<equals>=)`,
+    "(?<equals>=)",
     String.raw`(?<other>\w+|[^])`,
   ].join("|"),
   "gy",
@@ -41,9 +41,21 @@ export function tokenize(text: string): Token[] {
     const start = m.index;
     const end = start + m[0].length;
     if (g.number !== undefined) {
-      const token = { kind: "number" as const, literal: g.number, value: numberValue(g.number) ?? Number.NaN, percent: g.percent === "%", start, end };
+      const token = {
+        kind: "number" as const,
+        literal: g.number,
+        value: numberValue(g.number) ?? Number.NaN,
+        percent: g.percent === "%",
+        start,
+        end,
+      };
       const [before, last] = [tokens.at(-2), tokens.at(-1)];
-      const signed = last?.kind === "operator" && last.op === "-" && last.end === start && before?.kind !== "number" && before?.kind !== ")";
+      const signed =
+        last?.kind === "operator" &&
+        last.op === "-" &&
+        last.end === start &&
+        before?.kind !== "number" &&
+        before?.kind !== ")";
       if (signed) tokens.splice(-1, 1, { ...token, value: -token.value, start: last.start });
       else tokens.push(token);
     } else if (g.times !== undefined || g.x !== undefined) tokens.push({ kind: "operator", op: "*", start, end });
@@ -79,7 +91,8 @@ export function evaluate(tokens: readonly Token[], percentAsLabel = false): numb
   };
   const factor = (): number | null => {
     const t = tokens[at++];
-    if (t?.kind === "number") return Number.isFinite(t.value) ? (t.percent && !percentAsLabel ? t.value / 100 : t.value) : null;
+    if (t?.kind === "number")
+      return Number.isFinite(t.value) ? (t.percent && !percentAsLabel ? t.value / 100 : t.value) : null;
     if (t?.kind !== "(") return null;
     const inner = expression();
     return tokens[at++]?.kind === ")" ? inner : null;

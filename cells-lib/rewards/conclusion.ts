@@ -53,5 +53,12 @@ function columnReading(reasoning: string): string | null {
   const results = steps.map((step) => COLUMN_STEP.exec(step)?.[1]);
   if (steps.length < 2 || results.some((r) => r === undefined)) return null;
   const numbers = results.map(Number);
-  return String(numbers.at(-1)) + numbers.slice(0, -1).reverse().map((r) => r % 10).join("");
+  return (
+    String(numbers.at(-1)) +
+    numbers
+      .slice(0, -1)
+      .reverse()
+      .map((r) => r % 10)
+      .join("")
+  );
 }

@@ -1,7 +1,8 @@
 /** Consistency: does the final answer agree with what the reasoning concluded? Rewards a model
  * for answering what it worked out, right or wrong. */
-import type { RewardFn } from "../rl/rewards.ts";
+
 import { answersMatch, parseReasoning } from "../reasoning/index.ts";
+import type { RewardFn } from "../rl/rewards.ts";
 import { finalAnswer } from "./answer.ts";
 import { conclusions } from "./conclusion.ts";
 

@@ -1,14 +1,19 @@
 /** Correctness: does the completion's final answer match the reference? */
 import { z } from "zod";
-import type { RewardFn } from "../rl/rewards.ts";
 import { answersMatch } from "../reasoning/index.ts";
+import type { RewardFn } from "../rl/rewards.ts";
 import { parseOptions } from "../util/options.ts";
 import { finalAnswer } from "./answer.ts";
 
 const CorrectnessOptions = z
   .object({
     /** Reads the answer out of a completion; null when there is none. Default `finalAnswer`. */
-    extract: z.custom<(completion: string) => string | null>((v) => typeof v === "function", "extract must be a function (completion) => string | null").default(() => finalAnswer),
+    extract: z
+      .custom<(completion: string) => string | null>(
+        (v) => typeof v === "function",
+        "extract must be a function (completion) => string | null",
+      )
+      .default(() => finalAnswer),
   })
   .strict();
 export type CorrectnessOptions = z.input<typeof CorrectnessOptions>;

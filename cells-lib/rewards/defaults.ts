@@ -1,7 +1,7 @@
 /** The seed recipe's reward set, ready for `combineRewards`. */
 import { z } from "zod";
-import type { RewardSpec } from "../rl/rewards.ts";
 import { REASONING_STYLES } from "../reasoning/index.ts";
+import type { RewardSpec } from "../rl/rewards.ts";
 import { parseOptions } from "../util/options.ts";
 import { consistencyReward } from "./consistency.ts";
 import { correctnessReward } from "./correctness.ts";
@@ -10,7 +10,13 @@ import { lengthReward } from "./length.ts";
 import { processReward } from "./process.ts";
 
 /** The seed recipe's weights for the built-in rewards. */
-export const DEFAULT_REWARD_WEIGHTS = Object.freeze({ correctness: 0.4, format: 0.2, consistency: 0.2, length: 0.1, process: 0.1 });
+export const DEFAULT_REWARD_WEIGHTS = Object.freeze({
+  correctness: 0.4,
+  format: 0.2,
+  consistency: 0.2,
+  length: 0.1,
+  process: 0.1,
+});
 export type DefaultRewardName = keyof typeof DEFAULT_REWARD_WEIGHTS;
 
 const Weight = z.number().finite().optional();
@@ -23,7 +29,10 @@ const DefaultRewardsOptions = z
     maxLength: z.number().int().positive(),
     cacheLength: z.number().int().positive(),
     /** Overrides of DEFAULT_REWARD_WEIGHTS, by reward name. */
-    weights: z.object({ correctness: Weight, format: Weight, consistency: Weight, length: Weight, process: Weight }).strict().default({}),
+    weights: z
+      .object({ correctness: Weight, format: Weight, consistency: Weight, length: Weight, process: Weight })
+      .strict()
+      .default({}),
   })
   .strict();
 export type DefaultRewardsOptions = z.input<typeof DefaultRewardsOptions>;

@@ -1,6 +1,6 @@
 /** Finds the arithmetic a reasoning states (`16 - 3 - 4 = 9`, `$10 x 1.2 = $12`,
  * `3 * (16.50 + 22.50 + 42) = $243`, `8+7=15`) and checks each against its own numbers. */
-import { evaluate, tokenize, type Token } from "./arithmetic.ts";
+import { evaluate, type Token, tokenize } from "./arithmetic.ts";
 import { isComputed } from "./numbers.ts";
 
 export interface Equation {
@@ -36,7 +36,11 @@ interface Side {
 function equationsIn(text: string): Equation[] {
   const equations: Equation[] = [];
   for (const run of split(tokenize(text), "break")) {
-    const sides: Side[] = trimParentheses(split(run, "=")).map((tokens) => ({ tokens, value: evaluate(tokens), labelled: evaluate(tokens, true) }));
+    const sides: Side[] = trimParentheses(split(run, "=")).map((tokens) => ({
+      tokens,
+      value: evaluate(tokens),
+      labelled: evaluate(tokens, true),
+    }));
     for (let i = 1; i < sides.length; i++) {
       const left = sides[i - 1]!;
       const right = sides[i]!;

@@ -1,7 +1,7 @@
 /** Format: is the completion written in the expected reasoning style? */
 import { z } from "zod";
-import type { RewardFn } from "../rl/rewards.ts";
 import { checkFormat, REASONING_STYLES, type ReasoningStyle } from "../reasoning/index.ts";
+import type { RewardFn } from "../rl/rewards.ts";
 import { parseOptions } from "../util/options.ts";
 
 const FormatRewardOptions = z

@@ -3,9 +3,14 @@
 export { finalAnswer } from "./answer.ts";
 export { conclusions } from "./conclusion.ts";
 export { consistencyReward } from "./consistency.ts";
-export { correctnessReward, type CorrectnessOptions } from "./correctness.ts";
-export { DEFAULT_REWARD_WEIGHTS, defaultRewards, type DefaultRewardName, type DefaultRewardsOptions } from "./defaults.ts";
-export { findEquations, type Equation } from "./equations.ts";
-export { formatReward, type FormatRewardOptions } from "./format.ts";
-export { lengthReward, type LengthRewardOptions } from "./length.ts";
+export { type CorrectnessOptions, correctnessReward } from "./correctness.ts";
+export {
+  DEFAULT_REWARD_WEIGHTS,
+  type DefaultRewardName,
+  type DefaultRewardsOptions,
+  defaultRewards,
+} from "./defaults.ts";
+export { type Equation, findEquations } from "./equations.ts";
+export { type FormatRewardOptions, formatReward } from "./format.ts";
+export { type LengthRewardOptions, lengthReward } from "./length.ts";
 export { processReward } from "./process.ts";

@@ -1,6 +1,7 @@
 /** Length: DAPO's soft overlong punishment as a reward. */
-import type { RewardFn } from "../rl/rewards.ts";
+
 import { OverlongOptions, overlongPenalty } from "../rl/overlong.ts";
+import type { RewardFn } from "../rl/rewards.ts";
 import { parseOptions } from "../util/options.ts";
 
 /** L_max (maxLength) and L_cache (cacheLength), in tokens, as for `overlongPenalty`. */

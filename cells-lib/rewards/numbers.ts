@@ -4,7 +4,8 @@
 
 /** Unsigned; never glued to a word (`2L`, `60g`, `x2`) or to more digits, except for a times
  * sign before another operand (`$2000x 10/100`, but not the variable in `4x-13`). */
-export const NUMBER_SOURCE = String.raw`(?<![\w.])\$?(?:\d+ \d+/\d+(?!%)|\d+/\d+(?!%)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?!(?![xX]\s*(?:[\d$(]|\.\d))\w|\.\d)`;
+const NUMBER_FORMS = String.raw`\d+ \d+/\d+(?!%)|\d+/\d+(?!%)|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+`;
+export const NUMBER_SOURCE = String.raw`(?<![\w.])\$?(?:${NUMBER_FORMS})(?!(?![xX]\s*(?:[\d$(]|\.\d))\w|\.\d)`;
 
 /** The value of a literal matched by NUMBER_SOURCE; null for a zero denominator. */
 export function numberValue(literal: string): number | null {

@@ -1,6 +1,7 @@
 /** Process: is the arithmetic along the way right, whatever the final answer? */
-import type { RewardFn } from "../rl/rewards.ts";
+
 import { parseReasoning } from "../reasoning/index.ts";
+import type { RewardFn } from "../rl/rewards.ts";
 import { findEquations } from "./equations.ts";
 
 /** The fraction of the reasoning's equations that hold (see `findEquations` for what counts as

@@ -26,11 +26,15 @@ export interface GroupAdvantages {
 /** `groups[g][i]` is the reward of completion i of prompt g, or null when no reward function
  * gave it a value; null rewards are left out of the mean and std. Std is unbiased (n − 1),
  * like torch.std in TRL. */
-export function groupAdvantages(groups: readonly (readonly (number | null)[])[], options?: GroupAdvantageOptions): GroupAdvantages {
+export function groupAdvantages(
+  groups: readonly (readonly (number | null)[])[],
+  options?: GroupAdvantageOptions,
+): GroupAdvantages {
   const o = parseOptions(GroupAdvantageOptions, options, "groupAdvantages");
   groups.forEach((group, g) =>
     group.forEach((r, i) => {
-      if (r !== null && !Number.isFinite(r)) throw new Error(`groupAdvantages: reward ${i} of group ${g} is ${r}; rewards must be finite numbers or null`);
+      if (r !== null && !Number.isFinite(r))
+        throw new Error(`groupAdvantages: reward ${i} of group ${g} is ${r}; rewards must be finite numbers or null`);
     }),
   );
   const batchStd = sampleStd(groups.flatMap(present));

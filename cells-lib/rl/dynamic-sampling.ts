@@ -17,9 +17,15 @@ export function isInformative(outcomes: GroupOutcomes): boolean {
 const DynamicSampleOptions = z
   .object({
     /** Draws `n` more prompts' groups (it may return more or fewer). */
-    draw: z.custom<(n: number) => Promise<unknown[]>>((v) => typeof v === "function", "draw must be a function (n) => Promise<groups>"),
+    draw: z.custom<(n: number) => Promise<unknown[]>>(
+      (v) => typeof v === "function",
+      "draw must be a function (n) => Promise<groups>",
+    ),
     /** What isInformative judges for each group. */
-    outcomes: z.custom<(group: unknown) => GroupOutcomes>((v) => typeof v === "function", "outcomes must be a function (group) => booleans or rewards"),
+    outcomes: z.custom<(group: unknown) => GroupOutcomes>(
+      (v) => typeof v === "function",
+      "outcomes must be a function (group) => booleans or rewards",
+    ),
     batchGroups: z.number().int().positive(),
     /** Cap on calls to draw, like verl's max_num_gen_batches. */
     maxDraws: z.number().int().positive(),

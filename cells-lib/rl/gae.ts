@@ -22,7 +22,10 @@ export interface GaeResult {
  * value after the last token is 0 because the completion ends there. */
 export function gae(rewards: readonly number[], values: readonly number[], options?: GaeOptions): GaeResult {
   const o = parseOptions(GaeOptions, options, "gae");
-  if (rewards.length !== values.length) throw new Error(`gae: ${rewards.length} rewards but ${values.length} values; both need one entry per completion token`);
+  if (rewards.length !== values.length)
+    throw new Error(
+      `gae: ${rewards.length} rewards but ${values.length} values; both need one entry per completion token`,
+    );
   const advantages = new Array<number>(rewards.length);
   let next = 0;
   let nextValue = 0;

@@ -1,15 +1,28 @@
 /** Reinforcement-learning maths for reasoning models: rewards, advantages, batch shaping. */
-export { groupAdvantages, type GroupAdvantageOptions, type GroupAdvantages } from "./advantages.ts";
-export { dynamicSample, isInformative, type DynamicSampleOptions, type DynamicSampleResult, type GroupOutcomes } from "./dynamic-sampling.ts";
-export { gae, whiten, type GaeOptions, type GaeResult, type WhitenOptions } from "./gae.ts";
-export { difficultyWeight, leadRewards, reweightByDifficulty, type DifficultyWeightOptions, type LeadRewardOptions, type LeadSample } from "./lead.ts";
-export { overlongMask, overlongPenalty, type OverlongOptions } from "./overlong.ts";
+export { type GroupAdvantageOptions, type GroupAdvantages, groupAdvantages } from "./advantages.ts";
+export {
+  type DynamicSampleOptions,
+  type DynamicSampleResult,
+  dynamicSample,
+  type GroupOutcomes,
+  isInformative,
+} from "./dynamic-sampling.ts";
+export { type GaeOptions, type GaeResult, gae, type WhitenOptions, whiten } from "./gae.ts";
+export {
+  type DifficultyWeightOptions,
+  difficultyWeight,
+  type LeadRewardOptions,
+  type LeadSample,
+  leadRewards,
+  reweightByDifficulty,
+} from "./lead.ts";
+export { type OverlongOptions, overlongMask, overlongPenalty } from "./overlong.ts";
 export {
   combineRewards,
-  RewardError,
   type NamedRewardSpec,
   type RewardCombiner,
   type RewardContext,
+  RewardError,
   type RewardFn,
   type RewardProblem,
   type RewardScores,

@@ -24,7 +24,8 @@ export interface LeadSample {
 export function leadRewards(group: readonly LeadSample[], options?: LeadRewardOptions): number[] {
   const o = parseOptions(LeadRewardOptions, options, "leadRewards");
   group.forEach((s, i) => {
-    if (!Number.isFinite(s.length) || s.length < 0) throw new Error(`leadRewards: sample ${i} has length ${s.length}; lengths must be finite and ≥ 0`);
+    if (!Number.isFinite(s.length) || s.length < 0)
+      throw new Error(`leadRewards: sample ${i} has length ${s.length}; lengths must be finite and ≥ 0`);
   });
   const lengths = group.filter((s) => s.correct).map((s) => s.length);
   const mu = mean(lengths);
@@ -52,7 +53,11 @@ export function difficultyWeight(rho: number, options?: DifficultyWeightOptions)
 
 /** One group's advantages reweighted by its fraction correct ρ: Â·w(ρ) when Â > 0, else
  * Â·w(1 − ρ), so successes on hard prompts and failures on easy ones weigh most. */
-export function reweightByDifficulty(advantages: readonly number[], fractionCorrect: number, options?: DifficultyWeightOptions): number[] {
+export function reweightByDifficulty(
+  advantages: readonly number[],
+  fractionCorrect: number,
+  options?: DifficultyWeightOptions,
+): number[] {
   const up = difficultyWeight(fractionCorrect, options);
   const down = difficultyWeight(1 - fractionCorrect, options);
   return advantages.map((a) => a * (a > 0 ? up : down));

@@ -10,14 +10,18 @@ export const OverlongOptions = z
     cacheLength: z.number().int().positive(),
   })
   .strict()
-  .refine((o) => o.cacheLength <= o.maxLength, { message: "cacheLength must not exceed maxLength", path: ["cacheLength"] });
+  .refine((o) => o.cacheLength <= o.maxLength, {
+    message: "cacheLength must not exceed maxLength",
+    path: ["cacheLength"],
+  });
 export type OverlongOptions = z.input<typeof OverlongOptions>;
 
 /** Soft length penalty, added to the reward: 0 up to L_max − L_cache, then falling linearly
  * to −1 at L_max, and −1 beyond. */
 export function overlongPenalty(length: number, options: OverlongOptions): number {
   const o = parseOptions(OverlongOptions, options, "overlongPenalty");
-  if (!Number.isFinite(length) || length < 0) throw new Error(`overlongPenalty: length must be finite and ≥ 0, got ${length}`);
+  if (!Number.isFinite(length) || length < 0)
+    throw new Error(`overlongPenalty: length must be finite and ≥ 0, got ${length}`);
   const free = o.maxLength - o.cacheLength;
   if (length <= free) return 0;
   if (length <= o.maxLength) return (free - length) / o.cacheLength;

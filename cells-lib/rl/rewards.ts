@@ -34,7 +34,9 @@ export class RewardError extends Error {
     readonly problem: string,
     cause: unknown,
   ) {
-    super(`reward "${rewardName}" failed on sample ${sampleIndex} (completion ${completionExcerpt}): ${problem}`, { cause });
+    super(`reward "${rewardName}" failed on sample ${sampleIndex} (completion ${completionExcerpt}): ${problem}`, {
+      cause,
+    });
   }
 }
 
@@ -92,7 +94,9 @@ const Spec = z
     weight: z.number().finite(),
   })
   .strict();
-const SpecRecord = z.record(z.string().min(1), Spec).refine((r) => Object.keys(r).length > 0, "give at least one reward function");
+const SpecRecord = z
+  .record(z.string().min(1), Spec)
+  .refine((r) => Object.keys(r).length > 0, "give at least one reward function");
 const SpecList = z
   .array(Spec.extend({ name: z.string().min(1) }))
   .min(1, "give at least one reward function")
@@ -123,7 +127,11 @@ function resolveSpecs<Row>(specs: RewardSpecs<Row>): NamedRewardSpec<Row>[] {
     return [...(specs as readonly NamedRewardSpec<Row>[])];
   }
   parseOptions(SpecRecord, specs, "combineRewards");
-  return Object.entries(specs as Record<string, RewardSpec<Row>>).map(([name, s]) => ({ name, fn: s.fn, weight: s.weight }));
+  return Object.entries(specs as Record<string, RewardSpec<Row>>).map(([name, s]) => ({
+    name,
+    fn: s.fn,
+    weight: s.weight,
+  }));
 }
 
 type Outcome = { value: number | null } | { problem: string; cause: unknown };
@@ -133,7 +141,9 @@ async function scoreSamples<Row>(
   samples: readonly RewardContext<Row>[],
   { onError, timeoutMs }: z.output<typeof ScoreOptions>,
 ): Promise<RewardScores> {
-  const outcomes = await Promise.all(samples.map((ctx) => Promise.all(specs.map((s) => withinTime(evaluate(s.fn, ctx), timeoutMs)))));
+  const outcomes = await Promise.all(
+    samples.map((ctx) => Promise.all(specs.map((s) => withinTime(evaluate(s.fn, ctx), timeoutMs)))),
+  );
   const values: Record<string, (number | null)[]> = Object.fromEntries(specs.map((s) => [s.name, []]));
   const problems: RewardProblem[] = [];
   const totals: (number | null)[] = [];
@@ -143,7 +153,8 @@ async function scoreSamples<Row>(
     for (const [k, outcome] of row.entries()) {
       const spec = specs[k]!;
       if ("problem" in outcome) {
-        if (onError === "stop") throw new RewardError(spec.name, i, excerpt(samples[i]!.completion), outcome.problem, outcome.cause);
+        if (onError === "stop")
+          throw new RewardError(spec.name, i, excerpt(samples[i]!.completion), outcome.problem, outcome.cause);
         problems.push({ reward: spec.name, sample: i, message: outcome.problem });
         failed = true;
         values[spec.name]!.push(null);
@@ -163,7 +174,10 @@ async function scoreSamples<Row>(
 async function withinTime(outcome: Promise<Outcome>, timeoutMs: number): Promise<Outcome> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<Outcome>((resolve) => {
-    timer = setTimeout(() => resolve({ problem: `gave no result within the time limit of ${timeoutMs} ms`, cause: undefined }), timeoutMs);
+    timer = setTimeout(
+      () => resolve({ problem: `gave no result within the time limit of ${timeoutMs} ms`, cause: undefined }),
+      timeoutMs,
+    );
   });
   try {
     return await Promise.race([outcome, timedOut]);
@@ -184,7 +198,9 @@ async function evaluate<Row>(fn: RewardFn<Row>, ctx: RewardContext<Row>): Promis
 }
 
 function describe(value: unknown): string {
-  return typeof value === "number" || value === undefined ? String(value) : `a ${typeof value} (${JSON.stringify(value)?.slice(0, 40)})`;
+  return typeof value === "number" || value === undefined
+    ? String(value)
+    : `a ${typeof value} (${JSON.stringify(value)?.slice(0, 40)})`;
 }
 
 function statsOf(values: readonly (number | null)[]): RewardStats {

@@ -1,8 +1,9 @@
 /** Packing short SFT examples into fewer, fuller sequences: less padding, more tokens per step.
- * Packed examples are simply concatenated: attention is not masked between them (the bridge
- * has no block-diagonal masks), so a token can attend to the examples packed before it, as in
- * TRL's simple packing. Each example's own tokens and weights are unchanged except its first
- * token, which is not trained. */
+ * Packed examples are concatenated and stay isolated: `forwardBackward` sends where each starts
+ * (`starts`), and the bridge restarts positions at each example and masks attention
+ * block-diagonally, so every example gets exactly the loss and gradients it would get alone.
+ * Each example's own tokens and weights are unchanged except its first token, which has
+ * nothing before it to be predicted from and is not trained. */
 import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 
@@ -16,7 +17,7 @@ export interface PackedExample {
   weights: number[];
   /** Indices of the packed examples in the input, in sequence order. */
   sources: number[];
-  /** Where each of them starts in `tokens`. */
+  /** Where each of them starts in `tokens` (TrainingExample's `starts`: attention stays inside each). */
   starts: number[];
 }
 
@@ -41,13 +42,19 @@ export function packExamples(examples: readonly PackableExample[], options: Pack
   examples.forEach((e, i) => {
     if (e.tokens.length === 0) throw new Error(`packExamples: example ${i} has no tokens`);
     if (e.weights.length !== e.tokens.length) {
-      throw new Error(`packExamples: example ${i} has ${e.weights.length} weights for ${e.tokens.length} tokens (one per token)`);
+      throw new Error(
+        `packExamples: example ${i} has ${e.weights.length} weights for ${e.tokens.length} tokens (one per token)`,
+      );
     }
     if (e.tokens.length > maxLength) {
-      throw new Error(`packExamples: example ${i} has ${e.tokens.length} tokens, more than maxLength ${maxLength}; tokenize with cutoffLength ≤ maxLength`);
+      throw new Error(
+        `packExamples: example ${i} has ${e.tokens.length} tokens, more than maxLength ${maxLength}; tokenize with cutoffLength ≤ maxLength`,
+      );
     }
   });
-  const order = examples.map((_, i) => i).sort((a, b) => examples[b]!.tokens.length - examples[a]!.tokens.length || a - b);
+  const order = examples
+    .map((_, i) => i)
+    .sort((a, b) => examples[b]!.tokens.length - examples[a]!.tokens.length || a - b);
   const bins: { sources: number[]; length: number }[] = [];
   for (const i of order) {
     const length = examples[i]!.tokens.length;
@@ -65,7 +72,7 @@ export function packExamples(examples: readonly PackableExample[], options: Pack
 }
 
 // The weight at t belongs to predicting token t from the tokens before it: an example's first
-// token would be predicted from the example packed before it, so it gets weight 0.
+// token has none in its own example (the bridge ignores it too), so it gets weight 0.
 function concatenate(examples: readonly PackableExample[], sources: number[]): PackedExample {
   const packed: PackedExample = { tokens: [], weights: [], sources, starts: [] };
   for (const i of sources) {

@@ -5,19 +5,27 @@
 import { z } from "zod";
 import type { Model } from "../cells/model.ts";
 import { forwardBackward, optimStep, type TrainingExample } from "../cells/train.ts";
-import { evaluate, type EvalRow } from "../eval/evaluate.ts";
+import { type ChatTemplate, ChatTemplateSchema, type TemplateName } from "../chat/templates.ts";
+import { type SftRow, type TruncationReport, tokenizeDataset } from "../chat/tokenize.ts";
+import { type EvalRow, evaluate } from "../eval/evaluate.ts";
 import { REASONING_STYLES, type ReasoningStyle } from "../reasoning/index.ts";
+import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { stopIfAborted } from "../training/abort.ts";
-import { applyLoraChoice, batchLoopShape, batchSchedule, batchStepShape, checkLoopOptions, LoraChoice, runShape } from "../training/cell-options.ts";
+import {
+  applyLoraChoice,
+  batchLoopShape,
+  batchSchedule,
+  batchStepShape,
+  checkLoopOptions,
+  LoraChoice,
+  runShape,
+} from "../training/cell-options.ts";
 import { dataOrder, stepBatches } from "../training/data-order.ts";
-import { TrainingLoop, type Trainer } from "../training/loop.ts";
+import { type Trainer, TrainingLoop } from "../training/loop.ts";
 import type { StopReason } from "../training/stop-rules.ts";
 import { validationLoss } from "../training/validation-loss.ts";
-import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { OptionsError, parseOptions } from "../util/options.ts";
 import { packExamples } from "./packing.ts";
-import { ChatTemplateSchema, type ChatTemplate, type TemplateName } from "../chat/templates.ts";
-import { tokenizeDataset, type SftRow, type TruncationReport } from "../chat/tokenize.ts";
 
 /** A training row; `reference` (the verifiable answer) enables accuracy in evaluations. */
 export type SftDataRow = SftRow & { reference?: string };
@@ -35,7 +43,8 @@ const TrainSftOptions = z
     lora: LoraChoice.optional(),
     template: z.union([z.string(), ChatTemplateSchema]).default("plain"),
     cutoffLength: z.number().int().min(2).optional(),
-    /** Concatenate short examples up to cutoffLength (fewer, fuller sequences). */
+    /** Concatenate short examples up to cutoffLength (fewer, fuller sequences); each still
+     * attends only to itself, so its loss is the one it has alone. */
     packing: z.boolean().default(false),
     /** Evaluate every N steps (and at the end); default: 10 evaluations per run. */
     evalEvery: z.number().int().min(1).optional(),
@@ -58,7 +67,9 @@ const TrainSftOptions = z
     ...runShape,
   })
   .strict();
-export type TrainSftOptions = Omit<z.input<typeof TrainSftOptions>, "template"> & { template?: TemplateName | ChatTemplate };
+export type TrainSftOptions = Omit<z.input<typeof TrainSftOptions>, "template"> & {
+  template?: TemplateName | ChatTemplate;
+};
 
 export const SftStepMetrics = z.object({ ...batchStepShape, tokensPerS: z.number() });
 export type SftStepMetrics = z.output<typeof SftStepMetrics>;
@@ -91,19 +102,37 @@ export interface SftResult {
 
 type DataSplits = { train: readonly SftDataRow[]; validation?: readonly SftDataRow[] };
 
-export async function trainSft(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainSftOptions = {}): Promise<SftResult> {
+export async function trainSft(
+  model: Model,
+  tokenizer: Tokenizer,
+  data: DataSplits,
+  options: TrainSftOptions = {},
+): Promise<SftResult> {
   const started = Date.now();
   const trainer = await sftTrainer(model, tokenizer, data, options);
   await trainer.run();
   const { history, evaluations, best, stopped, checkpoints, truncation } = trainer;
   return {
-    model: trainer.model, steps: history.at(-1)?.step ?? 0, history, evaluations, best, stopped, stoppedEarly: stopped !== null, checkpoints, truncation,
+    model: trainer.model,
+    steps: history.at(-1)?.step ?? 0,
+    history,
+    evaluations,
+    best,
+    stopped,
+    stoppedEarly: stopped !== null,
+    checkpoints,
+    truncation,
     wallS: (Date.now() - started) / 1000,
   };
 }
 
 /** trainSft's trainer, to run step by step (`step()`, `run(n)`); trainSft runs it to the end. */
-export async function sftTrainer(model: Model, tokenizer: Tokenizer, data: DataSplits, options: TrainSftOptions = {}): Promise<SftTrainer> {
+export async function sftTrainer(
+  model: Model,
+  tokenizer: Tokenizer,
+  data: DataSplits,
+  options: TrainSftOptions = {},
+): Promise<SftTrainer> {
   const o = parseOptions(TrainSftOptions, options, "trainSft");
   checkLoopOptions(o, "trainSft");
   if (!data.train?.length) throw new OptionsError("trainSft: data.train is empty");
@@ -113,14 +142,21 @@ export async function sftTrainer(model: Model, tokenizer: Tokenizer, data: DataS
   model = await applyLoraChoice(model, o.lora);
 
   const { examples: tokenized, report } = tokenizeDataset(data.train, { tokenizer, template, cutoffLength });
-  if (tokenized.length === 0) throw new Error(`trainSft: no training row has a token to learn from. ${report.dropped.length} rows were dropped`);
-  const train: TrainingExample[] = o.packing ? packExamples(tokenized, { maxLength: cutoffLength }).sequences : tokenized;
+  if (tokenized.length === 0)
+    throw new Error(`trainSft: no training row has a token to learn from. ${report.dropped.length} rows were dropped`);
+  const train: TrainingExample[] = o.packing
+    ? packExamples(tokenized, { maxLength: cutoffLength }).sequences
+    : tokenized;
   const validation = data.validation ?? [];
-  const valExamples = validation.length ? tokenizeDataset(validation, { tokenizer, template, cutoffLength }).examples : [];
+  const valExamples = validation.length
+    ? tokenizeDataset(validation, { tokenizer, template, cutoffLength }).examples
+    : [];
   const evalRows: EvalRow[] = validation
     .filter((r): r is SftDataRow & { reference: string } => typeof r.reference === "string")
     .slice(0, o.evalRows)
-    .map((r) => ("messages" in r ? { messages: r.messages, reference: r.reference } : { prompt: r.prompt, reference: r.reference }));
+    .map((r) =>
+      "messages" in r ? { messages: r.messages, reference: r.reference } : { prompt: r.prompt, reference: r.reference },
+    );
 
   const { perStep, totalSteps, lr } = batchSchedule(o, train.length, 0.05);
   const order = dataOrder(train.length, o.seed);
@@ -132,7 +168,8 @@ export async function sftTrainer(model: Model, tokenizer: Tokenizer, data: DataS
     earlyStopping: o.earlyStopping && { ...o.earlyStopping, mode: MODE[o.earlyStopping.metric] },
     options: o,
   });
-  const resumed = await loop.resume(model);
+  const { resumed, model: resumedModel } = await loop.resume(model);
+  model = resumedModel;
 
   async function step(index: number): Promise<SftStepMetrics> {
     const stepStart = Date.now();

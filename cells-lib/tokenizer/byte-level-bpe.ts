@@ -64,7 +64,9 @@ export function byteLevelBpeTokenizerJson(
   const vocab: Record<string, number> = {};
   for (const [token, id] of Object.entries(vocabJson)) {
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-      throw new Error(`${files.vocab}: id of token ${JSON.stringify(token)} must be a non-negative integer, got ${JSON.stringify(id)}`);
+      throw new Error(
+        `${files.vocab}: id of token ${JSON.stringify(token)} must be a non-negative integer, got ${JSON.stringify(id)}`,
+      );
     }
     vocab[token] = id;
   }
@@ -162,11 +164,18 @@ function addedTokensFromConfig(
   }
   // Older configs list bos/eos/... only by name; transformers registers those
   // as special added tokens, so do the same when they are in the vocabulary.
-  const named = ["bos_token", "eos_token", "unk_token", "pad_token"].map((key) => [key, configTokenString(config, key, files.config)] as const);
+  const named = ["bos_token", "eos_token", "unk_token", "pad_token"].map(
+    (key) => [key, configTokenString(config, key, files.config)] as const,
+  );
   const extra = config.additional_special_tokens;
   if (Array.isArray(extra)) {
     extra.forEach((token, i) => {
-      const value = typeof token === "string" ? token : isObject(token) && typeof token.content === "string" ? token.content : undefined;
+      const value =
+        typeof token === "string"
+          ? token
+          : isObject(token) && typeof token.content === "string"
+            ? token.content
+            : undefined;
       if (value === undefined) {
         throw new Error(`${files.config}: additional_special_tokens[${i}] must be a string or {content: string}`);
       }

@@ -4,8 +4,7 @@ import { readFile, stat } from "node:fs/promises";
 import { errorMessage } from "./error-message.ts";
 import { isObject, type JsonObject } from "./json.ts";
 
-export const isNotFound = (err: unknown): boolean =>
-  isObject(err) && (err.code === "ENOENT" || err.code === "ENOTDIR");
+export const isNotFound = (err: unknown): boolean => isObject(err) && (err.code === "ENOENT" || err.code === "ENOTDIR");
 
 export async function fileExists(path: string): Promise<boolean> {
   try {

@@ -8,12 +8,7 @@
 // export); ids 3..258 are the byte-fallback tokens "<0x00>".."<0xFF>"; the
 // export wrote sentencepiece's "▁" as a plain space in the other pieces.
 
-import {
-  tokenizerFromJson,
-  type AddedTokenJson,
-  type Tokenizer,
-  type TokenizerJson,
-} from "./tokenizer.ts";
+import { type AddedTokenJson, type Tokenizer, type TokenizerJson, tokenizerFromJson } from "./tokenizer.ts";
 
 const SPACE_MARK = "\u2581"; // sentencepiece's "▁"
 const SPECIALS = ["<unk>", "<s>", "</s>"] as const;
@@ -41,7 +36,9 @@ const byteToken = (byte: number): string => `<0x${byte.toString(16).toUpperCase(
 function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama2cOptions = {}): Llama2cVocab {
   const { vocabSize } = options;
   if (vocabSize !== undefined && (!Number.isInteger(vocabSize) || vocabSize < FIRST_PIECE_ID)) {
-    throw new Error(`${source}: vocabSize must be an integer ≥ ${FIRST_PIECE_ID} (3 specials + 256 bytes), got ${vocabSize}`);
+    throw new Error(
+      `${source}: vocabSize must be an integer ≥ ${FIRST_PIECE_ID} (3 specials + 256 bytes), got ${vocabSize}`,
+    );
   }
   const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
   if (bin.byteLength < 4) {
@@ -58,18 +55,24 @@ function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama
     const i = pieces.length;
     if (offset + 8 > bin.byteLength) {
       const what = offset === bin.byteLength ? "ends" : `has only ${bin.byteLength - offset} of the 8 header bytes`;
-      throw new Error(`${source}: truncated at token ${i} (byte offset ${offset}): the file ${what} before its score and length` +
-        (vocabSize !== undefined ? ` (expected ${vocabSize} tokens)` : ""));
+      throw new Error(
+        `${source}: truncated at token ${i} (byte offset ${offset}): the file ${what} before its score and length` +
+          (vocabSize !== undefined ? ` (expected ${vocabSize} tokens)` : ""),
+      );
     }
     const score = view.getFloat32(offset, true);
     const length = view.getInt32(offset + 4, true);
     offset += 8;
     if (!Number.isFinite(score)) throw new Error(`${source}: token ${i} has a non-finite score ${score}`);
     if (length < 0 || length > maxTokenLength) {
-      throw new Error(`${source}: token ${i} has byte length ${length}, outside 0..max_token_length (${maxTokenLength})`);
+      throw new Error(
+        `${source}: token ${i} has byte length ${length}, outside 0..max_token_length (${maxTokenLength})`,
+      );
     }
     if (offset + length > bin.byteLength) {
-      throw new Error(`${source}: truncated at token ${i}: needs ${length} bytes at offset ${offset}, only ${bin.byteLength - offset} left`);
+      throw new Error(
+        `${source}: truncated at token ${i}: needs ${length} bytes at offset ${offset}, only ${bin.byteLength - offset} left`,
+      );
     }
     let piece: string;
     try {
@@ -85,12 +88,16 @@ function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama
     throw new Error(`${source}: ${bin.byteLength - offset} unexpected bytes after the ${pieces.length} tokens`);
   }
   if (pieces.length < FIRST_PIECE_ID) {
-    throw new Error(`${source}: has ${pieces.length} tokens; a llama2.c vocabulary needs at least ${FIRST_PIECE_ID} (3 specials + 256 bytes)`);
+    throw new Error(
+      `${source}: has ${pieces.length} tokens; a llama2.c vocabulary needs at least ${FIRST_PIECE_ID} (3 specials + 256 bytes)`,
+    );
   }
   for (let byte = 0; byte < 256; byte++) {
     const id = FIRST_BYTE_ID + byte;
     if (pieces[id] !== byteToken(byte)) {
-      throw new Error(`${source}: token ${id} should be the byte token ${byteToken(byte)}, got ${JSON.stringify(pieces[id])}`);
+      throw new Error(
+        `${source}: token ${id} should be the byte token ${byteToken(byte)}, got ${JSON.stringify(pieces[id])}`,
+      );
     }
   }
   return { maxTokenLength, pieces, scores };
@@ -101,14 +108,26 @@ function readLlama2cVocab(bin: Uint8Array, source = "tok512.bin", options: Llama
  * whose merges are ranked by the merged piece's score, highest first, since
  * llama2.c repeatedly merges the adjacent pair whose concatenation scores best.
  */
-export function llama2cTokenizerJson(bin: Uint8Array, source = "tok512.bin", options: Llama2cOptions = {}): TokenizerJson {
+export function llama2cTokenizerJson(
+  bin: Uint8Array,
+  source = "tok512.bin",
+  options: Llama2cOptions = {},
+): TokenizerJson {
   const { pieces, scores } = readLlama2cVocab(bin, source, options);
 
   const vocab: Record<string, number> = {};
   const addedTokens: AddedTokenJson[] = [];
   SPECIALS.forEach((content, id) => {
     vocab[content] = id;
-    addedTokens.push({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    addedTokens.push({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    });
   });
   for (let id = SPECIALS.length; id < pieces.length; id++) {
     const piece = id < FIRST_PIECE_ID ? (pieces[id] as string) : (pieces[id] as string).replaceAll(" ", SPACE_MARK);
@@ -189,10 +208,19 @@ export function llama2cTokenizerJson(bin: Uint8Array, source = "tok512.bin", opt
 export function llama2cTokenizerConfig(): Record<string, unknown> {
   const addedTokensDecoder: Record<string, unknown> = {};
   SPECIALS.forEach((content, id) => {
-    addedTokensDecoder[String(id)] = { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+    addedTokensDecoder[String(id)] = {
+      content,
+      lstrip: false,
+      normalized: false,
+      rstrip: false,
+      single_word: false,
+      special: true,
+    };
   });
   return {
-    tokenizer_class: "LlamaTokenizer",
+    // The tokenizer.json as written: transformers 5 rebuilds a "LlamaTokenizer"'s pre-tokenizer
+    // from its own defaults, and text after a leading space then encodes differently.
+    tokenizer_class: "PreTrainedTokenizerFast",
     bos_token: "<s>",
     eos_token: "</s>",
     unk_token: "<unk>",

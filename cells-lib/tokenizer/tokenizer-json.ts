@@ -29,11 +29,18 @@ export interface TokenizerJson {
 /** Checks the top-level shape and fills the keys the library insists on being present. */
 export function normalizeTokenizerJson(json: JsonObject, source: string): TokenizerJson {
   const model = json.model;
-  if (!isObject(model)) throw new Error(`${source}: "model" must be an object (the tokenizer model: BPE, Unigram, WordPiece)`);
+  if (!isObject(model))
+    throw new Error(`${source}: "model" must be an object (the tokenizer model: BPE, Unigram, WordPiece)`);
   const added = json.added_tokens ?? [];
   if (!Array.isArray(added)) throw new Error(`${source}: "added_tokens" must be an array`);
   added.forEach((t: unknown, i) => {
-    if (!isObject(t) || typeof t.content !== "string" || typeof t.id !== "number" || !Number.isInteger(t.id) || t.id < 0) {
+    if (
+      !isObject(t) ||
+      typeof t.content !== "string" ||
+      typeof t.id !== "number" ||
+      !Number.isInteger(t.id) ||
+      t.id < 0
+    ) {
       throw new Error(`${source}: added_tokens[${i}] must have a string "content" and a non-negative integer "id"`);
     }
   });

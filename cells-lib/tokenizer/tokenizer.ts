@@ -8,8 +8,8 @@
 
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { byteLevelBpeTokenizerJson, SUPPORTED_CLASSES } from "./byte-level-bpe.ts";
 import { errorMessage } from "./error-message.ts";
 import { fileExists, isNotFound, readJsonObject, readOptionalJson, readText } from "./files.ts";
@@ -18,11 +18,11 @@ import "./jinja-strings.ts";
 import type { JsonObject } from "./json.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
 import { configTokenString, pickChatTemplate } from "./tokenizer-config.ts";
-import { normalizeTokenizerJson, type AddedTokenJson, type TokenizerJson } from "./tokenizer-json.ts";
+import { type AddedTokenJson, normalizeTokenizerJson, type TokenizerJson } from "./tokenizer-json.ts";
 
+export type { AddedTokenJson, TokenizerJson };
 // This module stays the one import for the tokenizer API; these live in their own modules.
 export { byteLevelBpeTokenizerJson, StreamDecoder };
-export type { AddedTokenJson, TokenizerJson };
 
 export interface ChatMessage {
   role: string;
@@ -63,7 +63,7 @@ export interface TokenizerFromJsonOptions {
  * tokenizer_config.json, config.json and chat_template.jinja.
  */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  let dirStat;
+  let dirStat: Awaited<ReturnType<typeof stat>>;
   try {
     dirStat = await stat(dir);
   } catch (err) {
@@ -142,7 +142,13 @@ export function tokenizerFromJson(
   } catch (err) {
     throw new Error(`${source}: cannot build tokenizer: ${errorMessage(err)}`, { cause: err });
   }
-  return new Tokenizer(hf, tokenizerConfig, options.modelConfig, options.chatTemplate ?? pickChatTemplate(tokenizerConfig, source), source);
+  return new Tokenizer(
+    hf,
+    tokenizerConfig,
+    options.modelConfig,
+    options.chatTemplate ?? pickChatTemplate(tokenizerConfig, source),
+    source,
+  );
 }
 
 type SpecialRole = "bos" | "eos" | "pad" | "unk";
@@ -205,7 +211,9 @@ export class Tokenizer {
       if (token === undefined) return [undefined, undefined];
       const id = this.hf.token_to_id(token);
       if (id === undefined) {
-        throw new Error(`${this.source}: tokenizer_config.json ${key} ${JSON.stringify(token)} is not in the vocabulary`);
+        throw new Error(
+          `${this.source}: tokenizer_config.json ${key} ${JSON.stringify(token)} is not in the vocabulary`,
+        );
       }
       return [token, id];
     }
@@ -219,7 +227,9 @@ export class Tokenizer {
     // Some configs list several EOS ids (e.g. Llama 3); the first is the canonical one.
     const id = Array.isArray(raw) ? raw[0] : raw;
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-      throw new Error(`${this.source}: config.json ${idKey} must be a non-negative integer or a list of them, got ${JSON.stringify(raw)}`);
+      throw new Error(
+        `${this.source}: config.json ${idKey} must be a non-negative integer or a list of them, got ${JSON.stringify(raw)}`,
+      );
     }
     const token = this.hf.id_to_token(id);
     if (token === undefined) throw new Error(`${this.source}: config.json ${idKey} ${id} is outside the vocabulary`);
@@ -231,7 +241,9 @@ export class Tokenizer {
     for (let i = 0; i < ids.length; i++) {
       if (typeof ids[i] !== "number") {
         // Only possible for a model without unk_token and without byte fallback.
-        throw new Error(`${this.source}: cannot encode piece ${JSON.stringify(tokens[i])}: not in the vocabulary and no unk_token`);
+        throw new Error(
+          `${this.source}: cannot encode piece ${JSON.stringify(tokens[i])}: not in the vocabulary and no unk_token`,
+        );
       }
     }
     return ids;
@@ -243,7 +255,9 @@ export class Tokenizer {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (id === undefined || this.hf.id_to_token(id) === undefined) {
-        throw new RangeError(`${this.source}: cannot decode ids[${i}] = ${id}: not a token id (vocabulary has ids 0..${this.vocabSize - 1})`);
+        throw new RangeError(
+          `${this.source}: cannot decode ids[${i}] = ${id}: not a token id (vocabulary has ids 0..${this.vocabSize - 1})`,
+        );
       }
     }
     return this.hf.decode([...ids], {

@@ -100,9 +100,14 @@ export interface BatchLoopOptions {
 }
 
 /** Rejects `steps` with `epochs`, and `resume` without `checkpoint`; `cell` names the cell in the message. */
-export function checkLoopOptions(o: { steps?: number; epochs?: number; resume?: string; checkpoint?: unknown }, cell: string): void {
-  if (o.steps !== undefined && o.epochs !== undefined) throw new OptionsError(`${cell}: give option "steps" or option "epochs", not both`);
-  if (o.resume !== undefined && !o.checkpoint) throw new OptionsError(`${cell}: option "resume" needs option "checkpoint" (where to resume from)`);
+export function checkLoopOptions(
+  o: { steps?: number; epochs?: number; resume?: string; checkpoint?: unknown },
+  cell: string,
+): void {
+  if (o.steps !== undefined && o.epochs !== undefined)
+    throw new OptionsError(`${cell}: give option "steps" or option "epochs", not both`);
+  if (o.resume !== undefined && !o.checkpoint)
+    throw new OptionsError(`${cell}: option "resume" needs option "checkpoint" (where to resume from)`);
 }
 
 /** The model after the `lora` option: adapters removed (false), added (options), or as it is. */
@@ -115,10 +120,19 @@ export async function applyLoraChoice(model: Model, lora: LoraChoice | undefined
 /** A run over `examples` training examples: examples per optimizer step, the steps (`steps`, or
  * `epochs` rounded up, at least 1) and the learning rate by step, with `warmupShare` of the steps
  * as warmup unless `warmupSteps` is given. */
-export function batchSchedule(o: BatchLoopOptions, examples: number, warmupShare: number): { perStep: number; totalSteps: number; lr: (step: number) => number } {
+export function batchSchedule(
+  o: BatchLoopOptions,
+  examples: number,
+  warmupShare: number,
+): { perStep: number; totalSteps: number; lr: (step: number) => number } {
   const perStep = o.batchSize * o.gradientAccumulation;
   const totalSteps = o.steps ?? Math.max(1, Math.ceil(((o.epochs ?? 1) * examples) / perStep));
   const warmupSteps = o.warmupSteps ?? Math.floor(warmupShare * totalSteps);
-  const lr = lrSchedule({ kind: o.schedule, lr: o.lr, warmupSteps: Math.min(warmupSteps, totalSteps - 1), totalSteps: o.schedule === "constant" ? undefined : totalSteps });
+  const lr = lrSchedule({
+    kind: o.schedule,
+    lr: o.lr,
+    warmupSteps: Math.min(warmupSteps, totalSteps - 1),
+    totalSteps: o.schedule === "constant" ? undefined : totalSteps,
+  });
   return { perStep, totalSteps, lr };
 }

@@ -5,11 +5,11 @@ import { rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
-import { CheckpointManager } from "../checkpoints/manager.ts";
-import { localStore } from "../checkpoints/local-store.ts";
-import type { CheckpointStore, JsonObject, JsonValue } from "../checkpoints/store.ts";
 import type { Model } from "../cells/model.ts";
 import { loadState, saveState } from "../cells/train.ts";
+import { localStore } from "../checkpoints/local-store.ts";
+import { CheckpointManager } from "../checkpoints/manager.ts";
+import type { CheckpointStore, JsonObject, JsonValue } from "../checkpoints/store.ts";
 import { stagingDir } from "../util/atomic.ts";
 
 const isStore = (v: unknown) => typeof v === "object" && v !== null && typeof (v as CheckpointStore).put === "function";
@@ -18,7 +18,10 @@ const isStore = (v: unknown) => typeof v === "object" && v !== null && typeof (v
 export const CheckpointOptions = z
   .object({
     /** A store (localStore, driveStore, s3Store) or a local directory. */
-    store: z.union([z.string().min(1), z.custom<CheckpointStore>(isStore, "expected a directory or a checkpoint store")]),
+    store: z.union([
+      z.string().min(1),
+      z.custom<CheckpointStore>(isStore, "expected a directory or a checkpoint store"),
+    ]),
     /** Save every this many steps (and at the end). */
     every: z.number().int().min(1),
     /** Keep the best K by `metric` (plus the latest, always). */
@@ -40,7 +43,13 @@ export class TrainingCheckpoints {
 
   constructor(options: z.output<typeof CheckpointOptions>, metric: string, mode: "min" | "max") {
     const store = typeof options.store === "string" ? localStore(options.store) : options.store;
-    this.manager = new CheckpointManager({ store, keepBest: options.keepBest, keepLast: options.keepLast, metric, mode });
+    this.manager = new CheckpointManager({
+      store,
+      keepBest: options.keepBest,
+      keepLast: options.keepLast,
+      metric,
+      mode,
+    });
   }
 
   async save(model: Model, state: LoopState, metrics: Record<string, number | null | undefined>): Promise<string> {
@@ -48,7 +57,11 @@ export class TrainingCheckpoints {
     try {
       await saveState(model, path.join(staging, "state"));
       // The base model's directory lets `thinkcells export` rebuild the model from a checkpoint.
-      const { saved } = await this.manager.save(state.step, staging, { metrics, loop: state.loop, base_model: model.info.path });
+      const { saved } = await this.manager.save(state.step, staging, {
+        metrics,
+        loop: state.loop,
+        base_model: model.info.path,
+      });
       return saved.name;
     } finally {
       await rm(staging, { recursive: true, force: true });
@@ -56,16 +69,20 @@ export class TrainingCheckpoints {
   }
 
   /** Loads a checkpoint ("latest", "best" or a name) into the model and returns its loop state,
-   * as `read` makes it of the metadata; `read` runs first, so a checkpoint it refuses leaves
-   * the model as it was. */
-  async resume<T>(model: Model, which: string, read: (loop: JsonValue | undefined, checkpoint: string) => T): Promise<T> {
+   * as `read` makes it of the metadata, and the model's handle as the state left it; `read`
+   * runs first, so a checkpoint it refuses leaves the model as it was. */
+  async resume<T>(
+    model: Model,
+    which: string,
+    read: (loop: JsonValue | undefined, checkpoint: string) => T,
+  ): Promise<{ loop: T; model: Model }> {
     const staging = await stagingDir(os.tmpdir(), "thinkcells-ckpt");
     try {
       const dir = path.join(staging, "checkpoint");
       const entry = await this.manager.restore(which, dir);
       const loop = read(entry.meta.loop, entry.name);
-      await loadState(model, path.join(dir, "state"));
-      return loop;
+      const loaded = await loadState(model, path.join(dir, "state"));
+      return { loop, model: loaded.model };
     } finally {
       await rm(staging, { recursive: true, force: true });
     }

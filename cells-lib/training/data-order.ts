@@ -36,6 +36,12 @@ export function dataOrder(size: number, seed: number): DataOrder {
 }
 
 /** The example indices of each micro-batch of optimizer step `step` (0-based). */
-export function stepBatches(order: DataOrder, step: number, o: { batchSize: number; gradientAccumulation: number }): number[][] {
-  return Array.from({ length: o.gradientAccumulation }, (_, m) => order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize));
+export function stepBatches(
+  order: DataOrder,
+  step: number,
+  o: { batchSize: number; gradientAccumulation: number },
+): number[][] {
+  return Array.from({ length: o.gradientAccumulation }, (_, m) =>
+    order.take((step * o.gradientAccumulation + m) * o.batchSize, o.batchSize),
+  );
 }

@@ -31,18 +31,33 @@ export function encodeLoopState<S, E, X>(kind: TrainerKind, loop: LoopState<S, E
 
 /** The loop state a checkpoint's metadata holds, refused unless `kind` saved it; `where` names
  * the cell and the checkpoint in messages. */
-export function decodeLoopState<S, E, X>(kind: TrainerKind, schemas: LoopSchemas<S, E, X>, saved: JsonValue | undefined, where: string): LoopState<S, E, X> {
+export function decodeLoopState<S, E, X>(
+  kind: TrainerKind,
+  schemas: LoopSchemas<S, E, X>,
+  saved: JsonValue | undefined,
+  where: string,
+): LoopState<S, E, X> {
   const tag = z.object({ trainer: z.enum(TRAINER_KINDS) }).safeParse(saved);
-  if (!tag.success) throw new OptionsError(`${where}: the checkpoint does not record which trainer saved it, so it cannot be resumed`);
-  const savedBy = tag.data.trainer;
-  if (savedBy !== kind) {
-    throw new OptionsError(`${where}: the checkpoint was saved by ${TRAINER_CELLS[savedBy]} (${savedBy}), not ${TRAINER_CELLS[kind]} (${kind}): resume it with the trainer that saved it`);
+  // Untagged: saved before checkpoints named their trainer; its shape alone must then match.
+  const savedBy = tag.success ? tag.data.trainer : undefined;
+  if (savedBy !== undefined && savedBy !== kind) {
+    throw new OptionsError(
+      `${where}: the checkpoint was saved by ${TRAINER_CELLS[savedBy]} (${savedBy}), ` +
+        `not ${TRAINER_CELLS[kind]} (${kind}): resume it with the trainer that saved it`,
+    );
   }
-  const schema = z.object({ history: z.array(schemas.step), evaluations: z.array(schemas.evaluation), state: schemas.state });
+  const schema = z.object({
+    history: z.array(schemas.step),
+    evaluations: z.array(schemas.evaluation),
+    state: schemas.state,
+  });
   const parsed = schema.safeParse(saved);
   if (!parsed.success) {
     const problems = formatIssues(issuesFrom(parsed.error, saved), "field");
-    throw new Error(`${where}: the checkpoint's loop state is not what ${TRAINER_CELLS[kind]} saves: ${problems}`);
+    const untagged = savedBy === undefined ? " (it does not record which trainer saved it)" : "";
+    throw new Error(
+      `${where}: the checkpoint's loop state${untagged} is not what ${TRAINER_CELLS[kind]} saves: ${problems}`,
+    );
   }
   return parsed.data;
 }

@@ -9,8 +9,8 @@ import { stopIfAborted } from "./abort.ts";
 import type { RunOptions } from "./cell-options.ts";
 import { TrainingCheckpoints } from "./checkpointing.ts";
 import { decodeLoopState, encodeLoopState, type LoopSchemas, type LoopState, type TrainerKind } from "./loop-state.ts";
-import { trainingMonitor, type Monitor } from "./monitor.ts";
-import { stopRules, type EarlyStoppingRule, type StopReason } from "./stop-rules.ts";
+import { type Monitor, trainingMonitor } from "./monitor.ts";
+import { type EarlyStoppingRule, type StopReason, stopRules } from "./stop-rules.ts";
 
 /** What the loop reads of a step's metrics. */
 export type StepRecord = { step: number; gradNorm: number | null };
@@ -74,20 +74,31 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
 
   constructor(readonly config: LoopConfig<S, E, X>) {
     const { checkpoint, signal } = config.options;
-    this.checkpoints = checkpoint && { store: new TrainingCheckpoints(checkpoint, config.rank.metric, config.rank.mode), every: checkpoint.every };
+    this.checkpoints = checkpoint && {
+      store: new TrainingCheckpoints(checkpoint, config.rank.metric, config.rank.mode),
+      every: checkpoint.every,
+    };
     this.signal = signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
   }
 
-  /** The loop state of the checkpoint the `resume` option names, its training state loaded into
-   * `model`; undefined when not resuming. A checkpoint another trainer saved is refused. */
-  async resume(model: Model): Promise<LoopState<S, E, X> | undefined> {
+  /** The loop state of the checkpoint the `resume` option names (undefined when not resuming),
+   * its training state loaded into `model`, and the model's handle as that left it (a saved
+   * state re-creates its adapters). A checkpoint another trainer saved is refused. */
+  async resume(model: Model): Promise<{ resumed: LoopState<S, E, X> | undefined; model: Model }> {
     const { kind, cell, schemas, options } = this.config;
-    if (options.resume === undefined || !this.checkpoints) return undefined;
-    return this.checkpoints.store.resume(model, options.resume, (loop, name) => decodeLoopState(kind, schemas, loop, `${cell}: checkpoint "${name}"`));
+    if (options.resume === undefined || !this.checkpoints) return { resumed: undefined, model };
+    const { loop, model: loaded } = await this.checkpoints.store.resume(model, options.resume, (saved, name) =>
+      decodeLoopState(kind, schemas, saved, `${cell}: checkpoint "${name}"`),
+    );
+    return { resumed: loop, model: loaded };
   }
 
   /** The trainer, continuing from `resumed`; `extra` adds the trainer's own fields. */
-  start<T extends object>(hooks: LoopHooks<S, E, X>, resumed: LoopState<S, E, X> | undefined, extra: T): Trainer<S, E> & T {
+  start<T extends object>(
+    hooks: LoopHooks<S, E, X>,
+    resumed: LoopState<S, E, X> | undefined,
+    extra: T,
+  ): Trainer<S, E> & T {
     const { kind, options, rank } = this.config;
     const { model, evaluation } = hooks;
     const signal = this.signal;

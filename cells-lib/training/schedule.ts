@@ -29,7 +29,8 @@ export type LrScheduleOptions = z.input<typeof LrScheduleOptions>;
 export function lrSchedule(options: LrScheduleOptions): (step: number) => number {
   const o = parseOptions(LrScheduleOptions, options, "lrSchedule");
   return (step: number) => {
-    if (!Number.isInteger(step) || step < 0) throw new Error(`lrSchedule: step must be a non-negative integer, got ${step}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new Error(`lrSchedule: step must be a non-negative integer, got ${step}`);
     if (step < o.warmupSteps) return (o.lr * step) / o.warmupSteps;
     if (o.kind === "constant") return o.lr;
     const total = o.totalSteps!;

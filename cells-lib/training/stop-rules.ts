@@ -3,7 +3,7 @@
  * threshold, non-finite steps in a row, and (when asked for) early stopping on a metric. Each
  * rule reads only what the loop records, so a resumed run rebuilds them from its history. */
 import { z } from "zod";
-import { earlyStopping, type EarlyStopping } from "./early-stopping.ts";
+import { type EarlyStopping, earlyStopping } from "./early-stopping.ts";
 
 /** The `stopWhen` option of every training cell; null turns a rule off. */
 export const StopWhen = z
@@ -55,10 +55,18 @@ export function stopRules(when: StopWhen, early?: EarlyStoppingRule): StopRules 
       nonFiniteRun = nonFinite ? nonFiniteRun + 1 : 0;
       if (when.nonFiniteSteps !== null && nonFiniteRun >= when.nonFiniteSteps) {
         const first = step - nonFiniteRun + 1;
-        return { rule: "nonFiniteSteps", step, message: `steps ${first} to ${step} (${nonFiniteRun} in a row) had a non-finite loss or gradient: their updates were skipped` };
+        return {
+          rule: "nonFiniteSteps",
+          step,
+          message: `steps ${first} to ${step} (${nonFiniteRun} in a row) had a non-finite loss or gradient: their updates were skipped`,
+        };
       }
       if (when.gradNormAbove !== null && gradNorm !== null && gradNorm > when.gradNormAbove) {
-        return { rule: "gradNormAbove", step, message: `the gradient norm at step ${step}, ${gradNorm.toPrecision(4)}, is above stopWhen.gradNormAbove (${when.gradNormAbove})` };
+        return {
+          rule: "gradNormAbove",
+          step,
+          message: `the gradient norm at step ${step}, ${gradNorm.toPrecision(4)}, is above stopWhen.gradNormAbove (${when.gradNormAbove})`,
+        };
       }
       return null;
     },
@@ -67,12 +75,20 @@ export function stopRules(when: StopWhen, early?: EarlyStoppingRule): StopRules 
         rises = lastLoss !== null && loss > lastLoss ? rises + 1 : 0;
         lastLoss = loss;
         if (when.lossRises !== null && rises >= when.lossRises) {
-          return { rule: "lossRises", step, message: `the evaluation loss rose ${rises} evaluations in a row, to ${loss.toPrecision(4)} at step ${step}` };
+          return {
+            rule: "lossRises",
+            step,
+            message: `the evaluation loss rose ${rises} evaluations in a row, to ${loss.toPrecision(4)} at step ${step}`,
+          };
         }
       }
       const value = early && metrics[early.metric];
       if (stopper && typeof value === "number" && stopper.update(value)) {
-        return { rule: "earlyStopping", step, message: `early stopping: ${early!.metric} has not improved on ${stopper.best} for ${stopper.stale} evaluations` };
+        return {
+          rule: "earlyStopping",
+          step,
+          message: `early stopping: ${early!.metric} has not improved on ${stopper.best} for ${stopper.stale} evaluations`,
+        };
       }
       return null;
     },

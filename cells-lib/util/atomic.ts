@@ -39,7 +39,8 @@ export async function removeStaleStaging(dir: string, patterns: readonly RegExp[
     if (pid === undefined || processAlive(Number(pid))) continue;
     const entry = path.join(dir, name);
     const owner = (await lstat(entry).catch(() => undefined))?.uid;
-    if (owner !== undefined && owner === process.getuid?.()) await rm(entry, { recursive: true, force: true }).catch(() => {});
+    if (owner !== undefined && owner === process.getuid?.())
+      await rm(entry, { recursive: true, force: true }).catch(() => {});
   }
 }
 
@@ -61,7 +62,9 @@ export function withPath(err: unknown, file: string): unknown {
 }
 
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  await removeStaleStaging(path.dirname(file), [new RegExp(`^${escapeRegExp(path.basename(file))}\\.tmp-(\\d+)-[0-9a-f]+$`)]);
+  await removeStaleStaging(path.dirname(file), [
+    new RegExp(`^${escapeRegExp(path.basename(file))}\\.tmp-(\\d+)-[0-9a-f]+$`),
+  ]);
   const tmp = `${file}.tmp-${stagingSuffix()}`;
   try {
     await writeFile(tmp, data);

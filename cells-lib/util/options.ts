@@ -90,7 +90,11 @@ export function formatIssues(issues: readonly OptionIssue[], subject: IssueSubje
     else parts.push(`${name ? `"${name}" ` : ""}${issue.message}`);
   }
   return parts
-    .map((part) => (typeof part === "string" ? part : `unknown ${subject}${part.length > 1 ? "s" : ""} ${part.map((k) => `"${k}"`).join(", ")}`))
+    .map((part) =>
+      typeof part === "string"
+        ? part
+        : `unknown ${subject}${part.length > 1 ? "s" : ""} ${part.map((k) => `"${k}"`).join(", ")}`,
+    )
     .join("; ");
 }
 

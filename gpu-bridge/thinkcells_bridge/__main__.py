@@ -23,12 +23,19 @@ def absolute_dir(value: str) -> str:
 def main() -> None:
     found = problems()
     if found:
-        print(f"{sys.executable} cannot run the thinkcells bridge:\n" + "\n".join(f"- {p}" for p in found), file=sys.stderr)
+        print(
+            f"{sys.executable} cannot run the thinkcells bridge:\n" + "\n".join(f"- {p}" for p in found),
+            file=sys.stderr,
+        )
         raise SystemExit(exit_code("unfit_environment"))
     parser = argparse.ArgumentParser(prog="thinkcells_bridge")
     parser.add_argument("--session", required=True)
-    parser.add_argument("--dir", required=True, type=absolute_dir, help="directory for the socket, token and log (absolute)")
-    parser.add_argument("--idle-timeout", type=float, default=900.0, help="seconds with no client before exiting (0: never)")
+    parser.add_argument(
+        "--dir", required=True, type=absolute_dir, help="directory for the socket, token and log (absolute)"
+    )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=900.0, help="seconds with no client before exiting (0: never)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()

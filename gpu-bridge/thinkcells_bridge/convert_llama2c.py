@@ -37,8 +37,15 @@ def _read_header(path, f):
     dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = _HEADER.unpack(raw)
     shared = vocab_size > 0
     vocab_size = abs(vocab_size)
-    fields = dict(dim=dim, hidden_dim=hidden_dim, n_layers=n_layers, n_heads=n_heads,
-                  n_kv_heads=n_kv_heads, vocab_size=vocab_size, seq_len=seq_len)
+    fields = dict(
+        dim=dim,
+        hidden_dim=hidden_dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        vocab_size=vocab_size,
+        seq_len=seq_len,
+    )
     bad = [k for k, v in fields.items() if v <= 0]
     if bad or dim % n_heads or (dim // n_heads) % 2 or n_heads % n_kv_heads:
         raise Llama2cError(f"{path}: implausible llama2.c header {fields}")
@@ -89,7 +96,7 @@ def convert_llama2c_weights(bin_path):
     for name, count, shape in layout:
         full = ((count,) if count else ()) + shape
         n = int(np.prod(full))
-        weights[name] = flat[pos:pos + n].view(full)
+        weights[name] = flat[pos : pos + n].view(full)
         pos += n
 
     sd = {"model.embed_tokens.weight": weights["embed"]}

@@ -68,15 +68,21 @@ def problems(groups: dict[str, dict[str, str]] | None = None) -> list[str]:
     """What keeps this interpreter from running the worker, each with its fix; [] when fit."""
     runtime = (groups or requirement_groups())["runtime"]
     found = {dist: installed_version(dist) for dist in runtime}
-    listed = [f"{dist} is not installed: {install_command(dist, pin)}" for dist, pin in runtime.items() if found[dist] is None]
+    listed = [
+        f"{dist} is not installed: {install_command(dist, pin)}" for dist, pin in runtime.items() if found[dist] is None
+    ]
     torch_version = found.get("torch")
     oldest = min(TESTED_TORCH, key=version_tuple)
-    if (torch_version is not None and version_tuple(torch_version)[:2] < version_tuple(oldest)
-            and os.environ.get(ALLOW_OLD_TORCH) != "1"):
+    if (
+        torch_version is not None
+        and version_tuple(torch_version)[:2] < version_tuple(oldest)
+        and os.environ.get(ALLOW_OLD_TORCH) != "1"
+    ):
         listed.append(
             f"torch {torch_version} is older than every torch thinkcells is tested on ({', '.join(TESTED_TORCH)}): "
             f"{sys.executable} -m pip install --upgrade 'torch>={oldest}' (with your CUDA build's index URL "
-            f"on a GPU machine), or set {ALLOW_OLD_TORCH}=1 to try this one anyway")
+            f"on a GPU machine), or set {ALLOW_OLD_TORCH}=1 to try this one anyway"
+        )
     return listed
 
 
@@ -84,8 +90,10 @@ def require(distribution: str, feature: str) -> None:
     """Raises MissingPackage, naming the install command, when `feature` cannot run here."""
     if installed_version(distribution) is None:
         pinned = requirement_groups()["optional"][distribution]
-        raise MissingPackage(f"{feature} needs the Python package {distribution}, which {sys.executable} lacks: "
-                             f"{install_command(distribution, pinned)}")
+        raise MissingPackage(
+            f"{feature} needs the Python package {distribution}, which {sys.executable} lacks: "
+            f"{install_command(distribution, pinned)}"
+        )
 
 
 @functools.cache

@@ -35,7 +35,9 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def merged_state_dict(model: LanguageModel, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+def merged_state_dict(
+    model: LanguageModel, dtype: torch.dtype | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's weights under their Hugging Face names with every LoRA adapter merged in,
     on CPU, as fresh tensors (nothing aliases the live model). Adapters are merged whether or
     not they are currently enabled: the export is the trained policy. Returns (weights, merged
@@ -139,7 +141,9 @@ def write_export(
     target = os.path.abspath(directory)
 
     def write(tmp: str) -> None:
-        save_checkpoint(tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"})
+        save_checkpoint(
+            tmp, config, weights, max_shard_bytes=shard_bytes, metadata={**(metadata or {}), "format": "pt"}
+        )
         write_json(os.path.join(tmp, GENERATION_CONFIG), gen_config)
         if onnx is not None:
             onnx(os.path.join(tmp, ONNX_FILE))
@@ -162,4 +166,3 @@ def export_dtype(requested: str, model: LanguageModel) -> torch.dtype:
     if requested == "auto":
         return model.output_weight().dtype
     return TORCH_DTYPES[requested]
-

@@ -51,7 +51,9 @@ def _inside(model_dir, real):
     if os.path.commonpath([real_dir, real]) == real_dir:
         return True
     snapshots = os.path.dirname(real_dir)
-    return os.path.basename(snapshots) == "snapshots" and os.path.dirname(real) == os.path.join(os.path.dirname(snapshots), "blobs")
+    return os.path.basename(snapshots) == "snapshots" and os.path.dirname(real) == os.path.join(
+        os.path.dirname(snapshots), "blobs"
+    )
 
 
 def _model_file(model_dir, path):
@@ -88,7 +90,9 @@ def _model_file(model_dir, path):
 def _shard_path(model_dir, index_path, shard):
     """A shard the index names, as a path inside the model directory."""
     if os.path.isabs(shard):
-        raise CheckpointError(f"{index_path}: shard {shard!r} is an absolute path; shards must lie inside the model directory")
+        raise CheckpointError(
+            f"{index_path}: shard {shard!r} is an absolute path; shards must lie inside the model directory"
+        )
     if os.path.normpath(shard).split(os.sep)[0] == os.pardir:
         raise CheckpointError(f"{index_path}: shard {shard!r} lies outside the model directory")
     return os.path.join(model_dir, shard)
@@ -138,9 +142,7 @@ def load_state_dict(model_dir, allow_non_finite=False):
     for shard, names in by_shard.items():
         shard_path = _shard_path(model_dir, index_path, shard)
         if not _model_file(model_dir, shard_path):
-            raise CheckpointError(
-                f"{index_path}: shard {shard} is missing ({shard_path}; it should hold {names[0]!r})"
-            )
+            raise CheckpointError(f"{index_path}: shard {shard} is missing ({shard_path}; it should hold {names[0]!r})")
         tensors, _ = read_safetensors(shard_path)
         for name in names:
             if name not in tensors:

@@ -24,24 +24,33 @@ class LanguageModel(Protocol):
     # Child-module names of the decoder layers' nn.Linear projections: what LoRA's
     # "all-linear" and weight quantization act on, and the names a LoRA target list may use.
     adapter_targets: tuple[str, ...]
-    config: "ModelConfigLike"
+    config: ModelConfigLike
     value_head: nn.Linear | None
 
     def output_weight(self) -> torch.Tensor:
         """The output embedding [vocab, hidden]: its device and dtype are the model's."""
 
-    def hidden_states(self, input_ids: torch.Tensor, positions: torch.Tensor, pad: torch.Tensor, cache=None,
-                      checkpoint_layers: bool = False) -> torch.Tensor:
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        pad: torch.Tensor,
+        cache=None,
+        checkpoint_layers: bool = False,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Final-norm hidden states [B, T, hidden] for input_ids [B, T] at `positions` [B, T];
         row b's first pad[b] tokens (or cache slots) are left padding nothing attends to. With
-        a cache (from new_cache), the tokens are appended to it."""
+        a cache (from new_cache), the tokens are appended to it. segments [B, T] (no cache):
+        packed examples, each token attending only to its own example's tokens."""
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [..., hidden] → logits [..., vocab] (final soft-capping included)."""
 
     def new_cache(self, start: torch.Tensor, capacity: int, dtype: torch.dtype):
         """An empty KV cache for len(start) rows of up to `capacity` tokens; row b's first
-        start[b] slots will be left padding."""
+        start[b] slots will be left padding. Its `repeat_interleave(n)` returns the cache with n
+        adjacent copies of every row (sampling prefills each prompt once, then copies it)."""
 
     def add_value_head(self) -> None: ...
 

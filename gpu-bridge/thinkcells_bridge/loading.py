@@ -15,7 +15,6 @@ from .model_config import SUPPORTED_MODEL_TYPES
 from .quant import QuantizedLinear
 from .rope_scaling import with_rope_scaling
 
-
 # The protocol's MODEL_DTYPES other than "auto", as torch dtypes.
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -73,8 +72,13 @@ def check_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
     a float32 RoPE table of max_position_embeddings rows on the device."""
     counts = config.parameter_counts()
     tables = len(config.rope_kinds)  # Gemma 3's sliding layers have a table of their own
-    rope = {f"max_position_embeddings {config.max_position_embeddings} × head_dim {config.head_dim} (RoPE table{'s' * (tables > 1)})":
-            tables * config.max_position_embeddings * 2 * config.head_dim * 4}
+    rope = {
+        f"max_position_embeddings {config.max_position_embeddings} × head_dim {config.head_dim} (RoPE table{'s' * (tables > 1)})": tables
+        * config.max_position_embeddings
+        * 2
+        * config.head_dim
+        * 4
+    }
     build = torch.get_default_dtype()
     built = {label: n * build.itemsize for label, n in counts.items()}
     if device.type == "cpu":
@@ -91,15 +95,23 @@ def refuse_unless_fits(needs: dict[torch.device, tuple[torch.dtype, dict[str, in
     for where, (as_dtype, parts) in needs.items():
         need, available = sum(parts.values()), available_memory(where)
         if available is not None and need > available:
-            breakdown = "; ".join(f"{label}: {human_size(n)}" for label, n in sorted(parts.items(), key=lambda p: -p[1]))
-            raise CheckpointError(f"{source}: this model needs {human_size(need)} of {where} memory in {str(as_dtype).removeprefix('torch.')} "
-                                  f"but {human_size(available)} is available ({breakdown})")
+            breakdown = "; ".join(
+                f"{label}: {human_size(n)}" for label, n in sorted(parts.items(), key=lambda p: -p[1])
+            )
+            raise CheckpointError(
+                f"{source}: this model needs {human_size(need)} of {where} memory in {str(as_dtype).removeprefix('torch.')} "
+                f"but {human_size(available)} is available ({breakdown})"
+            )
 
 
 _LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 # Where multimodal checkpoints (Gemma 3 4B and up) keep their text model: transformers 5 saves
 # model.language_model.*, the published files hold language_model.model.*.
-TEXT_MODEL_PREFIXES = (("model.language_model.", "model."), ("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."))
+TEXT_MODEL_PREFIXES = (
+    ("model.language_model.", "model."),
+    ("language_model.model.", "model."),
+    ("language_model.lm_head.", "lm_head."),
+)
 VISION_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
 
 
@@ -114,14 +126,19 @@ def text_model_weights(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             continue
         for prefix, native in TEXT_MODEL_PREFIXES:
             if key.startswith(prefix):
-                key = native + key[len(prefix):]
+                key = native + key[len(prefix) :]
                 break
         text[key] = tensor
     return text
 
 
-def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_scaling: dict | None = None,
-               allow_non_finite: bool = False) -> LanguageModel:
+def load_model(
+    model_dir: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    rope_scaling: dict | None = None,
+    allow_non_finite: bool = False,
+) -> LanguageModel:
     """rope_scaling ({type, factor, target_length}) stretches the context beyond config.json's;
     allow_non_finite loads weights holding NaN or Inf (refused otherwise)."""
     if not os.path.isdir(model_dir):
@@ -131,6 +148,7 @@ def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_sc
     if config_json.get("model_type") not in SUPPORTED_MODEL_TYPES:
         # Other decoder-only architectures run on transformers' own modules (imported only then).
         from .transformers_model import load_transformers_model
+
         return load_transformers_model(model_dir, config_json, device, dtype, rope_scaling, allow_non_finite)
     config = ModelConfig.from_hf(config_json, source=source)
     if rope_scaling is not None:
@@ -143,12 +161,17 @@ def load_model(model_dir: str, device: torch.device, dtype: torch.dtype, rope_sc
     layers = sorted({int(m.group(1)) for key in weights if (m := _LAYER.match(key))})
     if len(layers) != config.num_hidden_layers:
         held = f" (model.layers.{layers[0]} to model.layers.{layers[-1]})" if layers else ""
-        raise CheckpointError(f"{source}: num_hidden_layers is {config.num_hidden_layers} but the weights hold {len(layers)} layers{held}")
+        raise CheckpointError(
+            f"{source}: num_hidden_layers is {config.num_hidden_layers} but the weights hold {len(layers)} layers{held}"
+        )
     model = CausalLM(config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:
-        raise CheckpointError(f"{model_dir}: tensor {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise CheckpointError(
+            f"{model_dir}: tensor {missing[0]!r} is missing"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     unexpected = [k for k in weights if k not in expected and not k.endswith("rotary_emb.inv_freq")]
     if unexpected:
         raise CheckpointError(f"{model_dir}: unexpected tensor {unexpected[0]!r} for model_type {config.model_type!r}")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 class LoRALinear(nn.Linear):
     """y = x Wᵀ + b + (α / r) · dropout(x) Aᵀ Bᵀ, with W and b frozen."""
 
@@ -21,7 +22,7 @@ class LoRALinear(nn.Linear):
     lora_B: nn.Parameter
 
     @classmethod
-    def wrap(cls, base: nn.Linear, rank: int, alpha: float, dropout: float) -> "LoRALinear":
+    def wrap(cls, base: nn.Linear, rank: int, alpha: float, dropout: float) -> LoRALinear:
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
         device, dtype = layer.take_base(base)
@@ -69,8 +70,15 @@ def merged_weight(linear: nn.Linear) -> torch.Tensor:
     return linear.weight
 
 
-def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, targets: str | list[str], seed: int = 0,
-               use_rslora: bool = False) -> list[str]:
+def apply_lora(
+    model: nn.Module,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    targets: str | list[str],
+    seed: int = 0,
+    use_rslora: bool = False,
+) -> list[str]:
     """Freezes every base parameter and puts an adapter on each targeted Linear of the decoder
     layers ("all-linear": all of the model's `adapter_targets`, or some of those names, like
     ["q_proj", "v_proj"]). Returns the adapted modules' names. Applying again replaces the
@@ -79,12 +87,16 @@ def apply_lora(model: nn.Module, rank: int, alpha: float, dropout: float, target
     use_rslora, arXiv 2312.03732)."""
     offered = model.adapter_targets
     if not offered:
-        raise ValueError(f"this {model.config.model_type} model offers no LoRA targets: its decoder layers have no nn.Linear "
-                         f"projections (GPT-2-style Conv1D layers are not adapted); remove_lora trains it in full instead")
+        raise ValueError(
+            f"this {model.config.model_type} model offers no LoRA targets: its decoder layers have no nn.Linear "
+            f"projections (GPT-2-style Conv1D layers are not adapted); remove_lora trains it in full instead"
+        )
     names = list(offered) if targets == "all-linear" else list(targets)
     unknown = sorted(set(names) - set(offered))
     if unknown:
-        raise ValueError(f"unknown LoRA target {unknown[0]!r} for this model; expected 'all-linear' or names among {', '.join(offered)}")
+        raise ValueError(
+            f"unknown LoRA target {unknown[0]!r} for this model; expected 'all-linear' or names among {', '.join(offered)}"
+        )
     if rank < 1:
         raise ValueError(f"LoRA rank must be ≥ 1, got {rank}")
     remove_lora(model)

@@ -187,8 +187,10 @@ def dpo(
     Metrics: loss, reward_accuracy (fraction Δ > 0), reward_margin (mean β·Δ), chosen_reward
     (mean β·(πc − refc)), rejected_reward (mean β·(πr − refr)).
     """
-    chosen = beta * (policy_chosen.float() - ref_chosen.detach().float())
-    rejected = beta * (policy_rejected.float() - ref_rejected.detach().float())
+    # float64: a few numbers per pair, and the metrics keep their digits (log 2 at π = π_ref);
+    # the loss backward runs from is fp32, as every loss here.
+    chosen = beta * (policy_chosen.double() - ref_chosen.detach().double())
+    rejected = beta * (policy_rejected.double() - ref_rejected.detach().double())
     margin = chosen - rejected
     # logsigmoid stays finite for large negative margins where log(sigmoid(x)) would give -inf.
     loss = -F.logsigmoid(margin).mean()
@@ -199,7 +201,7 @@ def dpo(
         "chosen_reward": float(chosen.detach().mean()),
         "rejected_reward": float(rejected.detach().mean()),
     }
-    return loss, metrics
+    return loss.float(), metrics
 
 
 def value_loss(

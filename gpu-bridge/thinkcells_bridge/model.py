@@ -7,8 +7,9 @@ Gemma) with their own RoPE base (Gemma 3).
 
 Parameter names follow Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so a
 Hugging Face state dict loads as is. One forward serves prefill, decode with a KV cache and
-teacher-forced scoring. The fast sampling path sits beside this code, not in it: sampling runs
-one-token steps of Llama-shaped models in C (native_kernels.NativeDecoder).
+teacher-forced scoring. The fast sampling paths sit beside this code, not in it: sampling runs
+one-token steps of Llama-shaped models in C (native_kernels.NativeDecoder), and of the others
+through a fixed-shape step over these modules (static_decode.decode_step).
 """
 
 from __future__ import annotations
@@ -85,6 +86,26 @@ class KVCache:
         self.length = 0
         self.capacity = capacity
 
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Writes k, v [B, t, kv_head, D] at slots length..length+t of `layer` (hidden_states
+        advances `length` after the last layer) and returns the keys and values of slots
+        0..length+t as [B, kv_head, slot, D] views."""
+        kt, vt, t = self.k[layer], self.v[layer], k.shape[1]
+        kt.narrow(3, self.length, t).copy_(k.permute(0, 2, 3, 1))
+        vt.narrow(3, self.length, t).copy_(v.permute(0, 2, 3, 1))
+        end = self.length + t
+        return kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
+
+    def repeat_interleave(self, n: int) -> KVCache:
+        """A cache of n copies of each row, copies adjacent (row r is a copy of row r // n): the
+        prompt-major rows of n samples per prompt, from one prefill per prompt."""
+        out = object.__new__(KVCache)
+        out.k = [t.repeat_interleave(n, dim=0) for t in self.k]
+        out.v = [t.repeat_interleave(n, dim=0) for t in self.v]
+        out.start = self.start.repeat_interleave(n, dim=0)
+        out.length, out.capacity = self.length, self.capacity
+        return out
+
 
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
@@ -116,20 +137,25 @@ class Attention(nn.Module):
         qk = apply_rope(qk, cos, sin)
         q, k = qk[:, :, :h], qk[:, :, h:]
         if cache is not None:
-            kt, vt, end = cache.k[layer], cache.v[layer], cache.length + t
-            kt.narrow(3, cache.length, t).copy_(k.permute(0, 2, 3, 1))
-            vt.narrow(3, cache.length, t).copy_(v.permute(0, 2, 3, 1))
-            k, v = kt.narrow(3, 0, end).transpose(2, 3), vt.narrow(3, 0, end).transpose(2, 3)
+            # A KVCache, or static_decode's fixed-shape view of one.
+            k, v = cache.append(layer, k, v)
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
-        out = attention(q.transpose(1, 2), k, v, mask_fn(self.window), self.scale, self.softcap).transpose(1, 2).reshape(b, t, h * d)
+        out = (
+            attention(q.transpose(1, 2), k, v, mask_fn(self.window), self.scale, self.softcap)
+            .transpose(1, 2)
+            .reshape(b, t, h * d)
+        )
         return self.o_proj(out)
 
 
 def attention(q, k, v, mask, scale: float | None = None, softcap: float | None = None):
     """Grouped-query attention. q: [B, H, T, D]; k, v: [B, KV, S, D]; mask: additive
     [B, 1, T, S]; scale: None for D^-½. Through torch's fused SDPA kernels, except with
-    soft-capping (Gemma 2: scores → cap · tanh(scores / cap) before the mask), which they lack."""
+    soft-capping (Gemma 2: scores → cap · tanh(scores / cap) before the mask), which they lack,
+    and for one query per row (decoding: one_query_attention)."""
+    if q.shape[2] == 1:
+        return one_query_attention(q, k, v, mask, scale, softcap)
     g = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)
     if softcap is None:
@@ -137,6 +163,23 @@ def attention(q, k, v, mask, scale: float | None = None, softcap: float | None =
     scores = torch.matmul(q, k.transpose(2, 3)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     scores = torch.tanh(scores / softcap) * softcap + mask
     return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), v)
+
+
+def one_query_attention(q, k, v, mask, scale: float | None = None, softcap: float | None = None):
+    """attention() for one query per row (a decode step): two matmuls that read the keys and
+    values where they are. The fused kernels would first copy them (repeated per query head and
+    made contiguous), which for a KV cache stored slots-last costs more than the attention
+    itself. The g query heads that share a kv head become g queries of it."""
+    b, h, _, d = q.shape
+    kv = k.shape[1]
+    q = q.reshape(b, kv, h // kv, d)
+    scores = torch.matmul(q, k.transpose(2, 3)) * (d**-0.5 if scale is None else scale)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if mask is not None:
+        scores = scores + mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(probs, v).reshape(b, h, 1, d)
 
 
 ACTIVATION_FUNCTIONS = {"silu": F.silu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"), "gelu": F.gelu}
@@ -171,7 +214,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x, cos, sin, mask_fn, cache, layer):
         if self.sandwich:
-            x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer))
+            x = x + self.post_attention_layernorm(
+                self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer)
+            )
             return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask_fn, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -195,10 +240,12 @@ class CausalLM(ValueHead, nn.Module):
         super().__init__()
         self.config = config
         self.model = Backbone(config)
-        self.lm_head = None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = (
+            None if config.tie_word_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
         self._rope: dict[str, torch.Tensor] = {}  # a table per kind of layer (config.rope_kinds)
         # Gemma scales embeddings by √hidden, rounded to the model's dtype as transformers does.
-        self.embed_scale = config.hidden_size ** 0.5 if config.gemma else None
+        self.embed_scale = config.hidden_size**0.5 if config.gemma else None
         # PPO's critic: a scalar per position from the final hidden state (add_value_head).
         self.value_head: nn.Linear | None = None
 
@@ -213,7 +260,12 @@ class CausalLM(ValueHead, nn.Module):
         # for a long sequence is dropped once sequences fit again, as Hugging Face resets it.
         scaling = self.config.rope_for(kind)[1]
         dynamic = scaling is not None and scaling.type == "dynamic"
-        if table is None or table.shape[0] < need or table.device != positions.device or (dynamic and need <= limit < table.shape[0]):
+        if (
+            table is None
+            or table.shape[0] < need
+            or table.device != positions.device
+            or (dynamic and need <= limit < table.shape[0])
+        ):
             table = self._rope[kind] = rope_tables(self.config, max(need, limit), positions.device, kind)
         table = table[positions]
         return table if dtype == torch.float32 else table.to(dtype)
@@ -225,11 +277,16 @@ class CausalLM(ValueHead, nn.Module):
         pad: torch.Tensor,
         cache: KVCache | None = None,
         checkpoint_layers: bool = False,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-norm hidden states [B, T, hidden]. Row b's first `pad[b]` tokens (or cache
         slots) are left padding that nothing attends to; right padding needs no mask.
         checkpoint_layers: keep only each layer's input for backward and recompute the rest
-        (gradient checkpointing: activation memory of one layer instead of all)."""
+        (gradient checkpointing: activation memory of one layer instead of all).
+        segments: [B, T] the packed example each token belongs to (no cache): a token attends
+        only to its own example's tokens (the caller restarts `positions` per example)."""
+        if segments is not None and cache is not None:
+            raise ValueError("segments: packed examples are for training without a cache")
         config = self.config
         x = self.model.embed_tokens(input_ids)
         if self.embed_scale is not None:
@@ -243,7 +300,7 @@ class CausalLM(ValueHead, nn.Module):
         def mask_fn(window: int | None) -> torch.Tensor:
             # Built once per forward and window size.
             if window not in masks:
-                masks[window] = causal_mask(pad, input_ids.shape[1], past, x.dtype, window)
+                masks[window] = causal_mask(pad, input_ids.shape[1], past, x.dtype, window, segments)
             return masks[window]
 
         checkpoint_layers = checkpoint_layers and torch.is_grad_enabled()
@@ -263,19 +320,24 @@ class CausalLM(ValueHead, nn.Module):
         cap = self.config.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
-    def new_cache(self, start: torch.Tensor, capacity: int, dtype) -> "KVCache":
+    def new_cache(self, start: torch.Tensor, capacity: int, dtype) -> KVCache:
         return KVCache(self.config, start, capacity, dtype)
 
 
-def causal_mask(pad: torch.Tensor, t: int, past: int, dtype, window: int | None = None) -> torch.Tensor:
+def causal_mask(
+    pad: torch.Tensor, t: int, past: int, dtype, window: int | None = None, segments: torch.Tensor | None = None
+) -> torch.Tensor:
     """Additive mask [B, 1, t, past + t] for rows left-padded by `pad` tokens: a query at cache
-    slot past+i sees slots pad..past+i, and with a sliding window only the last `window` of them."""
+    slot past+i sees slots pad..past+i, and with a sliding window only the last `window` of them.
+    segments [B, t] (packed examples, past = 0): only the slots of the query's own example."""
     s = past + t
     slots = torch.arange(s, device=pad.device)[None, None, :]
     query_slots = torch.arange(past, s, device=pad.device)[None, :, None]
     allowed = (slots <= query_slots) & (slots >= pad[:, None, None])
     if window is not None:
         allowed &= slots > query_slots - window
+    if segments is not None:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
     mask = torch.zeros(allowed.shape, dtype=dtype, device=pad.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask.unsqueeze(1)

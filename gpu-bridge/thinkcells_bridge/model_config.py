@@ -47,24 +47,70 @@ class Family:
     local_rope_theta: float | None = None
 
 
-_GEMMA_COMMON = dict(head_dim=256, hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6, bos_token_id=2, eos_token_id=1,
-                     pad_token_id=0, tie_word_embeddings=True, query_pre_attn_scalar=256, sliding_window=4096,
-                     num_attention_heads=8, num_key_value_heads=4, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26)
+_GEMMA_COMMON = dict(
+    head_dim=256,
+    hidden_activation="gelu_pytorch_tanh",
+    rms_norm_eps=1e-6,
+    bos_token_id=2,
+    eos_token_id=1,
+    pad_token_id=0,
+    tie_word_embeddings=True,
+    query_pre_attn_scalar=256,
+    sliding_window=4096,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    hidden_size=2304,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+)
 
 FAMILIES: dict[str, Family] = {
     "llama": Family(mlp_bias="config", defaults=dict(max_position_embeddings=2048)),
-    "mistral": Family(qkv_bias="never", o_bias="never", window="all",
-                      defaults=dict(sliding_window=4096, max_position_embeddings=131072)),
-    "qwen2": Family(qkv_bias="always", o_bias="never", window="qwen",
-                    defaults=dict(max_position_embeddings=32768, use_sliding_window=False, sliding_window=4096, max_window_layers=28)),
-    "qwen3": Family(qk_norm=True, window="qwen",
-                    defaults=dict(max_position_embeddings=32768, use_sliding_window=False, sliding_window=4096, max_window_layers=28,
-                                  head_dim=128)),
-    "gemma2": Family(gemma=True, window="pattern",
-                     defaults=dict(_GEMMA_COMMON, vocab_size=256000, max_position_embeddings=8192, sliding_window_pattern=2,
-                                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0)),
-    "gemma3_text": Family(gemma=True, qk_norm=True, window="pattern", rope_theta=1_000_000.0, local_rope_theta=10000.0,
-                          defaults=dict(_GEMMA_COMMON, vocab_size=262208, max_position_embeddings=131072, sliding_window_pattern=6)),
+    "mistral": Family(
+        qkv_bias="never",
+        o_bias="never",
+        window="all",
+        defaults=dict(sliding_window=4096, max_position_embeddings=131072),
+    ),
+    "qwen2": Family(
+        qkv_bias="always",
+        o_bias="never",
+        window="qwen",
+        defaults=dict(
+            max_position_embeddings=32768, use_sliding_window=False, sliding_window=4096, max_window_layers=28
+        ),
+    ),
+    "qwen3": Family(
+        qk_norm=True,
+        window="qwen",
+        defaults=dict(
+            max_position_embeddings=32768,
+            use_sliding_window=False,
+            sliding_window=4096,
+            max_window_layers=28,
+            head_dim=128,
+        ),
+    ),
+    "gemma2": Family(
+        gemma=True,
+        window="pattern",
+        defaults=dict(
+            _GEMMA_COMMON,
+            vocab_size=256000,
+            max_position_embeddings=8192,
+            sliding_window_pattern=2,
+            attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0,
+        ),
+    ),
+    "gemma3_text": Family(
+        gemma=True,
+        qk_norm=True,
+        window="pattern",
+        rope_theta=1_000_000.0,
+        local_rope_theta=10000.0,
+        defaults=dict(_GEMMA_COMMON, vocab_size=262208, max_position_embeddings=131072, sliding_window_pattern=6),
+    ),
 }
 # Multimodal checkpoints whose text model is a native family: (its config's text block, its
 # family, the transformers class of the text model alone, which an export is).
@@ -125,10 +171,13 @@ class ModelConfig:
     def llama_shaped(self) -> bool:
         """Plain Llama math (the native C decode step's and the ONNX export's): no Gemma
         features, q/k norms, o/MLP biases or sliding windows."""
-        return not (self.gemma or self.qk_norm or self.o_bias or self.mlp_bias or self.sliding_window) and self.hidden_act == "silu"
+        return (
+            not (self.gemma or self.qk_norm or self.o_bias or self.mlp_bias or self.sliding_window)
+            and self.hidden_act == "silu"
+        )
 
     @staticmethod
-    def from_hf(config: dict, source: str = "config.json") -> "ModelConfig":
+    def from_hf(config: dict, source: str = "config.json") -> ModelConfig:
         model_type = config.get("model_type")
         if model_type in MULTIMODAL:
             config = text_model_config(config, source)
@@ -150,7 +199,9 @@ class ModelConfig:
         mlp = 3 * h * self.intermediate_size + ((2 * self.intermediate_size + h) if self.mlp_bias else 0)
         layer = attention + mlp + (4 if self.gemma else 2) * h  # + the norms
         return {
-            f"vocab_size {self.vocab_size} × hidden_size {h}": self.vocab_size * h * (1 if self.tie_word_embeddings else 2),
+            f"vocab_size {self.vocab_size} × hidden_size {h}": self.vocab_size
+            * h
+            * (1 if self.tie_word_embeddings else 2),
             f"num_hidden_layers {self.num_hidden_layers} × layers of hidden_size {h}, intermediate_size "
             f"{self.intermediate_size}": self.num_hidden_layers * layer,
             f"hidden_size {h} (final norm)": h,
@@ -229,7 +280,9 @@ def _parse(config: dict, model_type: str, family: Family, source: str) -> ModelC
     layers = integer("num_hidden_layers")
     kv_heads = integer("num_key_value_heads", heads)
     if heads % kv_heads:
-        raise ModelConfigError(f"{source}: num_key_value_heads is {kv_heads}, which does not divide num_attention_heads ({heads})")
+        raise ModelConfigError(
+            f"{source}: num_key_value_heads is {kv_heads}, which does not divide num_attention_heads ({heads})"
+        )
     if config.get("head_dim") is None and hidden % heads:
         raise ModelConfigError(
             f"{source}: hidden_size is {hidden}, not divisible by num_attention_heads ({heads}), and no head_dim is given"
@@ -237,7 +290,9 @@ def _parse(config: dict, model_type: str, family: Family, source: str) -> ModelC
     head_dim = integer("head_dim", hidden // heads)
     if head_dim % 2:
         derived = "" if config.get("head_dim") is not None else " (hidden_size / num_attention_heads)"
-        raise ModelConfigError(f"{source}: head_dim is {head_dim}{derived}; expected an even number (RoPE rotates pairs)")
+        raise ModelConfigError(
+            f"{source}: head_dim is {head_dim}{derived}; expected an even number (RoPE rotates pairs)"
+        )
     bos = token_ids("bos_token_id")
     if len(bos) > 1:
         raise ModelConfigError(f"{source}: bos_token_id is {config['bos_token_id']!r}; expected one token id or null")
@@ -248,7 +303,9 @@ def _parse(config: dict, model_type: str, family: Family, source: str) -> ModelC
     if act not in ACTIVATIONS:
         raise ModelConfigError(f"{source}: {act_key} is {act!r}; expected one of {', '.join(ACTIVATIONS)}")
     if config.get("use_bidirectional_attention"):
-        raise ModelConfigError(f"{source}: use_bidirectional_attention is true (an embedding model); only causal language models are supported")
+        raise ModelConfigError(
+            f"{source}: use_bidirectional_attention is true (an embedding model); only causal language models are supported"
+        )
 
     window = None if config.get("sliding_window") is None else integer("sliding_window")
     if family.window == "qwen" and not config.get("use_sliding_window"):
@@ -257,7 +314,10 @@ def _parse(config: dict, model_type: str, family: Family, source: str) -> ModelC
 
     local_theta = None
     if family.local_rope_theta is not None:
-        local_theta = number("rope_local_base_freq", config.get("rope_local_base_freq", local_rope.get("rope_theta", family.local_rope_theta)))
+        local_theta = number(
+            "rope_local_base_freq",
+            config.get("rope_local_base_freq", local_rope.get("rope_theta", family.local_rope_theta)),
+        )
     scalar = optional_number("query_pre_attn_scalar") if family.gemma else None
     return ModelConfig(
         model_type=model_type,
@@ -285,7 +345,7 @@ def _parse(config: dict, model_type: str, family: Family, source: str) -> ModelC
         layer_types=layer_types,
         sliding_window=window if SLIDING in layer_types else None,
         local_rope_theta=local_theta,
-        attention_scale=None if scalar is None else scalar ** -0.5,
+        attention_scale=None if scalar is None else scalar**-0.5,
         attn_logit_softcapping=optional_number("attn_logit_softcapping") if family.gemma else None,
         final_logit_softcapping=optional_number("final_logit_softcapping") if family.gemma else None,
     )
@@ -296,7 +356,9 @@ def _layer_types(config: dict, family: Family, layers: int, source: str) -> tupl
     given = config.get("layer_types")
     if given is not None and family.window != "all":  # transformers' Mistral ignores layer_types
         if not isinstance(given, list) or len(given) != layers or not all(t in (FULL, SLIDING) for t in given):
-            raise ModelConfigError(f"{source}: layer_types must list {FULL!r} or {SLIDING!r} for each of the {layers} layers, got {given!r}")
+            raise ModelConfigError(
+                f"{source}: layer_types must list {FULL!r} or {SLIDING!r} for each of the {layers} layers, got {given!r}"
+            )
         types = tuple(given)
     elif family.window == "all":
         types = (SLIDING,) * layers

@@ -60,20 +60,43 @@ def _compile() -> ctypes.CDLL | None:
     # library loads, changing every torch op's handling of subnormals.
     compile_flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"]
     link_flags = ["-shared", "-fopenmp"]
-    digest = hashlib.sha256(_SOURCE.read_bytes() + _cpu_key().encode() + " ".join(compile_flags + link_flags).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        _SOURCE.read_bytes() + _cpu_key().encode() + " ".join(compile_flags + link_flags).encode()
+    ).hexdigest()[:16]
     target = _cache_dir() / f"decode-{digest}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             out, obj = Path(tmp) / target.name, Path(tmp) / "decode.o"
-            for cmd in ([cc, *compile_flags, "-c", "-o", str(obj), str(_SOURCE)], [cc, *link_flags, "-o", str(out), str(obj), "-lm"]):
+            for cmd in (
+                [cc, *compile_flags, "-c", "-o", str(obj), str(_SOURCE)],
+                [cc, *link_flags, "-o", str(out), str(obj), "-lm"],
+            ):
                 if subprocess.run(cmd, capture_output=True).returncode != 0:
                     return None
             os.replace(out, target)  # atomic: concurrent bridges never load a half-written file
     lib = ctypes.CDLL(str(target))
-    P, I = ctypes.c_void_p, ctypes.c_int64
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
     lib.decode_step_f32.restype = ctypes.c_int
-    lib.decode_step_f32.argtypes = [P, ctypes.c_int, I, P, P, P, P, I, I, I, I, I, I, I, I, ctypes.c_float, ctypes.c_int]
+    lib.decode_step_f32.argtypes = [
+        P,
+        ctypes.c_int,
+        I64,
+        P,
+        P,
+        P,
+        P,
+        I64,
+        I64,
+        I64,
+        I64,
+        I64,
+        I64,
+        I64,
+        I64,
+        ctypes.c_float,
+        ctypes.c_int,
+    ]
     return lib
 
 
@@ -97,6 +120,7 @@ def _candidates():
     # Otherwise OpenBLAS from PyPI (requirements.txt, [optional]): optimised wherever pip runs.
     try:
         import scipy_openblas32
+
         for library in sorted(glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "lib*.so*"))):
             yield library, ("scipy_cblas_sgemm",), "scipy-openblas32"
     except ImportError:
@@ -144,13 +168,18 @@ def _threads(work: int) -> int:
     return 1 if work < 100_000 else _CORES
 
 
-def native_decoder(model) -> "NativeDecoder | None":
+def native_decoder(model) -> NativeDecoder | None:
     """The C decode step for one sampling call of `model`, or None where it does not apply:
     no library, not a Llama-shaped native model, or not fp32 on the CPU."""
     native = native_library()
     weight = model.output_weight()
-    if (native is None or model.backend != "native" or not model.config.llama_shaped
-            or weight.device.type != "cpu" or weight.dtype != torch.float32):
+    if (
+        native is None
+        or model.backend != "native"
+        or not model.config.llama_shaped
+        or weight.device.type != "cpu"
+        or weight.dtype != torch.float32
+    ):
         return None
     return NativeDecoder(model, *native)
 
@@ -170,9 +199,22 @@ class NativeDecoder:
         self.layers = []
         for layer in model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            bias = None if attn.q_proj.bias is None else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
-            self.layers.append([layer.input_layernorm.weight.detach(), t(attn.q_proj, attn.k_proj, attn.v_proj), bias, t(attn.o_proj),
-                                layer.post_attention_layernorm.weight.detach(), t(mlp.gate_proj, mlp.up_proj), t(mlp.down_proj)])
+            bias = (
+                None
+                if attn.q_proj.bias is None
+                else torch.cat((attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)).detach()
+            )
+            self.layers.append(
+                [
+                    layer.input_layernorm.weight.detach(),
+                    t(attn.q_proj, attn.k_proj, attn.v_proj),
+                    bias,
+                    t(attn.o_proj),
+                    layer.post_attention_layernorm.weight.detach(),
+                    t(mlp.gate_proj, mlp.up_proj),
+                    t(mlp.down_proj),
+                ]
+            )
         self._pointers = None  # (cache, the addresses decode.c reads), made at the cache's first step
 
     def step(self, ids: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
@@ -184,12 +226,30 @@ class NativeDecoder:
         if self._pointers is None or self._pointers[0] is not cache:
             tensors = [t for i, weights in enumerate(self.layers) for t in (*weights, cache.k[i], cache.v[i])]
             assert len(tensors) == _LAYER_POINTERS * len(self.layers)
-            self._pointers = (cache, (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr() for t in tensors]))
+            self._pointers = (
+                cache,
+                (ctypes.c_void_p * len(tensors))(*[None if t is None else t.data_ptr() for t in tensors]),
+            )
         b = x.shape[0]
         status = self.lib.decode_step_f32(
-            self.sgemm.address, self.sgemm.fortran, len(self.layers), self._pointers[1], x.data_ptr(), rope.data_ptr(),
-            cache.start.data_ptr(), b, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-            c.intermediate_size, cache.capacity, length, c.rms_norm_eps, _threads(b * c.num_attention_heads * length * c.head_dim))
+            self.sgemm.address,
+            self.sgemm.fortran,
+            len(self.layers),
+            self._pointers[1],
+            x.data_ptr(),
+            rope.data_ptr(),
+            cache.start.data_ptr(),
+            b,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.intermediate_size,
+            cache.capacity,
+            length,
+            c.rms_norm_eps,
+            _threads(b * c.num_attention_heads * length * c.head_dim),
+        )
         if status != 0:
             raise MemoryError("decode step: could not allocate its scratch memory")
         cache.length = length

@@ -43,7 +43,8 @@ def check_exportable(model) -> None:
         raise OnnxExportError(
             f"ONNX export covers Llama-shaped native models (llama, qwen2, mistral without a sliding window); "
             f"this {config.model_type} model ({model.backend}) is not one: export it without onnx and convert the "
-            f"Hugging Face directory with a tool made for it (optimum, transformers.js' converter)")
+            f"Hugging Face directory with a tool made for it (optimum, transformers.js' converter)"
+        )
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,9 @@ class TraceableForward(nn.Module):
             raise OnnxExportError(f"head_dim {config.head_dim} is odd; RoPE needs an even one")
         self.model = model
         # [positions, 2, head_dim]: cos and signed sin, as CausalLM.rope builds them.
-        self.register_buffer("rope", rope_tables(config, config.max_position_embeddings, model.output_weight().device), persistent=False)
+        self.register_buffer(
+            "rope", rope_tables(config, config.max_position_embeddings, model.output_weight().device), persistent=False
+        )
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         model, config = self.model, self.model.config
@@ -75,7 +78,9 @@ class TraceableForward(nn.Module):
         cos, sin = table[None, :, None, 0], table[None, :, None, 1]  # [1, t, 1, d]
         slots = torch.arange(t, device=input_ids.device)
         allowed = slots[None, :] <= slots[:, None]  # query i sees keys 0..i
-        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(
+            ~allowed, torch.finfo(x.dtype).min
+        )
         for layer in model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
             y = layer.input_layernorm(x)
@@ -117,6 +122,7 @@ def export_onnx(model: CausalLM, path: str, opset: int = DEFAULT_OPSET) -> dict:
     require("onnx", "ONNX export")
     require("onnxscript", "ONNX export")
     import onnx
+
     config = model.config
     wrapper = TraceableForward(model).eval()
     # Batch 2 and several positions: a size-1 example axis can get specialised away.
@@ -127,7 +133,9 @@ def export_onnx(model: CausalLM, path: str, opset: int = DEFAULT_OPSET) -> dict:
         diff = float((wrapper(example) - reference).abs().max())
     scale = 1e-4 * max(1.0, float(reference.abs().max()))
     if not diff <= scale:
-        raise OnnxExportError(f"the traceable forward differs from the model's by {diff:g} (limit {scale:g}); not exporting")
+        raise OnnxExportError(
+            f"the traceable forward differs from the model's by {diff:g} (limit {scale:g}); not exporting"
+        )
 
     path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)

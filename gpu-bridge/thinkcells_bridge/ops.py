@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 import torch
 
 from .convert_llama2c import write_llama2c_as_hf
-from .export import ONNX_FILE, export_config, export_dtype, generation_config, lora_summary, merged_state_dict, write_export
+from .export import (
+    ONNX_FILE,
+    export_config,
+    export_dtype,
+    generation_config,
+    lora_summary,
+    merged_state_dict,
+    write_export,
+)
 from .hf_checkpoint import read_config, save_checkpoint
+from .language_model import LanguageModel
 from .loading import count_parameters, load_model, pick_dtype
 from .lora import apply_lora, has_lora, remove_lora, set_adapters
-from .language_model import LanguageModel
 from .native_kernels import native_library, torch_blas
 from .onnx_export import check_exportable, export_onnx, plain_fp32_model
 from .optim import AdamWConfig, Trainer
@@ -28,7 +36,7 @@ from .peft_adapter import load_adapter, save_adapter
 from .quant import memory_bytes, quantization, quantize_base
 from .sampling import Cancelled, SampleParams, sample, sequence_logprobs
 from .state import load_state, read_state_meta, save_state
-from .training import forward_backward, pack, token_logprobs
+from .training import forward, forward_backward, pack, token_logprobs
 
 
 class OpError(ValueError):
@@ -70,6 +78,10 @@ class Worker:
         self.models: dict[str, LoadedModel] = {}
         self.models_lock = threading.Lock()
         self.started = time.time()
+        # Prompt token positions every sample call's prefill ran (status): one per distinct
+        # prompt token, not per sample, where samples share their prompt's prefill.
+        self.prefill_tokens = 0
+        self.counters_lock = threading.Lock()
 
     def client_gone(self, client: str) -> None:
         """The connection `client` names has closed: what it held is free for others."""
@@ -92,7 +104,10 @@ class Worker:
             loaded = self.models.get(name)
             known = sorted(self.models)
         if loaded is None:
-            raise OpError(f"no model named {name!r} is loaded" + (f" (loaded: {', '.join(known)})" if known else " (none is loaded)"))
+            raise OpError(
+                f"no model named {name!r} is loaded"
+                + (f" (loaded: {', '.join(known)})" if known else " (none is loaded)")
+            )
         return loaded
 
     def info(self, loaded: LoadedModel) -> dict:
@@ -136,8 +151,10 @@ class Worker:
         """Past its trained context a model still runs (RoPE extends) but produces noise: refuse."""
         limit = loaded.model.config.max_position_embeddings
         if length > limit:
-            raise OpError(f"{what} needs {length} positions, more than the model's context of {limit}; "
-                          f"load it with RoPE scaling for a longer context (loadModel ropeScaling)")
+            raise OpError(
+                f"{what} needs {length} positions, more than the model's context of {limit}; "
+                f"load it with RoPE scaling for a longer context (loadModel ropeScaling)"
+            )
 
     @staticmethod
     def _split(flat: torch.Tensor, lengths: torch.Tensor, what: str) -> list[torch.Tensor]:
@@ -175,6 +192,7 @@ class Worker:
                 "cuda_total_bytes": torch.cuda.get_device_properties(self.device).total_memory if cuda else None,
             },
             "models": [self.info(m) for m in models],
+            "prefill_tokens": self.prefill_tokens,
             "uptime_s": time.time() - self.started,
         }
 
@@ -183,15 +201,18 @@ class Worker:
         (mid-training): refused unless the request says replace. Call holding models_lock."""
         current = self.models.get(body["name"])
         if current is not None and current.holder not in (None, ctx.client) and not body["replace"]:
-            raise OpError(f"model name {body['name']!r} is held by {current.holder}, which loaded {current.path} "
-                          f"under it; load under another name, or with replace: true to replace it")
+            raise OpError(
+                f"model name {body['name']!r} is held by {current.holder}, which loaded {current.path} "
+                f"under it; load under another name, or with replace: true to replace it"
+            )
 
     def load_model(self, body, ctx):
         path = os.path.abspath(body["path"])
         with self.models_lock:
             self._check_name_free(body, ctx)  # before the work of loading
-        model = load_model(path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"],
-                           body["allow_non_finite"])
+        model = load_model(
+            path, self.device, pick_dtype(body["dtype"], self.device), body["rope_scaling"], body["allow_non_finite"]
+        )
         if body["quantize"] is not None:
             quantize_base(model, body["quantize"])
         loaded = LoadedModel(body["name"], path, model, read_config(path), holder=ctx.client)
@@ -216,7 +237,11 @@ class Worker:
         with loaded.lock:
             # The base model's own tensors: adapters and the value head are training state
             # (save_state); merging adapters into an export is the export cell's job.
-            weights = {k: v for k, v in loaded.model.state_dict().items() if "lora_" not in k and not k.startswith("value_head.")}
+            weights = {
+                k: v
+                for k, v in loaded.model.state_dict().items()
+                if "lora_" not in k and not k.startswith("value_head.")
+            }
             save_checkpoint(body["out_dir"], loaded.hf_config, weights, max_shard_bytes=body["max_shard_bytes"])
         return {"files": sorted(os.listdir(body["out_dir"]))}
 
@@ -239,14 +264,24 @@ class Worker:
             fp32 = weights if dtype == torch.float32 else {k: v.float() for k, v in weights.items()}
             onnx_report.update(export_onnx(plain_fp32_model(model_config, fp32), path, body["onnx"]["opset"]))
 
-        files = write_export(body["dir"], config, weights, generation_config(loaded.path, loaded.hf_config),
-                             shard_bytes=body["shard_bytes"], metadata=body["metadata"],
-                             onnx=write_onnx if body["onnx"] is not None else None)
+        files = write_export(
+            body["dir"],
+            config,
+            weights,
+            generation_config(loaded.path, loaded.hf_config),
+            shard_bytes=body["shard_bytes"],
+            metadata=body["metadata"],
+            onnx=write_onnx if body["onnx"] is not None else None,
+        )
         directory = os.path.abspath(body["dir"])
         onnx = None
         if onnx_report:
-            onnx = {"path": os.path.join(directory, ONNX_FILE), "opset": onnx_report["opset"], "bytes": onnx_report["bytes"],
-                    "max_abs_diff": onnx_report["max_abs_diff"]}
+            onnx = {
+                "path": os.path.join(directory, ONNX_FILE),
+                "opset": onnx_report["opset"],
+                "bytes": onnx_report["bytes"],
+                "max_abs_diff": onnx_report["max_abs_diff"],
+            }
         return {
             "dir": directory,
             "files": files,
@@ -264,7 +299,12 @@ class Worker:
             weights, _ = merged_state_dict(loaded.model, torch.float32)
             model_config = loaded.model.config
         report = export_onnx(plain_fp32_model(model_config, weights), body["path"], body["opset"])
-        return {"path": report["path"], "opset": report["opset"], "bytes": report["bytes"], "max_abs_diff": report["max_abs_diff"]}
+        return {
+            "path": report["path"],
+            "opset": report["opset"],
+            "bytes": report["bytes"],
+            "max_abs_diff": report["max_abs_diff"],
+        }
 
     def convert_llama2c(self, body, ctx):
         config = write_llama2c_as_hf(body["bin_path"], body["out_dir"])
@@ -274,7 +314,9 @@ class Worker:
         loaded = self.get(body["model"])
         prompts = self._split(body["prompt_ids"], body["prompt_lengths"], "prompt_ids")
         self._check_ids(loaded, body["prompt_ids"], "prompt_ids")
-        self._check_context(loaded, max(len(p) for p in prompts) + body["max_new_tokens"], "sample (longest prompt + max_new_tokens)")
+        self._check_context(
+            loaded, max(len(p) for p in prompts) + body["max_new_tokens"], "sample (longest prompt + max_new_tokens)"
+        )
         params = SampleParams(
             n=body["n"],
             max_new_tokens=body["max_new_tokens"],
@@ -287,11 +329,14 @@ class Worker:
         )
         with loaded.lock:
             result = sample(loaded.model, prompts, params, ctx.cancelled)
+        with self.counters_lock:
+            self.prefill_tokens += result.prefill_tokens
         return {
             "tokens": result.tokens,
             "lengths": result.lengths,
             "logprobs": result.logprobs,
             "stop_reasons": result.stop_reasons,
+            "prefill_tokens": result.prefill_tokens,
         }
 
     def logprobs(self, body, ctx):
@@ -300,7 +345,7 @@ class Worker:
         self._check_ids(loaded, body["token_ids"], "token_ids")
         self._check_context(loaded, max(len(s) for s in sequences), "logprobs (longest sequence)")
         with loaded.lock:
-            scores = sequence_logprobs(loaded.model, sequences)
+            scores = sequence_logprobs(loaded.model, sequences, body["temperature"])
         return {"logprobs": torch.cat(scores) if scores else torch.zeros(0)}
 
     # -- training ------------------------------------------------------------------------------
@@ -375,15 +420,29 @@ class Worker:
             set_adapters(loaded.model, body["enabled"])
         return {"enabled": body["enabled"]}
 
-    def forward_backward(self, body, ctx):
-        loaded = self.get(body["model"])
+    def _check_loss_batch(self, loaded: LoadedModel, body, op: str) -> None:
         spec = body["loss"]
-        needs_reference = (spec["kind"] == "dpo" and spec["ref_logprobs"] is None) or (spec["kind"] == "policy_gradient" and spec["beta"] > 0)
+        needs_reference = (spec["kind"] == "dpo" and spec["ref_logprobs"] is None) or (
+            spec["kind"] == "policy_gradient" and spec["beta"] > 0
+        )
         if needs_reference and not has_lora(loaded.model):
-            raise OpError(f"{spec['kind']} with a reference policy needs LoRA adapters: the reference is the model with them off (apply_lora first)")
+            raise OpError(
+                f"{spec['kind']} with a reference policy needs LoRA adapters: "
+                "the reference is the model with them off (apply_lora first)"
+            )
         self._check_ids(loaded, body["token_ids"], "token_ids")
         if body["lengths"].numel():
-            self._check_context(loaded, int(body["lengths"].max()), "forward_backward (longest sequence)")
+            self._check_context(loaded, int(body["lengths"].max()), f"{op} (longest sequence)")
+
+    def forward(self, body, ctx):
+        loaded = self.get(body["model"])
+        self._check_loss_batch(loaded, body, "forward")
+        with loaded.lock:
+            return forward(loaded.model, body)
+
+    def forward_backward(self, body, ctx):
+        loaded = self.get(body["model"])
+        self._check_loss_batch(loaded, body, "forward_backward")
         with loaded.lock:
             self._check_cycle(loaded, ctx)
             # A client that left while this waited for the lock has had client_gone already: a
@@ -400,9 +459,11 @@ class Worker:
         second client's forward_backward, optim_step or reset in between would mix or lose them."""
         holder = loaded.trainer.holder
         if holder is not None and holder != ctx.client:
-            raise OpError(f"model {loaded.name!r} is mid-cycle for {holder} (it has run forward_backward and not yet "
-                          f"optim_step); another client ({ctx.client}) cannot join that cycle: wait for its optim_step "
-                          f"or reset_optimizer, or for it to disconnect")
+            raise OpError(
+                f"model {loaded.name!r} is mid-cycle for {holder} (it has run forward_backward and not yet "
+                f"optim_step); another client ({ctx.client}) cannot join that cycle: wait for its optim_step "
+                f"or reset_optimizer, or for it to disconnect"
+            )
 
     def reset_optimizer(self, body, ctx):
         loaded = self.get(body["model"])
@@ -423,8 +484,13 @@ class Worker:
 
     def optim_step(self, body, ctx):
         loaded = self.get(body["model"])
-        config = AdamWConfig(lr=body["lr"], betas=(body["beta1"], body["beta2"]), eps=body["eps"],
-                             weight_decay=body["weight_decay"], max_grad_norm=body["max_grad_norm"])
+        config = AdamWConfig(
+            lr=body["lr"],
+            betas=(body["beta1"], body["beta2"]),
+            eps=body["eps"],
+            weight_decay=body["weight_decay"],
+            max_grad_norm=body["max_grad_norm"],
+        )
         with loaded.lock:
             self._check_cycle(loaded, ctx)
             return loaded.trainer.optim_step(config)
@@ -452,4 +518,4 @@ class Worker:
                 loaded.model.value_head.requires_grad_(True)
             loaded.trainer = Trainer(loaded.model)
             load_state(path, meta, loaded.trainer)
-        return {"step": loaded.trainer.step, "lora": loaded.lora}
+        return {"step": loaded.trainer.step, "model": self.info(loaded)}

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+import torch._dynamo  # noqa: F401 (the first AdamW imports it, ~1 s: paid when the bridge starts, not in a step)
 from torch import nn
 
 
@@ -63,10 +64,18 @@ class Trainer:
         current = {id(p) for _, p in named}
         if self.optimizer is None or {id(p) for g in self.optimizer.param_groups for p in g["params"]} != current:
             # Matrices decay; norms and biases do not (as Hugging Face's Trainer does).
-            groups = [{"params": [p for _, p in named if (p.ndim >= 2) == decays], "decays": decays} for decays in (True, False)]
+            groups = [
+                {"params": [p for _, p in named if (p.ndim >= 2) == decays], "decays": decays}
+                for decays in (True, False)
+            ]
             self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
         for group in self.optimizer.param_groups:
-            group.update(lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay if group["decays"] else 0.0)
+            group.update(
+                lr=config.lr,
+                betas=config.betas,
+                eps=config.eps,
+                weight_decay=config.weight_decay if group["decays"] else 0.0,
+            )
         return self.optimizer
 
     def optim_step(self, config: AdamWConfig) -> dict:
@@ -79,7 +88,13 @@ class Trainer:
             raise ValueError("no gradients to apply: call forward_backward first")
         # Clips in place and returns the norm before clipping (inf/nan when non-finite); None when
         # no micro-batch had a backward (every loss was non-finite).
-        norm = float(nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm is not None else math.inf)) if params else None
+        norm = (
+            float(
+                nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm is not None else math.inf)
+            )
+            if params
+            else None
+        )
         if self.nonfinite:
             reason = f"non-finite loss in {self.nonfinite[0]}"
         elif not math.isfinite(norm):
@@ -113,9 +128,15 @@ class Trainer:
                     optimizer.state[p] = state
                 else:  # this was the parameter's first step: it had no state
                     del optimizer.state[p]
-        fix = "a smaller lr or weight_decay" if _eps_as_held(params, config.eps) > 0 else f"a larger eps ({config.eps} is 0 in the weights' dtype)"
-        return (f"the update would leave weights non-finite (lr {config.lr}, weight_decay {config.weight_decay}, "
-                f"eps {config.eps}): rolled back; a finite update needs {fix}")
+        fix = (
+            "a smaller lr or weight_decay"
+            if _eps_as_held(params, config.eps) > 0
+            else f"a larger eps ({config.eps} is 0 in the weights' dtype)"
+        )
+        return (
+            f"the update would leave weights non-finite (lr {config.lr}, weight_decay {config.weight_decay}, "
+            f"eps {config.eps}): rolled back; a finite update needs {fix}"
+        )
 
     def discard_cycle(self) -> None:
         """Forgets the gradients of an unfinished cycle (its client has gone, or stopped mid-step)."""

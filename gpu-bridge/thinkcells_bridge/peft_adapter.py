@@ -134,8 +134,13 @@ def adapter_config(model: nn.Module, lora: dict, base_model_name_or_path: str | 
     }
 
 
-def save_adapter(model: LanguageModel, lora: dict | None, directory: str, base_model_name_or_path: str | None,
-                 multimodal: bool = False) -> tuple[list[str], dict[str, torch.Tensor]]:
+def save_adapter(
+    model: LanguageModel,
+    lora: dict | None,
+    directory: str,
+    base_model_name_or_path: str | None,
+    multimodal: bool = False,
+) -> tuple[list[str], dict[str, torch.Tensor]]:
     """Writes the model's LoRA adapters to `directory` in PEFT's format. `lora`: the settings
     they were applied with (rank, alpha, dropout, targets, ...). `multimodal`: the model is a
     multimodal checkpoint's text model, and the adapter is written for the whole model
@@ -187,24 +192,30 @@ def check_config(path: str, config: dict) -> dict:
         return config.get(name, default)
 
     if field("peft_type") != "LORA":
-        fail("peft_type", f"{field('peft_type')!r} is not supported; only LoRA adapters (\"LORA\") load")
+        fail("peft_type", f'{field("peft_type")!r} is not supported; only LoRA adapters ("LORA") load')
     if field("task_type") not in (None, "CAUSAL_LM"):
-        fail("task_type", f"{field('task_type')!r}: only causal language model adapters (\"CAUSAL_LM\") load")
+        fail("task_type", f'{field("task_type")!r}: only causal language model adapters ("CAUSAL_LM") load')
     if field("use_dora"):
         fail("use_dora", "DoRA adapters are not supported (thinkcells applies plain LoRA: W + s·B·A)")
     for name in ("rank_pattern", "alpha_pattern"):
         if field(name):
             fail(name, "per-module ranks or alphas are not supported: every adapted module must share r and lora_alpha")
     if field("bias", "none") != "none":
-        fail("bias", f"{field('bias')!r}: trained biases are not supported (only bias \"none\")")
+        fail("bias", f'{field("bias")!r}: trained biases are not supported (only bias "none")')
     if field("lora_bias"):
         fail("lora_bias", "a bias on lora_B is not supported")
     if field("modules_to_save"):
-        fail("modules_to_save", f"{field('modules_to_save')!r}: fully trained extra modules are not supported, only LoRA on decoder-layer projections")
+        fail(
+            "modules_to_save",
+            f"{field('modules_to_save')!r}: fully trained extra modules are not supported, only LoRA on decoder-layer projections",
+        )
     if field("layers_to_transform") is not None:
         fail("layers_to_transform", "adapting only some layers is not supported: thinkcells adapts every decoder layer")
     if field("fan_in_fan_out"):
-        fail("fan_in_fan_out", "true (GPT-2-style Conv1D weights) is not supported: thinkcells adapts nn.Linear projections")
+        fail(
+            "fan_in_fan_out",
+            "true (GPT-2-style Conv1D weights) is not supported: thinkcells adapts nn.Linear projections",
+        )
     for name in ("layer_replication", "target_parameters", "trainable_token_indices", "alora_invocation_tokens"):
         if field(name):
             fail(name, f"{field(name)!r} is not supported")
@@ -222,9 +233,16 @@ def check_config(path: str, config: dict) -> dict:
         fail("lora_dropout", f"expected a number in [0, 1), got {dropout!r}")
     targets = field("target_modules")
     if not (isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
-        fail("target_modules", f"expected a list of module names, a regular expression or \"all-linear\", got {targets!r}")
-    return {"rank": rank, "alpha": alpha, "dropout": float(dropout), "use_rslora": bool(field("use_rslora", False)),
-            "target_modules": targets}
+        fail(
+            "target_modules", f'expected a list of module names, a regular expression or "all-linear", got {targets!r}'
+        )
+    return {
+        "rank": rank,
+        "alpha": alpha,
+        "dropout": float(dropout),
+        "use_rslora": bool(field("use_rslora", False)),
+        "target_modules": targets,
+    }
 
 
 def _matches(target_modules: str | list[str], name: str) -> bool:
@@ -242,7 +260,7 @@ def _module_name(key: str) -> str:
     name = key.removeprefix(PREFIX) + "."
     for prefix, native in TEXT_MODEL_PREFIXES:
         if name.startswith(prefix):
-            name = native + name[len(prefix):]
+            name = native + name[len(prefix) :]
             break
     return name[:-1]
 
@@ -261,8 +279,10 @@ def load_adapter(model: LanguageModel, directory: str) -> dict:
     adaptable = {name for name in linears if name.rpartition(".")[2] in offered}
 
     def not_adapted(module: str):
-        raise AdapterError(f"{path}: target_modules: the adapter targets {module!r}, which thinkcells does not adapt: only the "
-                           f"decoder layers' projections ({', '.join(offered) or 'none for this model'}) take LoRA")
+        raise AdapterError(
+            f"{path}: target_modules: the adapter targets {module!r}, which thinkcells does not adapt: only the "
+            f"decoder layers' projections ({', '.join(offered) or 'none for this model'}) take LoRA"
+        )
 
     target_modules = settings["target_modules"]
     if target_modules == "all-linear":
@@ -274,19 +294,27 @@ def load_adapter(model: LanguageModel, directory: str) -> dict:
         try:
             outside = sorted(n for n in leaves if n not in adaptable and _matches(target_modules, n))
         except re.error as e:
-            raise AdapterError(f"{path}: target_modules: {target_modules!r} is not a valid regular expression ({e})") from None
+            raise AdapterError(
+                f"{path}: target_modules: {target_modules!r} is not a valid regular expression ({e})"
+            ) from None
     else:
         # Each listed name must mean decoder-layer projections (lm_head, embed_tokens do not);
         # a multimodal model's vision tower is not the bridge's (its adapters are dropped below).
-        outside = [t for t in target_modules
-                   if not t.startswith(VISION_PREFIXES) and not any(_matches([t], n) or _matches([_module_name(t)], n) for n in adaptable)]
+        outside = [
+            t
+            for t in target_modules
+            if not t.startswith(VISION_PREFIXES)
+            and not any(_matches([t], n) or _matches([_module_name(t)], n) for n in adaptable)
+        ]
     if outside:
         not_adapted(outside[0])
 
     weights_path = os.path.join(os.path.abspath(directory), ADAPTER_WEIGHTS)
     if not os.path.exists(weights_path):
         legacy = os.path.join(os.path.abspath(directory), "adapter_model.bin")
-        extra = " (adapter_model.bin, a pickle, is not read: re-save it with safetensors)" if os.path.exists(legacy) else ""
+        extra = (
+            " (adapter_model.bin, a pickle, is not read: re-save it with safetensors)" if os.path.exists(legacy) else ""
+        )
         raise AdapterError(f"{weights_path} is missing{extra}")
     try:
         tensors, _ = read_safetensors(weights_path)
@@ -299,9 +327,17 @@ def load_adapter(model: LanguageModel, directory: str) -> dict:
     for key, tensor in tensors.items():
         match = _KEY.match(key)
         if match is None or not key.startswith(PREFIX):
-            what = "a DoRA magnitude" if "lora_magnitude_vector" in key else "an embedding adapter" if "lora_embedding" in key else "not a LoRA weight"
-            raise AdapterError(f"{weights_path}: unexpected tensor {key!r} ({what}; expected "
-                               f"{PREFIX}<module>.lora_A.weight and .lora_B.weight)")
+            what = (
+                "a DoRA magnitude"
+                if "lora_magnitude_vector" in key
+                else "an embedding adapter"
+                if "lora_embedding" in key
+                else "not a LoRA weight"
+            )
+            raise AdapterError(
+                f"{weights_path}: unexpected tensor {key!r} ({what}; expected "
+                f"{PREFIX}<module>.lora_A.weight and .lora_B.weight)"
+            )
         if match["module"].removeprefix(PREFIX).startswith(VISION_PREFIXES):
             continue  # a multimodal model's vision tower: the bridge holds the text model alone
         module = _module_name(match["module"])
@@ -319,14 +355,18 @@ def load_adapter(model: LanguageModel, directory: str) -> dict:
         not_adapted(outside[0])
     unmatched = sorted(m for m in pairs if not (_matches(target_modules, m) or _matches(target_modules, original[m])))
     if unmatched:
-        raise AdapterError(f"{weights_path}: tensors for {original[unmatched[0]]!r}, which target_modules "
-                           f"{settings['target_modules']!r} in {ADAPTER_CONFIG} does not name")
+        raise AdapterError(
+            f"{weights_path}: tensors for {original[unmatched[0]]!r}, which target_modules "
+            f"{settings['target_modules']!r} in {ADAPTER_CONFIG} does not name"
+        )
     names = [n for n in offered if any(m.rpartition(".")[2] == n for m in pairs)]
     # apply_lora adapts a name in every layer: an adapter covering only some layers is refused.
     missing = sorted(m for m in adaptable if m.rpartition(".")[2] in names and m not in pairs)
     if missing:
-        raise AdapterError(f"{weights_path}: tensor {PREFIX}{missing[0]}.lora_A.weight is missing: thinkcells adapts "
-                           f"{missing[0].rpartition('.')[2]} in every decoder layer, this adapter only in some")
+        raise AdapterError(
+            f"{weights_path}: tensor {PREFIX}{missing[0]}.lora_A.weight is missing: thinkcells adapts "
+            f"{missing[0].rpartition('.')[2]} in every decoder layer, this adapter only in some"
+        )
     rank = settings["rank"]
     # Every shape checked before the model is touched.
     for module in sorted(pairs):
@@ -334,8 +374,10 @@ def load_adapter(model: LanguageModel, directory: str) -> dict:
         for which, expected in (("lora_A", (rank, base.in_features)), ("lora_B", (base.out_features, rank))):
             key, tensor = pairs[module][which]
             if tuple(tensor.shape) != expected:
-                raise AdapterError(f"{weights_path}: tensor {key!r} has shape {list(tensor.shape)}, expected {list(expected)} "
-                                   f"(r = {rank} in {ADAPTER_CONFIG}; the module is {base.out_features}×{base.in_features})")
+                raise AdapterError(
+                    f"{weights_path}: tensor {key!r} has shape {list(tensor.shape)}, expected {list(expected)} "
+                    f"(r = {rank} in {ADAPTER_CONFIG}; the module is {base.out_features}×{base.in_features})"
+                )
     lora = {"rank": rank, "alpha": settings["alpha"], "dropout": settings["dropout"], "targets": names, "seed": 0}
     if settings["use_rslora"]:
         lora["use_rslora"] = True

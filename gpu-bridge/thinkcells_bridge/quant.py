@@ -47,10 +47,22 @@ NF4_BLOCK = 64
 
 # The 16 NF4 values: QLoRA appendix E, bitsandbytes' get_4bit_type("nf4").
 NF4_CODE = (
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+    -1.0,
+    -0.6961928009986877,
+    -0.5250730514526367,
+    -0.39491748809814453,
+    -0.28444138169288635,
+    -0.18477343022823334,
+    -0.09105003625154495,
+    0.0,
+    0.07958029955625534,
+    0.16093020141124725,
+    0.24611230194568634,
+    0.33791524171829224,
+    0.44070982933044434,
+    0.5626170039176941,
+    0.7229568362236023,
+    1.0,
 )
 _TINY = torch.finfo(torch.float32).tiny  # divides all-zero rows and blocks to 0, not nan
 
@@ -88,7 +100,7 @@ def quantize_nf4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (codes[:, 0] << 4) | codes[:, 1], absmax
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nf4_pairs(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[256, 2]: the two values a packed byte stands for, so dequantizing is one gather."""
     code = torch.tensor(NF4_CODE, dtype=dtype, device=device)
@@ -101,7 +113,9 @@ def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, 
     if bnb is not None:
         out = torch.empty(shape, dtype=absmax.dtype, device=codes.device)
         # Its kernel wants fp32 absmax and reads only `numel` values (not our padding).
-        return bnb.dequantize_4bit(codes.view(-1, 1), absmax=absmax.float(), out=out, blocksize=NF4_BLOCK, quant_type="nf4")
+        return bnb.dequantize_4bit(
+            codes.view(-1, 1), absmax=absmax.float(), out=out, blocksize=NF4_BLOCK, quant_type="nf4"
+        )
     # An embedding lookup takes int32 indices: half the transient memory of indexing (int64),
     # and about twice as fast on CPU.
     pairs = F.embedding(codes.int(), _nf4_pairs(codes.device, absmax.dtype))
@@ -109,7 +123,7 @@ def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, shape: tuple[int, 
     return values.view(-1)[: math.prod(shape)].view(shape)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bitsandbytes():
     """bitsandbytes.functional, or None. Imported on first CUDA use only: the import is slow
     (it loads torch.compile), may fail in ways other than ImportError on machines without a
@@ -170,7 +184,7 @@ class QuantizedLinear(nn.Linear):
         self.register_buffer("codes", codes, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
 
-    def share_storage(self, other: "QuantizedLinear") -> None:
+    def share_storage(self, other: QuantizedLinear) -> None:
         """Takes over another quantized layer's storage and bias (the same tensors)."""
         self.in_features, self.out_features, self.scheme = other.in_features, other.out_features, other.scheme
         self.register_buffer("codes", other.codes, persistent=False)
@@ -182,13 +196,17 @@ class QuantizedLinear(nn.Linear):
         destination[prefix + "weight"] = self.weight
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         key = prefix + "weight"
         if key not in state_dict:
             missing_keys.append(key)
         elif tuple(state_dict[key].shape) != (self.out_features, self.in_features):
-            error_msgs.append(f"size mismatch for {key}: copying a param with shape {tuple(state_dict[key].shape)}, "
-                              f"the shape in current model is {(self.out_features, self.in_features)}.")
+            error_msgs.append(
+                f"size mismatch for {key}: copying a param with shape {tuple(state_dict[key].shape)}, "
+                f"the shape in current model is {(self.out_features, self.in_features)}."
+            )
         else:
             self.store(state_dict[key].to(device=self.scales.device, dtype=self.scales.dtype), self.scheme)
         rest = {k: v for k, v in state_dict.items() if k != key}

@@ -72,7 +72,9 @@ def parse_rope_scaling(config: dict, source: str = "config.json") -> RopeScaling
         ok = ok and (value > minimum if strict else value >= minimum) and (not integer or value == int(value))
         if not ok:
             expected = "an integer" if integer else "a number"
-            raise ValueError(f"{source}: {key} field {name!r} must be {expected} {'>' if strict else '>='} {minimum:g}, got {value!r}")
+            raise ValueError(
+                f"{source}: {key} field {name!r} must be {expected} {'>' if strict else '>='} {minimum:g}, got {value!r}"
+            )
         return int(value) if integer else float(value)
 
     max_positions = int(config.get("max_position_embeddings", 2048))  # from_hf's default
@@ -82,7 +84,9 @@ def parse_rope_scaling(config: dict, source: str = "config.json") -> RopeScaling
         original = max_positions
     else:
         original = number("original_max_position_embeddings", max_positions, integer=True)
-    scaling = RopeScaling(type=kind, factor=number("factor", minimum=1.0, strict=False), original_max_position_embeddings=original)
+    scaling = RopeScaling(
+        type=kind, factor=number("factor", minimum=1.0, strict=False), original_max_position_embeddings=original
+    )
     if kind == "yarn":
         truncate = block.get("truncate", True)
         if not isinstance(truncate, bool):
@@ -97,9 +101,13 @@ def parse_rope_scaling(config: dict, source: str = "config.json") -> RopeScaling
             truncate=truncate,
         )
         if scaling.beta_fast <= scaling.beta_slow:
-            raise ValueError(f"{source}: {key} field 'beta_fast' must exceed 'beta_slow', got {scaling.beta_fast:g} and {scaling.beta_slow:g}")
+            raise ValueError(
+                f"{source}: {key} field 'beta_fast' must exceed 'beta_slow', got {scaling.beta_fast:g} and {scaling.beta_slow:g}"
+            )
     elif kind == "llama3":
-        scaling = dataclasses.replace(scaling, low_freq_factor=number("low_freq_factor"), high_freq_factor=number("high_freq_factor"))
+        scaling = dataclasses.replace(
+            scaling, low_freq_factor=number("low_freq_factor"), high_freq_factor=number("high_freq_factor")
+        )
         if scaling.high_freq_factor <= scaling.low_freq_factor:
             raise ValueError(
                 f"{source}: {key} field 'high_freq_factor' must exceed 'low_freq_factor', "
@@ -121,19 +129,20 @@ def inv_freq_and_attention_factor(
     half = head_dim // 2
     exponents = torch.arange(0, half, dtype=torch.float64, device=device) / half  # 2i / head_dim
     if scaling is None:
-        return 1.0 / (theta ** exponents), 1.0
+        return 1.0 / (theta**exponents), 1.0
     factor, original = scaling.factor, scaling.original_max_position_embeddings
     if scaling.type == "dynamic":
         # NTK-aware: a larger base stretches the low frequencies to span seq_len and barely
         # moves the high ones. Up to the original length this is plain RoPE (the power is 1).
         seq = max(seq_len or 0, original)
         base = theta * ((factor * seq / original) - (factor - 1)) ** (head_dim / (head_dim - 2))
-        return 1.0 / (base ** exponents), 1.0
-    inv_freq = 1.0 / (theta ** exponents)
+        return 1.0 / (base**exponents), 1.0
+    inv_freq = 1.0 / (theta**exponents)
     if scaling.type == "linear":
         # Position interpolation: position p rotates as p / factor did.
         return inv_freq / factor, 1.0
     if scaling.type == "yarn":
+
         def correction_dim(rotations: float) -> float:
             # The dimension that turns `rotations` times over the original context.
             return head_dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
@@ -145,7 +154,7 @@ def inv_freq_and_attention_factor(
         if low == high:
             high += 0.001  # as transformers does: no zero-width ramp
         ramp = ((torch.arange(half, dtype=torch.float64, device=device) - low) / (high - low)).clamp(0, 1)
-        pos_freqs = theta ** exponents
+        pos_freqs = theta**exponents
         extrapolation, interpolation = 1.0 / pos_freqs, 1.0 / (factor * pos_freqs)
         inv_freq = interpolation * ramp + extrapolation * (1 - ramp)
         if scaling.attention_factor is not None:
@@ -173,10 +182,16 @@ def with_rope_scaling(config, type: str, factor: float | None = None, target_len
         raise ValueError(f"rope scaling type {type!r} is not supported; expected one of {', '.join(SCALING_TYPES)}")
     if config.rope_scaling is not None:
         # Its frequencies are what the model was trained on: a second scaling on top would not be.
-        raise ValueError(f"the model's config already sets {config.rope_scaling.type!r} rope scaling; it cannot take another")
+        raise ValueError(
+            f"the model's config already sets {config.rope_scaling.type!r} rope scaling; it cannot take another"
+        )
     original = config.max_position_embeddings
-    if target_length is not None and (isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < original):
-        raise ValueError(f"rope scaling target_length must be an integer >= max_position_embeddings ({original}), got {target_length!r}")
+    if target_length is not None and (
+        isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < original
+    ):
+        raise ValueError(
+            f"rope scaling target_length must be an integer >= max_position_embeddings ({original}), got {target_length!r}"
+        )
     if factor is None:
         if target_length is None:
             raise ValueError("rope scaling needs a factor or a target_length")

@@ -70,11 +70,15 @@ def _culprit(path: str) -> str:
             begin, end = info["data_offsets"]
             needed = math.ceil(math.prod(info["shape"]) * _bits(info["dtype"]) / 8)
             if end - begin != needed:
-                return (f"; tensor {name!r}: {info['dtype']} shape {info['shape']} needs {needed} bytes but "
-                        f"data_offsets [{begin}, {end}] span {end - begin}")
+                return (
+                    f"; tensor {name!r}: {info['dtype']} shape {info['shape']} needs {needed} bytes but "
+                    f"data_offsets [{begin}, {end}] span {end - begin}"
+                )
             if end > data_size:
-                return (f"; tensor {name!r}: data_offsets [{begin}, {end}] lie outside the {data_size}-byte "
-                        "data section (truncated file?)")
+                return (
+                    f"; tensor {name!r}: data_offsets [{begin}, {end}] lie outside the {data_size}-byte "
+                    "data section (truncated file?)"
+                )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error):
         pass  # the library's own message is all there is to say
     return ""
@@ -88,7 +92,7 @@ def read_safetensors(path):
     try:
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except SafetensorError as e:
         raise SafetensorsError(f"{path}: {e}{_culprit(path)}") from None
     return tensors, metadata
@@ -132,6 +136,8 @@ def write_safetensors(path, tensors, metadata=None):
         names = [name for name, t in storable.items() if t.dtype == e.args[0]]
         if not names:
             raise
-        raise SafetensorsError(f"{path}: tensor {names[0]!r} has dtype {e.args[0]}, which safetensors cannot store") from None
+        raise SafetensorsError(
+            f"{path}: tensor {names[0]!r} has dtype {e.args[0]}, which safetensors cannot store"
+        ) from None
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise SafetensorsError(f"{path}: {e}") from None

@@ -1,19 +1,25 @@
-"""Batched autoregressive sampling with a KV cache."""
+"""Batched autoregressive sampling with a KV cache: one prefill per prompt, copied to its
+samples' rows, then one-token steps (the C step where it applies, else static_decode's
+fixed-shape step, else the model's hidden_states)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from .language_model import LanguageModel
 from .native_kernels import native_decoder
+from .static_decode import decode_step
 from .training import token_logprobs
 
 
 class Cancelled(Exception):
     """The client cancelled the request."""
+
+
+DECODERS = ("auto", "static", "hidden_states")
 
 
 @dataclass(frozen=True)
@@ -26,14 +32,24 @@ class SampleParams:
     stop_token_ids: tuple[int, ...]
     seed: int | None
     use_cache: bool = True
+    # Prefill each prompt once and copy its cache to its n rows; False prefills all P·n rows
+    # (the samples are the same: for checks).
+    share_prompts: bool = True
+    # How the cached decode steps run: "auto" is the C step where it applies (native_kernels),
+    # else the fixed-shape step (static_decode) for native models, else hidden_states;
+    # "static" and "hidden_states" force one (for checks: the samples are the same).
+    decoder: str = "auto"
 
 
 @dataclass
 class SampleResult:
     tokens: torch.Tensor  # int32 [rows, max_new_tokens], 0 after each row's end
     lengths: torch.Tensor  # int32 [rows]
-    logprobs: torch.Tensor  # float32 [rows, max_new_tokens], model log-probs (temperature 1)
+    # float32 [rows, max_new_tokens]: log_softmax(logits / T) of each token, T the temperature
+    # (1 when greedy), before top-k/top-p; 0 after each row's end.
+    logprobs: torch.Tensor
     stop_reasons: list[str]
+    prefill_tokens: int  # token positions the prompt prefill ran through the model, padding included
 
 
 def left_pad(sequences: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +86,104 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
+@dataclass
+class Prefix:
+    """The prompts run through the model, one row per sample (prompt-major)."""
+
+    ids: torch.Tensor  # [rows, T] left-padded prompts
+    positions: torch.Tensor  # [rows, T]
+    pad: torch.Tensor  # [rows]
+    cache: object | None  # the model's KV cache (new_cache), None without one
+    hidden: torch.Tensor  # [rows, hidden] at each prompt's last token
+    tokens: int  # token positions the prefill ran, padding included
+
+
+def prefill(model: LanguageModel, prompts: list[torch.Tensor], params: SampleParams, device) -> Prefix:
+    """Runs the prompts, each once where its n samples can share it (a cache to copy), and
+    gives every sample its row: row r is sample r % n of prompt r // n."""
+    shared = params.share_prompts and params.use_cache and params.n > 1
+    rows = prompts if shared else [p for p in prompts for _ in range(params.n)]
+    ids, pad = left_pad(rows, device)
+    positions = (torch.arange(ids.shape[1], device=device)[None, :] - pad[:, None]).clamp(min=0)
+    cache = None
+    if params.use_cache:
+        cache = model.new_cache(pad, ids.shape[1] + params.max_new_tokens, model.output_weight().dtype)
+    hidden = model.hidden_states(ids, positions, pad, cache)[:, -1]
+    prefix = Prefix(ids, positions, pad, cache, hidden, ids.numel())
+    if shared:
+        n = params.n
+        prefix.ids, prefix.positions, prefix.pad, prefix.hidden = (
+            t.repeat_interleave(n, dim=0) for t in (ids, positions, pad, hidden)
+        )
+        prefix.cache = cache.repeat_interleave(n)
+    return prefix
+
+
+def check_decoder(model: LanguageModel, params: SampleParams) -> None:
+    if params.decoder not in DECODERS:
+        raise ValueError(f"decoder: expected one of {', '.join(DECODERS)}, got {params.decoder!r}")
+    if params.decoder == "static" and model.backend != "native":
+        raise ValueError(f"decoder: 'static' needs a native model, this one's backend is {model.backend!r}")
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (tokens [B], positions [B, 1]) → hidden [B, hidden]
+
+
+def decode_steps(model: LanguageModel, params: SampleParams, prefix: Prefix) -> Step:
+    """The function that runs one new token per row, appending it to the prefix."""
+    cache = prefix.cache
+    if cache is None:
+        return _recompute_steps(model, prefix)
+    # One-token steps in C where that applies (Llama-shaped, CPU, fp32): per-op overhead, not
+    # arithmetic, limits a small model's decode speed in eager PyTorch.
+    native = native_decoder(model) if params.decoder == "auto" else None
+    if native is not None:
+        return lambda tokens, positions: native.step(tokens[:, None], positions, cache)[:, -1]
+    if params.decoder == "hidden_states" or model.backend != "native":
+        return lambda tokens, positions: model.hidden_states(tokens[:, None], positions, prefix.pad, cache)[:, -1]
+    return _static_steps(model, cache)
+
+
+def _static_steps(model, cache) -> Step:
+    # The slot lives on the device and advances in place: no step reads it back to the host.
+    slot = torch.tensor([cache.length], dtype=torch.long, device=cache.start.device)
+
+    def step(tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        hidden = decode_step(model, cache, tokens[:, None], positions, slot)[:, -1]
+        slot.add_(1)
+        cache.length += 1
+        return hidden
+
+    return step
+
+
+def _recompute_steps(model, prefix: Prefix) -> Step:
+    # Recompute the whole prefix every step: what the cache saves, made measurable.
+    ids, positions = prefix.ids, prefix.positions
+
+    def step(tokens: torch.Tensor, next_positions: torch.Tensor) -> torch.Tensor:
+        nonlocal ids, positions
+        ids = torch.cat((ids, tokens[:, None]), dim=1)
+        positions = torch.cat((positions, next_positions), dim=1)
+        return model.hidden_states(ids, positions, prefix.pad)[:, -1]
+
+    return step
+
+
+def choose(
+    logits: torch.Tensor, params: SampleParams, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next token of each row and its log-prob under the distribution it was drawn from:
+    log_softmax(logits / T), before top-k/top-p, which is how training evaluates the policy
+    (TRL's too); greedy (T = 0) gives the T = 1 log-probs."""
+    scaled = logits if params.temperature in (0, 1) else logits / params.temperature
+    if params.temperature == 0:
+        chosen = logits.argmax(-1)
+    else:
+        chosen = draw(torch.softmax(filter_logits(scaled, params.top_k, params.top_p), dim=-1), generator)
+    return chosen, torch.log_softmax(scaled, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+
+
 @torch.inference_mode()  # cheaper per op than no_grad: the decode loop is ~150 tiny ops a step
 def sample(
     model: LanguageModel,
@@ -77,24 +191,18 @@ def sample(
     params: SampleParams,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SampleResult:
+    """params.n samples of each prompt, rows prompt-major (row r is sample r % n of prompt r // n)."""
+    check_decoder(model, params)
     device = model.output_weight().device
-    rows = [p for p in prompts for _ in range(params.n)]
-    ids, pad = left_pad(rows, device)
-    batch, prompt_len = ids.shape
     generator = None
     if params.seed is not None:
         generator = torch.Generator(device=device)
         generator.manual_seed(params.seed)
 
-    dtype = model.output_weight().dtype
-    cache = model.new_cache(pad, prompt_len + params.max_new_tokens, dtype) if params.use_cache else None
-    # One-token steps in C where that applies (Llama-shaped, CPU, fp32): per-op overhead, not
-    # arithmetic, limits a small model's decode speed in eager PyTorch.
-    decoder = native_decoder(model) if params.use_cache else None
-    positions = (torch.arange(prompt_len, device=device)[None, :] - pad[:, None]).clamp(min=0)
-    hidden = model.hidden_states(ids, positions, pad, cache)[:, -1]
-    next_pos = positions[:, -1:] + 1
-
+    prefix = prefill(model, prompts, params, device)
+    step_fn = decode_steps(model, params, prefix)
+    hidden, next_pos = prefix.hidden, prefix.positions[:, -1:] + 1
+    batch = hidden.shape[0]
     tokens = torch.zeros(batch, params.max_new_tokens, dtype=torch.int32, device=device)
     logprobs = torch.zeros(batch, params.max_new_tokens, dtype=torch.float32, device=device)
     lengths = torch.full((batch,), params.max_new_tokens, dtype=torch.int32, device=device)
@@ -104,13 +212,7 @@ def sample(
     for step in range(params.max_new_tokens):
         if cancelled():
             raise Cancelled("sample was cancelled")
-        logits = model.logits(hidden).float()
-        if params.temperature == 0:
-            chosen = logits.argmax(-1)
-        else:
-            scaled = logits if params.temperature == 1 else logits / params.temperature
-            chosen = draw(torch.softmax(filter_logits(scaled, params.top_k, params.top_p), dim=-1), generator)
-        chosen_logprob = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+        chosen, chosen_logprob = choose(model.logits(hidden).float(), params, generator)
         if stop_ids.numel():
             # Rows that already stopped keep zeros; a row stops on (and keeps) its stop token.
             live = ~done
@@ -126,26 +228,20 @@ def sample(
             logprobs[:, step] = chosen_logprob
         if step + 1 == params.max_new_tokens:
             break
-        if decoder is not None:
-            hidden = decoder.step(chosen[:, None], next_pos, cache)[:, -1]
-        elif params.use_cache:
-            hidden = model.hidden_states(chosen[:, None], next_pos, pad, cache)[:, -1]
-        else:
-            # Recompute the whole prefix: what the cache saves, made measurable.
-            ids = torch.cat((ids, chosen[:, None]), dim=1)
-            positions = torch.cat((positions, next_pos), dim=1)
-            hidden = model.hidden_states(ids, positions, pad)[:, -1]
+        hidden = step_fn(chosen, next_pos)
         next_pos += 1
 
     stop_reasons = ["stop_token" if d else "length" for d in done.tolist()]
-    return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons)
+    return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons, prefix.tokens)
 
 
 @torch.inference_mode()
-def sequence_logprobs(model: LanguageModel, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Teacher-forced log p(token t | tokens < t) for t ≥ 1, one tensor per sequence, computed by
-    training's own `token_logprobs`: a reference scored here (DPO's initial weights) has the same
-    arithmetic as the policy's log-probs in forward_backward."""
+def sequence_logprobs(
+    model: LanguageModel, sequences: list[torch.Tensor], temperature: float = 1.0
+) -> list[torch.Tensor]:
+    """Teacher-forced log p(token t | tokens < t) for t ≥ 1 under softmax(logits / temperature),
+    one tensor per sequence, computed by training's own `token_logprobs`: a reference scored here
+    (DPO's initial weights) has the same arithmetic as the policy's log-probs in forward_backward."""
     device = model.output_weight().device
     longest = max(len(s) for s in sequences)
     # Right padding: causal attention never looks ahead, so padded tail tokens need no mask.
@@ -154,5 +250,5 @@ def sequence_logprobs(model: LanguageModel, sequences: list[torch.Tensor]) -> li
         ids[row, : len(s)] = s.to(device)
     if longest < 2:
         return [torch.zeros(0) for _ in sequences]
-    scores = token_logprobs(model, ids, with_entropy=False)[0]
+    scores = token_logprobs(model, ids, with_entropy=False, temperature=temperature)[0]
     return [scores[row, : len(s) - 1].cpu() for row, s in enumerate(sequences)]

@@ -74,15 +74,15 @@ def ensure_private_dir(path: str) -> None:
     first could answer this bridge's clients or swap its files. Only readable by others (nothing
     can have been put in it): tightened to 0700."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
     st = os.lstat(path)
     reason = unsafe_reason(st, "directory")
     if reason:
-        raise UnsafePath(f"refusing the bridge directory {path}: {reason}; remove it, or point "
-                         "THINKCELLS_BRIDGE_DIR at a directory of your own")
+        raise UnsafePath(
+            f"refusing the bridge directory {path}: {reason}; remove it, or point "
+            "THINKCELLS_BRIDGE_DIR at a directory of your own"
+        )
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
 
@@ -125,12 +125,14 @@ def error_type(exc: BaseException) -> str:
     if isinstance(exc, ProtocolError):
         return error_kind("invalid_request")
     if isinstance(exc, (OpError, ValueError, OSError, MissingPackage)):
-        return error_kind("bad_input")  # includes missing or unreadable files the request named, and packages a feature lacks
+        return error_kind(
+            "bad_input"
+        )  # includes missing or unreadable files the request named, and packages a feature lacks
     return error_kind("internal")
 
 
 class Connection:
-    def __init__(self, server: "BridgeServer", sock: socket.socket):
+    def __init__(self, server: BridgeServer, sock: socket.socket):
         self.server = server
         self.sock = sock
         self.send_lock = threading.Lock()
@@ -145,16 +147,18 @@ class Connection:
             self.sock.sendall(frame)
 
     def fail(self, request_id: int, op: str, exc: BaseException) -> None:
-        self.send({
-            "id": request_id,
-            "ok": False,
-            "op": op,
-            "error": {
-                "type": error_type(exc),
-                "message": str(exc) or type(exc).__name__,
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-            },
-        })
+        self.send(
+            {
+                "id": request_id,
+                "ok": False,
+                "op": op,
+                "error": {
+                    "type": error_type(exc),
+                    "message": str(exc) or type(exc).__name__,
+                    "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                },
+            }
+        )
 
     def serve(self) -> None:
         handshake_deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S
@@ -193,7 +197,9 @@ class Connection:
                 request_id, op = head.get("id", -1), str(head.get("op", "?"))
             except Exception:
                 pass
-            self.fail(request_id, op, exc if isinstance(exc, ProtocolError) else ProtocolError(f"malformed frame: {exc}"))
+            self.fail(
+                request_id, op, exc if isinstance(exc, ProtocolError) else ProtocolError(f"malformed frame: {exc}")
+            )
             if not self.authenticated:
                 self.sock.shutdown(socket.SHUT_RDWR)
             return
@@ -204,8 +210,13 @@ class Connection:
                 self.sock.shutdown(socket.SHUT_RDWR)
                 return
             if body["protocol_version"] != PROTOCOL_VERSION:
-                self.fail(request_id, op, ProtocolError(
-                    f"protocol version mismatch: client speaks {body['protocol_version']}, bridge {PROTOCOL_VERSION}"))
+                self.fail(
+                    request_id,
+                    op,
+                    ProtocolError(
+                        f"protocol version mismatch: client speaks {body['protocol_version']}, bridge {PROTOCOL_VERSION}"
+                    ),
+                )
                 return
             self.authenticated = True
             self.sock.settimeout(None)  # the handshake deadline is met; requests take their time
@@ -257,6 +268,7 @@ class Connection:
             except OSError:
                 return  # the client is gone; nobody is left to answer
 
+
 class BridgeServer:
     def __init__(self, session: str, directory: str, idle_timeout_s: float, device: torch.device):
         self.session = session
@@ -302,8 +314,13 @@ class BridgeServer:
         self.stopping.set()
 
     def _publish(self) -> None:
-        info = {"pid": os.getpid(), "socket": self.socket_path, "token": self.token,
-                "protocol_version": PROTOCOL_VERSION, "started_at": time.time()}
+        info = {
+            "pid": os.getpid(),
+            "socket": self.socket_path,
+            "token": self.token,
+            "protocol_version": PROTOCOL_VERSION,
+            "started_at": time.time(),
+        }
         # A fresh name, created 0600 and never through a symlink (O_EXCL | O_NOFOLLOW): the
         # token must not end up in a file planted in advance.
         fd, tmp = tempfile.mkstemp(prefix=f"{self.session}.json.tmp-", dir=self.directory)
@@ -330,7 +347,7 @@ class BridgeServer:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"a bridge for session {self.session!r} is already running", flush=True)
-            raise SystemExit(ALREADY_RUNNING)
+            raise SystemExit(ALREADY_RUNNING) from None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)  # left by a bridge that died: we hold the lock now
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -346,7 +363,7 @@ class BridgeServer:
             while not self.stopping.is_set():
                 try:
                     sock, _ = listener.accept()
-                except socket.timeout:
+                except TimeoutError:
                     if self._idle_expired():
                         break
                     continue

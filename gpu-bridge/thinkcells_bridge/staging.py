@@ -109,6 +109,8 @@ def check_replaceable(target: str, marker: str, kind: str, error: type[Exception
     if not os.path.isdir(target) or os.path.islink(target):
         raise error(f"{target} exists and is not a directory")
     if os.listdir(target) and not os.path.exists(os.path.join(target, marker)):
-        raise error(f"{target} is a non-empty directory that is not {kind} directory (no {marker}); "
-                    f"refusing to replace it: write to a new or empty directory")
+        raise error(
+            f"{target} is a non-empty directory that is not {kind} directory (no {marker}); "
+            f"refusing to replace it: write to a new or empty directory"
+        )
     return True

@@ -77,7 +77,14 @@ def _write_state(tmp: Path, trainer: Trainer, lora: dict | None, value_head: boo
         "trainable": [name for name, _ in named],
         "lora": lora,
         "value_head": value_head,
-        "adamw": None if group is None else {"lr": group["lr"], "betas": list(group["betas"]), "eps": group["eps"], "weight_decay": group["weight_decay"]},
+        "adamw": None
+        if group is None
+        else {
+            "lr": group["lr"],
+            "betas": list(group["betas"]),
+            "eps": group["eps"],
+            "weight_decay": group["weight_decay"],
+        },
     }
     with naming(tmp / "state.json"), open(tmp / "state.json", "w") as f:
         json.dump(meta, f, indent=2)
@@ -114,11 +121,15 @@ def load_state(path: Path, meta: dict, trainer: Trainer) -> None:
     named = dict(trainer.params())
     if sorted(named) != sorted(meta["trainable"]):
         missing = sorted(set(meta["trainable"]) - set(named)) or sorted(set(named) - set(meta["trainable"]))
-        raise StateError(f"{path}: the saved trainable parameters do not match the model's (first difference: {missing[0]!r})")
+        raise StateError(
+            f"{path}: the saved trainable parameters do not match the model's (first difference: {missing[0]!r})"
+        )
     for name, p in named.items():
         saved = tensors[f"param.{name}"]
         if saved.shape != p.shape:
-            raise StateError(f"{path}: parameter {name!r} has shape {list(saved.shape)}, the model's is {list(p.shape)}")
+            raise StateError(
+                f"{path}: parameter {name!r} has shape {list(saved.shape)}, the model's is {list(p.shape)}"
+            )
         with torch.no_grad():
             p.copy_(saved)
         p.grad = None
@@ -126,7 +137,11 @@ def load_state(path: Path, meta: dict, trainer: Trainer) -> None:
     trainer.nonfinite.clear()
     if meta["adamw"] is not None:
         adamw = meta["adamw"]
-        optimizer = trainer.ensure_optimizer(AdamWConfig(lr=adamw["lr"], betas=tuple(adamw["betas"]), eps=adamw["eps"], weight_decay=adamw["weight_decay"]))
+        optimizer = trainer.ensure_optimizer(
+            AdamWConfig(
+                lr=adamw["lr"], betas=tuple(adamw["betas"]), eps=adamw["eps"], weight_decay=adamw["weight_decay"]
+            )
+        )
         for name, p in named.items():
             if f"exp_avg.{name}" in tensors:
                 optimizer.state[p] = {

@@ -46,7 +46,7 @@ class TransformersConfig:
     rope_scaling: None = None
 
     @staticmethod
-    def read(hf_config, tied: bool, source: str) -> "TransformersConfig":
+    def read(hf_config, tied: bool, source: str) -> TransformersConfig:
         text = hf_config.get_text_config()
 
         def field(*names: str) -> int:
@@ -54,8 +54,10 @@ class TransformersConfig:
                 value = getattr(text, name, None)
                 if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                     return value
-            raise ModelConfigError(f"{source}: {' or '.join(names)} is missing or not a positive integer "
-                                   f"(the bridge needs it for model_type {hf_config.model_type!r})")
+            raise ModelConfigError(
+                f"{source}: {' or '.join(names)} is missing or not a positive integer "
+                f"(the bridge needs it for model_type {hf_config.model_type!r})"
+            )
 
         bos, eos = text.bos_token_id, text.eos_token_id
         heads = field("num_attention_heads")
@@ -84,13 +86,23 @@ class TransformersCache:
         self.kv = DynamicCache(config=hf_config)
         self.length = 0
 
+    def repeat_interleave(self, n: int) -> TransformersCache:
+        """n adjacent copies of each row (row r becomes rows r·n..r·n+n-1), in place: the
+        prompt-major rows of n samples per prompt, from one prefill per prompt."""
+        self.kv.batch_repeat_interleave(n)
+        return self
+
 
 def decoder_linear_names(hf: nn.Module, layers: int) -> tuple[str, ...]:
     """The distinct child names of the nn.Linear modules inside the decoder layers (the
     ModuleList of num_hidden_layers entries), in model order. A name also used by a Linear
     outside the layers (an output head) is left out: LoRA and quantization match by name."""
-    in_layers = {id(m) for stack in hf.modules() if isinstance(stack, nn.ModuleList) and len(stack) == layers
-                 for m in stack.modules()}
+    in_layers = {
+        id(m)
+        for stack in hf.modules()
+        if isinstance(stack, nn.ModuleList) and len(stack) == layers
+        for m in stack.modules()
+    }
     inside, outside = [], set()
     for name, module in hf.named_modules():
         if isinstance(module, nn.Linear):
@@ -121,12 +133,27 @@ class TransformersCausalLM(ValueHead, nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.hf.get_output_embeddings().weight
 
-    def hidden_states(self, input_ids: torch.Tensor, positions: torch.Tensor, pad: torch.Tensor,
-                      cache: TransformersCache | None = None, checkpoint_layers: bool = False) -> torch.Tensor:
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        pad: torch.Tensor,
+        cache: TransformersCache | None = None,
+        checkpoint_layers: bool = False,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if segments is not None:
+            self._check_packing(cache)
         past = 0 if cache is None else cache.length
         slots = torch.arange(past + input_ids.shape[1], device=input_ids.device)
-        kwargs = dict(input_ids=input_ids, attention_mask=(slots[None, :] >= pad[:, None]).long(),
-                      cache=None if cache is None else cache.kv, use_cache=cache is not None)
+        kwargs = dict(
+            input_ids=input_ids,
+            # Packed examples: no attention mask, and `positions` restarting at each example, from
+            # which transformers builds the block-diagonal causal mask (find_packed_sequence_indices).
+            attention_mask=(slots[None, :] >= pad[:, None]).long() if segments is None else None,
+            cache=None if cache is None else cache.kv,
+            use_cache=cache is not None,
+        )
         if self._takes_positions:
             kwargs["position_ids"] = positions
         checkpoint_layers = checkpoint_layers and torch.is_grad_enabled()
@@ -142,6 +169,15 @@ class TransformersCausalLM(ValueHead, nn.Module):
         if cache is not None:
             cache.length += input_ids.shape[1]
         return hidden
+
+    def _check_packing(self, cache) -> None:
+        if cache is not None:
+            raise ValueError("segments: packed examples are for training without a cache")
+        if not self._takes_positions:
+            raise ValueError(
+                f"segments: this {self.config.model_type} model takes no position ids, which is how transformers "
+                "separates packed examples; send one example per row"
+            )
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.hf.get_output_embeddings()
@@ -159,7 +195,8 @@ def unsupported(model_type, reason: str, source: str) -> ModelConfigError:
     return ModelConfigError(
         f"{source}: model_type {model_type!r} is not supported ({reason}); thinkcells runs "
         f"{', '.join(SUPPORTED_MODEL_TYPES)} natively, or any decoder-only model transformers' "
-        f"AutoModelForCausalLM builds (transformers {transformers.__version__})")
+        f"AutoModelForCausalLM builds (transformers {transformers.__version__})"
+    )
 
 
 def transformers_config(config: dict, source: str):
@@ -168,7 +205,10 @@ def transformers_config(config: dict, source: str):
     require("transformers", f"model_type {model_type!r} (not one of the native {', '.join(SUPPORTED_MODEL_TYPES)})")
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
 
     # Encoder-decoders and encoders (BERT-likes) may have causal-LM heads in transformers too,
     # but their checkpoints are not decoder-only language models.
@@ -202,15 +242,23 @@ def _first(keys) -> tuple[str, str]:
     return keys[0], f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
 
 
-def load_transformers_model(model_dir: str, config: dict, device: torch.device, dtype: torch.dtype,
-                            rope_scaling: dict | None = None, allow_non_finite: bool = False) -> TransformersCausalLM:
+def load_transformers_model(
+    model_dir: str,
+    config: dict,
+    device: torch.device,
+    dtype: torch.dtype,
+    rope_scaling: dict | None = None,
+    allow_non_finite: bool = False,
+) -> TransformersCausalLM:
     """config: config.json as read. Weights come through hf_checkpoint (its path checks and
     NaN/Inf refusal), then transformers builds the model around them."""
     source = os.path.join(model_dir, CONFIG)
     hf_config = transformers_config(config, source)
     if rope_scaling is not None:
-        raise ModelConfigError(f"{source}: loadModel ropeScaling is for the native families ({', '.join(SUPPORTED_MODEL_TYPES)}); "
-                               f"for model_type {hf_config.model_type!r} put rope_scaling in config.json, which transformers applies")
+        raise ModelConfigError(
+            f"{source}: loadModel ropeScaling is for the native families ({', '.join(SUPPORTED_MODEL_TYPES)}); "
+            f"for model_type {hf_config.model_type!r} put rope_scaling in config.json, which transformers applies"
+        )
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
     from transformers.utils import logging
 
@@ -219,8 +267,14 @@ def load_transformers_model(model_dir: str, config: dict, device: torch.device, 
     model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(hf_config)]
     logging.disable_progress_bar()  # a bar per load on the worker's stderr says nothing the client sees
     hf, info = model_class.from_pretrained(
-        None, config=hf_config, state_dict=weights, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True,
-        attn_implementation="sdpa" if model_class._supports_sdpa else "eager")
+        None,
+        config=hf_config,
+        state_dict=weights,
+        dtype=dtype,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+        attn_implementation="sdpa" if model_class._supports_sdpa else "eager",
+    )
     # transformers would initialise what is missing at random and drop what does not fit.
     if info["missing_keys"]:
         key, more = _first(info["missing_keys"])
@@ -230,7 +284,9 @@ def load_transformers_model(model_dir: str, config: dict, device: torch.device, 
         raise CheckpointError(f"{model_dir}: unexpected tensor {key!r}{more} for model_type {hf_config.model_type!r}")
     if info["mismatched_keys"]:
         key, found, expected = sorted(info["mismatched_keys"])[0]
-        raise CheckpointError(f"{model_dir}: tensor {key!r} has shape {list(found)}, config.json implies {list(expected)}")
+        raise CheckpointError(
+            f"{model_dir}: tensor {key!r} has shape {list(found)}, config.json implies {list(expected)}"
+        )
     tied = hf.get_output_embeddings().weight is hf.get_input_embeddings().weight
     model = TransformersCausalLM(hf, TransformersConfig.read(hf_config, tied, source)).to(device).eval()
     check_head(model, source)
@@ -249,5 +305,9 @@ def check_head(model: TransformersCausalLM, source: str) -> None:
     positions, pad = torch.arange(ids.shape[1], device=device)[None], torch.zeros(1, dtype=torch.long, device=device)
     got = model.logits(model.hidden_states(ids, positions, pad)).float()
     if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max())):
-        raise unsupported(model.config.model_type, f"{type(model.hf).__name__} computes its logits other than as its output "
-                          f"embedding of the final hidden states (max difference {float((got - expected).abs().max()):.3g})", source)
+        raise unsupported(
+            model.config.model_type,
+            f"{type(model.hf).__name__} computes its logits other than as its output "
+            f"embedding of the final hidden states (max difference {float((got - expected).abs().max()):.3g})",
+            source,
+        )

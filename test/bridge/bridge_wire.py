@@ -36,7 +36,11 @@ def build_frame(request_id, op, body, extra_envelope=None):
             offset += pad
             buffers.append([offset, len(data)])
             offset += len(data)
-            return {"$tensor": len(buffers) - 1, "dtype": WIRE_DTYPES[value.array.dtype], "shape": list(value.array.shape)}
+            return {
+                "$tensor": len(buffers) - 1,
+                "dtype": WIRE_DTYPES[value.array.dtype],
+                "shape": list(value.array.shape),
+            }
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -149,8 +153,9 @@ def llama_config(**overrides):
 
 
 def qwen2_config(**overrides):
-    config = llama_config(model_type="qwen2", tie_word_embeddings=False, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                          eos_token_id=[2, 3])
+    config = llama_config(
+        model_type="qwen2", tie_word_embeddings=False, rope_theta=1000000.0, rms_norm_eps=1e-6, eos_token_id=[2, 3]
+    )
     config.update(overrides)
     return config
 

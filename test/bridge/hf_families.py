@@ -285,16 +285,35 @@ SMALL_KV_HEADS = 2
 # At least one layer of each attention kind: Gemma 3 is 5 sliding then 1 global, repeating.
 SMALL_LAYERS = {"gemma3_text": 7}
 DEFAULT_SMALL_LAYERS = 2
-SMALL_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1, "image_size": 56}
+SMALL_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 1,
+    "image_size": 56,
+}
 SMALL_MM_TOKENS_PER_IMAGE = 4
 # Token ids at or above the small vocabulary move to its top slots; test inputs stay below.
 SPECIAL_TOKEN_FLOOR = SMALL_VOCAB - 16
-TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "boi_token_index", "eoi_token_index", "image_token_index")
+TOKEN_ID_FIELDS = (
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "boi_token_index",
+    "eoi_token_index",
+    "image_token_index",
+)
 
 # Size fields a sparse published config may leave to transformers' defaults (gemma-3-4b-it's
 # text_config): at full size those would build a full-vocabulary model, so they are written.
-SIZE_FIELDS_FROM_DEFAULTS = ("vocab_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-                             "max_position_embeddings", "query_pre_attn_scalar")
+SIZE_FIELDS_FROM_DEFAULTS = (
+    "vocab_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "query_pre_attn_scalar",
+)
 
 
 def _text_defaults(model_type: str) -> dict:
@@ -358,7 +377,9 @@ def _scale_text(published: dict, token_map: dict[int, int], sub_config: bool) ->
         config["sliding_window"] = SMALL_WINDOW
     if config.get("max_window_layers") is not None:
         # A count of layers: the same fraction of the smaller stack.
-        config["max_window_layers"] = min(layers, math.ceil(real["max_window_layers"] * layers / real["num_hidden_layers"]))
+        config["max_window_layers"] = min(
+            layers, math.ceil(real["max_window_layers"] * layers / real["num_hidden_layers"])
+        )
     if config.get("query_pre_attn_scalar") is not None and real["query_pre_attn_scalar"] == real.get("head_dim"):
         config["query_pre_attn_scalar"] = head_dim  # 1/sqrt(head_dim) scaling, as published
     scaling = config.get("rope_scaling")

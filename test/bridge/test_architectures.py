@@ -22,9 +22,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from hf_families import (PUBLISHED, SMALL_UNTIED_HEAD_DIM, SIZE_FIELDS_FROM_DEFAULTS, SMALL_MAX_POSITIONS, SMALL_VOCAB, SPECIAL_TOKEN_FLOOR, scale_down,
-                         sliding_windows)
+from hf_families import (
+    PUBLISHED,
+    SIZE_FIELDS_FROM_DEFAULTS,
+    SMALL_MAX_POSITIONS,
+    SMALL_UNTIED_HEAD_DIM,
+    SMALL_VOCAB,
+    SPECIAL_TOKEN_FLOOR,
+    scale_down,
+    sliding_windows,
+)
 from thinkcells_bridge.loading import load_model
 from thinkcells_bridge.ops import RequestContext, Worker
 from thinkcells_bridge.sampling import SampleParams, left_pad, sample, sequence_logprobs
@@ -53,14 +60,20 @@ FP32_TOLERANCE = 1e-4
 FEATURE_SWITCHES = {
     "llama": {"llama3 RoPE scaling": {"rope_scaling": None}},
     "mistral": {"sliding window": {"sliding_window": None}},
-    "gemma2": {"attention-logit softcap": {"attn_logit_softcapping": None},
-               "final-logit softcap": {"final_logit_softcapping": None},
-               "sliding window": {"sliding_window": SMALL_MAX_POSITIONS}},
+    "gemma2": {
+        "attention-logit softcap": {"attn_logit_softcapping": None},
+        "final-logit softcap": {"final_logit_softcapping": None},
+        "sliding window": {"sliding_window": SMALL_MAX_POSITIONS},
+    },
     "gemma2_27b": {"query_pre_attn_scalar": {"query_pre_attn_scalar": SMALL_UNTIED_HEAD_DIM}},
-    "gemma3_text": {"sliding window": {"sliding_window": SMALL_MAX_POSITIONS},
-                    "local RoPE base": {"rope_local_base_freq": 1_000_000}},
-    "gemma3": {"sliding window": {"sliding_window": SMALL_MAX_POSITIONS},
-               "linear RoPE scaling": {"rope_scaling": None}},
+    "gemma3_text": {
+        "sliding window": {"sliding_window": SMALL_MAX_POSITIONS},
+        "local RoPE base": {"rope_local_base_freq": 1_000_000},
+    },
+    "gemma3": {
+        "sliding window": {"sliding_window": SMALL_MAX_POSITIONS},
+        "linear RoPE scaling": {"rope_scaling": None},
+    },
 }
 
 
@@ -178,7 +191,9 @@ def hf_model_with_config_edit(reference: Reference, edit: dict, root: Path):
     config.get("text_config", config).update(edit)
     root.mkdir()
     (root / "config.json").write_text(json.dumps(config))
-    hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(root), attn_implementation="eager", dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(root), attn_implementation="eager", dtype=torch.float32
+    )
     hf.load_state_dict(reference.hf.state_dict())
     return hf.eval()
 
@@ -198,18 +213,40 @@ def test_padded_batch_logits_match(reference, model_dir):
     assert diff <= FP32_TOLERANCE
 
 
-def test_greedy_decoding_through_the_cache_matches_generate(reference, model_dir):
+# How the cached decode steps run: the default (the C step for Llama-shaped models, else the
+# fixed-shape step), the fixed-shape step (static_decode) and model.hidden_states' growing cache.
+DECODERS = ("auto", "static", "hidden_states")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_greedy_decoding_through_the_cache_matches_generate(reference, model_dir, decoder):
     prompt = tokens((GREEDY_PROMPT_LENGTH,), seed=7)
     model = load_model(str(model_dir), CPU, torch.float32)
-    params = SampleParams(n=1, max_new_tokens=GREEDY_NEW_TOKENS, temperature=0.0, top_p=1.0, top_k=0,
-                          stop_token_ids=(), seed=None, use_cache=True)
+    params = SampleParams(
+        n=1,
+        max_new_tokens=GREEDY_NEW_TOKENS,
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        stop_token_ids=(),
+        seed=None,
+        use_cache=True,
+        decoder=decoder,
+    )
     ours = sample(model, [prompt], params)
     with torch.no_grad():
         # eos_token_id=None: no early stop, as thinkcells was given no stop tokens. (min_new_tokens
         # would instead mask the eos logits, which changes the argmax.)
-        out = reference.hf.generate(prompt[None], attention_mask=torch.ones(1, GREEDY_PROMPT_LENGTH, dtype=torch.long),
-                                    do_sample=False, max_new_tokens=GREEDY_NEW_TOKENS, eos_token_id=None, pad_token_id=0,
-                                    return_dict_in_generate=True, output_logits=True)
+        out = reference.hf.generate(
+            prompt[None],
+            attention_mask=torch.ones(1, GREEDY_PROMPT_LENGTH, dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=GREEDY_NEW_TOKENS,
+            eos_token_id=None,
+            pad_token_id=0,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
     theirs = out.sequences[0, GREEDY_PROMPT_LENGTH:]
     assert len(theirs) == GREEDY_NEW_TOKENS
     assert ours.tokens[0].tolist() == theirs.tolist()
@@ -231,6 +268,44 @@ def test_bf16_logprobs_err_no_more_than_twice_transformers_bf16(reference, model
     assert our_error <= 2 * hf_error, (our_error, hf_error)
 
 
+TEMPERATURE = 0.7
+
+
+def seeded_params(**overrides) -> SampleParams:
+    base = dict(n=3, max_new_tokens=20, temperature=TEMPERATURE, top_p=0.9, top_k=20, stop_token_ids=(), seed=17)
+    return SampleParams(**{**base, **overrides})
+
+
+def test_sampled_logprobs_are_transformers_log_softmax_at_the_temperature(reference):
+    """Each sampled token's log-prob is transformers' log_softmax(logits / T) on the same
+    tokens (top-k/top-p left out, as TRL scores the policy), not the T = 1 value."""
+    prompt = tokens((GREEDY_PROMPT_LENGTH,), seed=8)
+    model = load_model(str(reference.dirs["transformers"]), CPU, torch.float32)
+    ours = sample(model, [prompt], seeded_params())
+    for row in range(3):
+        completion = ours.tokens[row].long()
+        with torch.no_grad():
+            logits = reference.hf(input_ids=torch.cat([prompt, completion])[None]).logits.float()[0]
+        logits = logits[GREEDY_PROMPT_LENGTH - 1 : -1]
+        at_t = torch.log_softmax(logits / TEMPERATURE, -1).gather(-1, completion[:, None]).squeeze(-1)
+        at_one = torch.log_softmax(logits, -1).gather(-1, completion[:, None]).squeeze(-1)
+        assert (ours.logprobs[row] - at_t).abs().max().item() <= FP32_TOLERANCE, row
+        assert (ours.logprobs[row] - at_one).abs().max().item() > 1e-2, row
+
+
+def test_shared_prompts_through_static_steps_sample_as_one_prefill_per_row(reference):
+    """One prefill per prompt, copied to its samples, then fixed-shape steps: the same samples
+    as a prefill per row and the growing cache, for a fixed seed; padded prompts, so the window
+    and the padding both mask."""
+    prompts = [tokens((n,), seed=20 + n) for n in (GREEDY_PROMPT_LENGTH, 5)]
+    model = load_model(str(reference.dirs["transformers"]), CPU, torch.float32)
+    shared = sample(model, prompts, seeded_params(decoder="static"))
+    unshared = sample(model, prompts, seeded_params(decoder="hidden_states", share_prompts=False))
+    assert shared.tokens.tolist() == unshared.tokens.tolist()
+    assert (shared.logprobs - unshared.logprobs).abs().max().item() <= FP32_TOLERANCE
+    assert (shared.prefill_tokens, unshared.prefill_tokens) == (2 * GREEDY_PROMPT_LENGTH, 6 * GREEDY_PROMPT_LENGTH)
+
+
 class Ctx(RequestContext):
     def __init__(self):
         super().__init__(request_id=1, cancel_event=threading.Event(), client="pytest")
@@ -240,30 +315,70 @@ def lora_trained_worker(model_dir: Path) -> Worker:
     """Model "m" loaded by the bridge's ops, given LoRA adapters and trained for 5 steps on a
     cross-entropy loss: the path a notebook takes before exporting."""
     worker, ctx = Worker("test", CPU), Ctx()
-    worker.load_model({"name": "m", "path": str(model_dir), "dtype": "float32", "rope_scaling": None, "quantize": None,
-                       "allow_non_finite": False, "replace": False}, ctx)
+    worker.load_model(
+        {
+            "name": "m",
+            "path": str(model_dir),
+            "dtype": "float32",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+        ctx,
+    )
     worker.apply_lora({"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0}, ctx)
     lengths = torch.tensor([20, 14], dtype=torch.int32)
     ids = tokens((int(lengths.sum()),), seed=3).to(torch.int32)
     for _ in range(5):
-        worker.forward_backward({"model": "m", "token_ids": ids, "lengths": lengths, "loss_scale": 1.0, "gradient_checkpointing": False,
-                                 "loss": {"kind": "cross_entropy", "weights": torch.ones(ids.numel()), "num_tokens": None}}, ctx)
-        worker.optim_step({"model": "m", "lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-                           "max_grad_norm": 1.0}, ctx)
+        worker.forward_backward(
+            {
+                "model": "m",
+                "token_ids": ids,
+                "lengths": lengths,
+                "example_lengths": None,
+                "loss_scale": 1.0,
+                "gradient_checkpointing": False,
+                "loss": {"kind": "cross_entropy", "weights": torch.ones(ids.numel()), "num_tokens": None},
+            },
+            ctx,
+        )
+        worker.optim_step(
+            {
+                "model": "m",
+                "lr": 1e-2,
+                "beta1": 0.9,
+                "beta2": 0.999,
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "max_grad_norm": 1.0,
+            },
+            ctx,
+        )
     return worker
 
 
 def test_lora_export_reloads_in_transformers_with_equal_logits(reference, model_dir, tmp_path):
     worker = lora_trained_worker(model_dir)
-    worker.export_model({"model": "m", "dir": str(tmp_path / "export"), "shard_bytes": None, "dtype": "float32",
-                         "metadata": {}, "onnx": None}, Ctx())
+    worker.export_model(
+        {
+            "model": "m",
+            "dir": str(tmp_path / "export"),
+            "shard_bytes": None,
+            "dtype": "float32",
+            "metadata": {},
+            "onnx": None,
+        },
+        Ctx(),
+    )
     ids, pad, mask = padded_batch(seed=20)
     trained = thinkcells_logits(worker.get("m").model, ids, pad)
     base = hf_logits(reference.hf, ids, mask)
     assert max_diff_at_real_positions(trained, base, mask) > 1e-2  # the adapters learned something
 
-    reloaded, info = AutoModelForCausalLM.from_pretrained(tmp_path / "export", attn_implementation="eager", dtype=torch.float32,
-                                                          output_loading_info=True)
+    reloaded, info = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "export", attn_implementation="eager", dtype=torch.float32, output_loading_info=True
+    )
     # The bridge holds a multimodal checkpoint's text model only, and exports that: a text-only
     # Gemma3ForCausalLM (config.json: text_config's fields, model_type gemma3_text).
     expected = "Gemma3ForCausalLM" if reference.family == "gemma3" else type(reference.hf).__name__
@@ -287,4 +402,7 @@ def test_gemma3_text_weights_load_under_transformers_internal_names(tmp_path):
     assert any(n.startswith("model.language_model.layers.") for n in tensor_names(internal / "model.safetensors"))
     ids, pad, mask = padded_batch()
     model = load_model(str(internal), CPU, torch.float32)
-    assert max_diff_at_real_positions(thinkcells_logits(model, ids, pad), hf_logits(ref.hf, ids, mask), mask) <= FP32_TOLERANCE
+    assert (
+        max_diff_at_real_positions(thinkcells_logits(model, ids, pad), hf_logits(ref.hf, ids, mask), mask)
+        <= FP32_TOLERANCE
+    )

@@ -5,7 +5,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-
 from thinkcells_bridge.convert_llama2c import Llama2cError, convert_llama2c_weights, write_llama2c_as_hf
 from thinkcells_bridge.hf_checkpoint import load_state_dict, read_config
 
@@ -111,13 +110,18 @@ def test_truncated_file(tmp_path):
 def test_untied_classifier(tmp_path):
     dim, hidden, layers, heads, kv_heads, vocab, seq = 8, 12, 1, 2, 1, 10, 4
     head = dim // heads
-    n = (vocab * dim + layers * (2 * dim + 2 * dim * dim + 2 * head * kv_heads * dim + 3 * hidden * dim)
-         + dim + seq * head)
+    n = (
+        vocab * dim
+        + layers * (2 * dim + 2 * dim * dim + 2 * head * kv_heads * dim + 3 * hidden * dim)
+        + dim
+        + seq * head
+    )
     weights = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
     wcls = np.arange(vocab * dim, dtype=np.float32)
     path = tmp_path / "untied.bin"
-    path.write_bytes(struct.pack("<7i", dim, hidden, layers, heads, kv_heads, -vocab, seq)
-                     + weights.tobytes() + wcls.tobytes())
+    path.write_bytes(
+        struct.pack("<7i", dim, hidden, layers, heads, kv_heads, -vocab, seq) + weights.tobytes() + wcls.tobytes()
+    )
     config, sd = convert_llama2c_weights(path)
     assert config["tie_word_embeddings"] is False and config["vocab_size"] == vocab
     assert np.array_equal(sd["lm_head.weight"].numpy().ravel(), wcls)

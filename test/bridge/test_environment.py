@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from thinkcells_bridge import environment
 from thinkcells_bridge.environment import TESTED_TORCH, exit_code, problems, requirement_groups, version_tuple
 
@@ -32,7 +31,9 @@ def test_a_malformed_requirements_line_names_file_and_line(tmp_path):
         requirement_groups(bad)
 
 
-@pytest.mark.parametrize("version,expected", [("2.13.0+cpu", (2, 13, 0)), ("2.11.0a0+git1234", (2, 11, 0)), ("2.9", (2, 9)), ("nightly", ())])
+@pytest.mark.parametrize(
+    "version,expected", [("2.13.0+cpu", (2, 13, 0)), ("2.11.0a0+git1234", (2, 11, 0)), ("2.9", (2, 9)), ("nightly", ())]
+)
 def test_version_tuple_reads_the_release(version, expected):
     assert version_tuple(version) == expected
 
@@ -51,7 +52,10 @@ def start_bridge(tmp_path, python_path: str, **env):
     return subprocess.run(
         [sys.executable, "-S", "-m", "thinkcells_bridge", "--session", "env", "--dir", str(tmp_path / "run")],
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(BRIDGE), python_path]), **env},
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_an_interpreter_without_packages_is_refused_with_each_install_command(tmp_path):
@@ -69,7 +73,9 @@ def test_an_old_torch_is_refused_unless_allowed(tmp_path):
     result = start_bridge(tmp_path, str(site))
     assert result.returncode == exit_code("unfit_environment")
     lines = [line for line in result.stderr.splitlines() if line.startswith("- ")]
-    assert len(lines) == 1 and lines[0].startswith("- torch 2.1.2 is older than every torch thinkcells is tested on (2.11, 2.13)")
+    assert len(lines) == 1 and lines[0].startswith(
+        "- torch 2.1.2 is older than every torch thinkcells is tested on (2.11, 2.13)"
+    )
     assert "pip install --upgrade 'torch>=2.11'" in lines[0] and "THINKCELLS_ALLOW_UNTESTED_TORCH=1" in lines[0]
 
     allowed = start_bridge(tmp_path, str(site), THINKCELLS_ALLOW_UNTESTED_TORCH="1")
@@ -85,5 +91,8 @@ def test_a_newer_torch_than_tested_is_accepted(monkeypatch):
 def test_an_optional_feature_names_its_package_and_command(monkeypatch):
     monkeypatch.setattr(environment, "installed_version", lambda name: None)
     pinned = requirement_groups()["optional"]["onnx"]
-    with pytest.raises(environment.MissingPackage, match=rf"ONNX export needs the Python package onnx, .* -m pip install 'onnx=={pinned}'"):
+    with pytest.raises(
+        environment.MissingPackage,
+        match=rf"ONNX export needs the Python package onnx, .* -m pip install 'onnx=={pinned}'",
+    ):
         environment.require("onnx", "ONNX export")

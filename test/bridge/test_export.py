@@ -7,8 +7,6 @@ import threading
 
 import pytest
 import torch
-from torch import nn
-
 from bridge_wire import llama_config, perturb_adapters, qwen2_config, random_model
 from thinkcells_bridge import export as export_module
 from thinkcells_bridge.export import ExportError, merged_state_dict
@@ -21,6 +19,7 @@ from thinkcells_bridge.ops import Worker
 from thinkcells_bridge.protocol import validate_request
 from thinkcells_bridge.safetensors import read_safetensors
 from thinkcells_bridge.sampling import SampleParams, sample
+from torch import nn
 
 CPU = torch.device("cpu")
 
@@ -61,8 +60,22 @@ def trained_worker(tmp_path, config=None, quantize=None, rope_scaling=None):
     """A worker holding model "m" with perturbed (i.e. trained) LoRA adapters."""
     worker = Worker("test", CPU)
     directory = base_dir(tmp_path, config or qwen2_config())
-    call(worker, "load_model", {"name": "m", "path": str(directory), "dtype": "float32", "rope_scaling": rope_scaling, "quantize": quantize, "allow_non_finite": False, "replace": False})
-    call(worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0})
+    call(
+        worker,
+        "load_model",
+        {
+            "name": "m",
+            "path": str(directory),
+            "dtype": "float32",
+            "rope_scaling": rope_scaling,
+            "quantize": quantize,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
+    call(
+        worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0}
+    )
     perturb_adapters(worker.get("m").model)
     return worker, directory
 
@@ -85,7 +98,9 @@ def test_a_merged_linear_applies_base_plus_adapter():
     with torch.no_grad():
         base = nn.functional.linear(x, layer.weight, layer.bias)
         adapter = 2.0 * (x @ layer.lora_A.t()) @ layer.lora_B.t()  # scale = alpha / rank
-        assert torch.allclose(nn.functional.linear(x, weights["proj.weight"], weights["proj.bias"]), base + adapter, atol=1e-5)
+        assert torch.allclose(
+            nn.functional.linear(x, weights["proj.weight"], weights["proj.bias"]), base + adapter, atol=1e-5
+        )
         # Bit for bit what sampling applies (lora.merged_weight), and disabled adapters still merge.
         assert torch.equal(weights["proj.weight"], merged_weight(layer))
         layer.enabled = False
@@ -122,10 +137,34 @@ def test_export_reloads_as_the_adapter_model(tmp_path, config):
     assert greedy(exported, prompt) == greedy(live, prompt)
 
     # A fresh worker loading the export samples the same greedy tokens through the op.
-    call(worker, "load_model", {"name": "e", "path": str(tmp_path / "out"), "dtype": "float32", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
-    body = {"prompt_ids": prompt.to(torch.int32), "prompt_lengths": torch.tensor([4], dtype=torch.int32), "n": 1, "max_new_tokens": 24,
-            "temperature": 0.0, "top_p": 1.0, "top_k": 0, "stop_token_ids": [], "seed": None, "use_cache": True}
-    assert torch.equal(worker.sample({"model": "e", **body}, Ctx())["tokens"], worker.sample({"model": "m", **body}, Ctx())["tokens"])
+    call(
+        worker,
+        "load_model",
+        {
+            "name": "e",
+            "path": str(tmp_path / "out"),
+            "dtype": "float32",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
+    body = {
+        "prompt_ids": prompt.to(torch.int32),
+        "prompt_lengths": torch.tensor([4], dtype=torch.int32),
+        "n": 1,
+        "max_new_tokens": 24,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "stop_token_ids": [],
+        "seed": None,
+        "use_cache": True,
+    }
+    assert torch.equal(
+        worker.sample({"model": "e", **body}, Ctx())["tokens"], worker.sample({"model": "m", **body}, Ctx())["tokens"]
+    )
 
     written = read_config(tmp_path / "out")
     assert written["torch_dtype"] == "float32"
@@ -173,11 +212,16 @@ def test_a_quantized_base_is_dequantized_then_merged(tmp_path, scheme):
 
 
 def test_rope_scaling_set_at_load_is_written_into_the_config(tmp_path):
-    worker, _ = trained_worker(tmp_path, llama_config(), rope_scaling={"type": "yarn", "factor": None, "target_length": 256})
+    worker, _ = trained_worker(
+        tmp_path, llama_config(), rope_scaling={"type": "yarn", "factor": None, "target_length": 256}
+    )
     call(worker, "export_model", export_body("m", tmp_path / "out"))
     config = read_config(tmp_path / "out")
     assert config["max_position_embeddings"] == 256
-    assert config["rope_scaling"]["rope_type"] == "yarn" and config["rope_scaling"]["original_max_position_embeddings"] == 64
+    assert (
+        config["rope_scaling"]["rope_type"] == "yarn"
+        and config["rope_scaling"]["original_max_position_embeddings"] == 64
+    )
     assert ModelConfig.from_hf(config) == worker.get("m").model.config
 
 
@@ -212,12 +256,24 @@ def test_export_replaces_only_model_directories_and_fails_cleanly(tmp_path, monk
     assert (other / "todo.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("config", [
-    llama_config(),
-    qwen2_config(),
-    llama_config(num_key_value_heads=4, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                      "original_max_position_embeddings": 32}),
-], ids=["llama-gqa", "qwen2", "mha-llama3-rope"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        llama_config(),
+        qwen2_config(),
+        llama_config(
+            num_key_value_heads=4,
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        ),
+    ],
+    ids=["llama-gqa", "qwen2", "mha-llama3-rope"],
+)
 def test_the_traceable_forward_is_the_model_forward(config):
     model = random_model(config)
     wrapper = TraceableForward(model)

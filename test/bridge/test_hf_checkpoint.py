@@ -3,7 +3,6 @@ import re
 
 import pytest
 import torch
-
 from thinkcells_bridge.hf_checkpoint import CheckpointError, load_state_dict, read_config, save_checkpoint
 from thinkcells_bridge.safetensors import read_safetensors
 
@@ -69,7 +68,7 @@ def test_resave_replaces_previous_layout(tmp_path):
 def test_missing_shard_names_shard_and_tensor(tmp_path):
     save_checkpoint(tmp_path, CONFIG, small_state_dict(), max_shard_bytes=600)
     weight_map = json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]
-    shard = "model-00002-of-%05d.safetensors" % len(set(weight_map.values()))
+    shard = f"model-00002-of-{len(set(weight_map.values())):05d}.safetensors"
     (tmp_path / shard).unlink()
     with pytest.raises(CheckpointError) as info:
         load_state_dict(tmp_path)
@@ -82,7 +81,7 @@ def test_tensor_listed_but_absent_from_shard(tmp_path):
     save_checkpoint(tmp_path, CONFIG, small_state_dict(), max_shard_bytes=600)
     index_path = tmp_path / "model.safetensors.index.json"
     index = json.loads(index_path.read_text())
-    index["weight_map"]["ghost.weight"] = "model-00001-of-%05d.safetensors" % len(set(index["weight_map"].values()))
+    index["weight_map"]["ghost.weight"] = f"model-00001-of-{len(set(index['weight_map'].values())):05d}.safetensors"
     index_path.write_text(json.dumps(index))
     with pytest.raises(CheckpointError) as info:
         load_state_dict(tmp_path)

@@ -6,8 +6,7 @@ import pathlib
 
 from thinkcells_bridge.convert_llama2c import write_llama2c_as_hf
 from thinkcells_bridge.export import generation_config
-from thinkcells_bridge.hf_checkpoint import GENERATION_CONFIG
-from thinkcells_bridge.hf_checkpoint import read_config
+from thinkcells_bridge.hf_checkpoint import GENERATION_CONFIG, read_config
 
 BIN = pathlib.Path(__file__).resolve().parents[2] / "assets" / "stories260K" / "stories260K.bin"
 

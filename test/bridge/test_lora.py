@@ -1,10 +1,17 @@
 import pytest
 import torch
-from torch import nn
-
-from bridge_wire import perturb_adapters, llama_config, qwen2_config, random_model
-from thinkcells_bridge.lora import LoRALinear, adapters_disabled, apply_lora, has_lora, merged_weight, remove_lora, set_adapters
+from bridge_wire import llama_config, perturb_adapters, qwen2_config, random_model
 from thinkcells_bridge.loading import count_parameters
+from thinkcells_bridge.lora import (
+    LoRALinear,
+    adapters_disabled,
+    apply_lora,
+    has_lora,
+    merged_weight,
+    remove_lora,
+    set_adapters,
+)
+from torch import nn
 
 
 def ids(shape=(2, 6), seed=0):
@@ -23,7 +30,9 @@ def test_all_linear_adapters_train_only_low_rank_parameters():
     assert len(adapted) == 7 * m.config.num_hidden_layers
     assert all(name.startswith("model.layers.") for name in adapted)
     total, trainable = count_parameters(m)
-    expected = sum(4 * (layer.in_features + layer.out_features) for layer in m.modules() if isinstance(layer, LoRALinear))
+    expected = sum(
+        4 * (layer.in_features + layer.out_features) for layer in m.modules() if isinstance(layer, LoRALinear)
+    )
     assert trainable == expected and total == total_before + expected
     assert all(not p.requires_grad for n, p in m.named_parameters() if "lora_" not in n)
     # Base weights keep their Hugging Face names; the adapters add their own.
@@ -103,7 +112,7 @@ def test_remove_lora_returns_to_full_fine_tuning():
         base = logits(m, x)
     apply_lora(m, rank=2, alpha=2, dropout=0.0, targets="all-linear")
     apply_lora(m, rank=3, alpha=2, dropout=0.0, targets=["o_proj"])  # replaces, never stacks
-    assert sum(isinstance(l, LoRALinear) for l in m.modules()) == m.config.num_hidden_layers
+    assert sum(isinstance(module, LoRALinear) for module in m.modules()) == m.config.num_hidden_layers
     remove_lora(m)
     assert not has_lora(m)
     assert all(p.requires_grad for p in m.parameters())

@@ -5,7 +5,6 @@ import statistics
 
 import pytest
 import torch
-
 from thinkcells_bridge.losses import cross_entropy, dpo, policy_gradient, sequence_logprob_sums, value_loss
 
 E3 = math.exp(0.3)  # ratio of a token whose logp rose by 0.3
@@ -303,9 +302,27 @@ def test_dpo_values_and_gradient():
         abs=1e-6,
     )
     loss.backward()
+
     # d/dπc of −log σ(βΔ) / B = −β·σ(−βΔ) / B.
-    sig = lambda x: 1 / (1 + math.exp(-x))
+    def sig(x):
+        return 1 / (1 + math.exp(-x))
+
     assert torch.allclose(pc.grad, t([-0.1 * sig(-0.07) / 2, -0.1 * sig(0.06) / 2]), atol=1e-7)
+
+
+def test_dpo_starts_at_log_2_and_a_tie_is_not_a_win():
+    """π = π_ref (zero-initialised adapters before the first update): every margin is 0."""
+    policy_chosen, policy_rejected = t([-3.0, -8.0, -1.0]), t([-4.0, -9.0, -2.0])
+    _, m = dpo(policy_chosen, policy_rejected, policy_chosen, policy_rejected, beta=0.1)
+    assert m == pytest.approx(
+        {
+            "loss": math.log(2),
+            "reward_accuracy": 0.0,
+            "reward_margin": 0.0,
+            "chosen_reward": 0.0,
+            "rejected_reward": 0.0,
+        }
+    )
 
 
 def test_dpo_extreme_margin_is_finite():

@@ -3,10 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import native_kernels
-from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError, attention
+from thinkcells_bridge.model import KVCache, ModelConfig, ModelConfigError
 from thinkcells_bridge.sampling import SampleParams, sample
 
 CONFIGS = {
@@ -85,17 +84,24 @@ def test_left_padding_matches_unpadded_rows(model, grad):
     decoder = None if grad else native_kernels.native_decoder(model)
     with torch.set_grad_enabled(grad):
         # Alone: unpadded prompt then teacher-forced continuation, through the cache.
-        alone = [cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1], decoder=decoder)[:, p.shape[1] - 1 :]
-                 for p, c in [(short, cont_short), (long, cont_long)]]
+        alone = [
+            cached_logits(model, torch.cat([p, c], dim=1), prefill=p.shape[1], decoder=decoder)[:, p.shape[1] - 1 :]
+            for p, c in [(short, cont_short), (long, cont_long)]
+        ]
         # Together: left-padded prefill, then the same continuations step by step.
         ids = torch.cat([batch_prompt, torch.cat([cont_short, cont_long])], dim=1)
-        together = cached_logits(model, ids, pad=pad, prefill=batch_prompt.shape[1], decoder=decoder)[:, batch_prompt.shape[1] - 1 :]
+        together = cached_logits(model, ids, pad=pad, prefill=batch_prompt.shape[1], decoder=decoder)[
+            :, batch_prompt.shape[1] - 1 :
+        ]
         # And without a cache: one forward over the padded batch.
         full = full_logits(model, ids, pad=pad)[:, batch_prompt.shape[1] - 1 :]
 
     for row in range(2):
         assert together[row].shape == (steps + 1, 97)
-        assert torch.allclose(together[row], alone[row][0], atol=1e-5), (row, (together[row] - alone[row][0]).abs().max())
+        assert torch.allclose(together[row], alone[row][0], atol=1e-5), (
+            row,
+            (together[row] - alone[row][0]).abs().max(),
+        )
         assert torch.allclose(full[row], alone[row][0], atol=1e-5), (row, (full[row] - alone[row][0]).abs().max())
 
 
@@ -104,7 +110,9 @@ def native_vs_torch(m, ids, pad, prefill):
     decoder = native_kernels.native_decoder(m)
     assert decoder is not None, "the native step should apply (and build) here"
     with torch.no_grad():
-        return cached_logits(m, ids, pad=pad, prefill=prefill, decoder=decoder), cached_logits(m, ids, pad=pad, prefill=prefill)
+        return cached_logits(m, ids, pad=pad, prefill=prefill, decoder=decoder), cached_logits(
+            m, ids, pad=pad, prefill=prefill
+        )
 
 
 @pytest.mark.parametrize("head_dim", [8, 12, 16, 32, 64, 128])
@@ -112,7 +120,9 @@ def native_vs_torch(m, ids, pad, prefill):
 def test_native_step_matches_torch(head_dim, heads, kv):
     """Every specialised head size (and the generic loop, 12), GQA, MHA and MQA, with left
     padding: the C step gives torch's numbers."""
-    m = random_model(llama_config(head_dim=head_dim, num_attention_heads=heads, num_key_value_heads=kv), seed=head_dim + heads)
+    m = random_model(
+        llama_config(head_dim=head_dim, num_attention_heads=heads, num_key_value_heads=kv), seed=head_dim + heads
+    )
     ids = random_ids((3, 10), seed=head_dim)
     native, fallback = native_vs_torch(m, ids, torch.tensor([0, 3, 7]), prefill=8)
     assert torch.allclose(native, fallback, atol=1e-4), (native - fallback).abs().max()
@@ -141,7 +151,9 @@ def test_native_step_with_qkv_bias_matches_torch():
 
 def test_native_step_multithreaded_matches_torch():
     # Long enough a context that the attention spreads rows over threads.
-    m = random_model(llama_config(head_dim=64, num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=128), seed=11)
+    m = random_model(
+        llama_config(head_dim=64, num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=128), seed=11
+    )
     b, t = 8, 80
     assert native_kernels._threads(b * 8 * (t - 1) * 64) == native_kernels._CORES
     native, fallback = native_vs_torch(m, random_ids((b, t), seed=12), torch.arange(b) * 3, prefill=t - 2)
@@ -151,8 +163,12 @@ def test_native_step_multithreaded_matches_torch():
 def test_native_decoder_applies_to_llama_shaped_fp32_cpu_models_only():
     assert native_kernels.native_decoder(random_model(llama_config(), seed=13)) is not None
     assert native_kernels.native_decoder(random_model(llama_config(), seed=13).double()) is None
-    for departure in (dict(model_type="qwen3"), dict(model_type="mistral", sliding_window=4), dict(attention_bias=True),
-                      dict(model_type="gemma2", head_dim=8, query_pre_attn_scalar=8)):
+    for departure in (
+        dict(model_type="qwen3"),
+        dict(model_type="mistral", sliding_window=4),
+        dict(attention_bias=True),
+        dict(model_type="gemma2", head_dim=8, query_pre_attn_scalar=8),
+    ):
         model = random_model(llama_config(**departure), seed=13)
         assert not model.config.llama_shaped and native_kernels.native_decoder(model) is None, departure
 
@@ -223,8 +239,9 @@ def test_from_hf_unsupported_model_type():
         ModelConfig.from_hf(config)
 
 
-@pytest.mark.parametrize("field", ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                   "num_attention_heads"])
+@pytest.mark.parametrize(
+    "field", ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
+)
 def test_from_hf_missing_field(field):
     config = llama_config()
     del config[field]
@@ -235,8 +252,14 @@ def test_from_hf_missing_field(field):
 
 def test_from_hf_defaults():
     config = llama_config()
-    for key in ("num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-                "tie_word_embeddings", "eos_token_id"):
+    for key in (
+        "num_key_value_heads",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "rope_theta",
+        "tie_word_embeddings",
+        "eos_token_id",
+    ):
         del config[key]
     c = ModelConfig.from_hf(config)
     assert (c.num_key_value_heads, c.head_dim, c.max_position_embeddings) == (4, 8, 2048)

@@ -13,8 +13,14 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model  # pinned in requirements.txt [test]: never skipped
-
-from test_architectures import FP32_TOLERANCE, build_reference, hf_logits, max_diff_at_real_positions, padded_batch, thinkcells_logits
+from test_architectures import (
+    FP32_TOLERANCE,
+    build_reference,
+    hf_logits,
+    max_diff_at_real_positions,
+    padded_batch,
+    thinkcells_logits,
+)
 from test_export import Ctx
 from thinkcells_bridge.lora import LoRALinear, has_lora
 from thinkcells_bridge.ops import Worker
@@ -39,8 +45,19 @@ def reference(request, tmp_path_factory):
 
 def loaded_worker(reference, name="m") -> Worker:
     worker = Worker("test", CPU)
-    call(worker, "load_model", {"name": name, "path": str(reference.dirs["transformers"]), "dtype": "float32", "rope_scaling": None,
-                                "quantize": None, "allow_non_finite": False, "replace": False})
+    call(
+        worker,
+        "load_model",
+        {
+            "name": name,
+            "path": str(reference.dirs["transformers"]),
+            "dtype": "float32",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
     return worker
 
 
@@ -49,11 +66,29 @@ def train(worker, steps=3, name="m", vocab=400):
     for _ in range(steps):
         lengths = torch.tensor([12, 9], dtype=torch.int32)
         ids = torch.randint(3, vocab, (int(lengths.sum()),), generator=g, dtype=torch.int32)
-        body = {"model": name, "token_ids": ids, "lengths": lengths, "loss_scale": 1.0, "gradient_checkpointing": False,
-                "loss": {"kind": "cross_entropy", "weights": torch.ones(ids.numel()), "num_tokens": None}}
+        body = {
+            "model": name,
+            "token_ids": ids,
+            "lengths": lengths,
+            "example_lengths": None,
+            "loss_scale": 1.0,
+            "gradient_checkpointing": False,
+            "loss": {"kind": "cross_entropy", "weights": torch.ones(ids.numel()), "num_tokens": None},
+        }
         call(worker, "forward_backward", body, validate=False)
-        out = call(worker, "optim_step", {"model": name, "lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                                          "weight_decay": 0.0, "max_grad_norm": None})
+        out = call(
+            worker,
+            "optim_step",
+            {
+                "model": name,
+                "lr": 1e-2,
+                "beta1": 0.9,
+                "beta2": 0.999,
+                "eps": 1e-8,
+                "weight_decay": 0.0,
+                "max_grad_norm": None,
+            },
+        )
         assert not out["skipped"]
 
 
@@ -75,20 +110,28 @@ def base_logits(reference):
 def peft_model_of(reference, **config) -> PeftModel:
     """peft's LoRA on a copy of the reference model, every B non-zero (init_lora_weights=False)."""
     torch.manual_seed(3)
-    model = get_peft_model(copy.deepcopy(reference.hf), LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **config))
+    model = get_peft_model(
+        copy.deepcopy(reference.hf), LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, **config)
+    )
     return model.eval()
 
 
 def test_peft_applies_what_thinkcells_trained(reference, tmp_path):
     worker = loaded_worker(reference)
-    call(worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0})
+    call(
+        worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0}
+    )
     train(worker)
     layers = [m for m in worker.get("m").model.modules() if isinstance(m, LoRALinear)]
     assert all(layer.lora_B.abs().sum() > 0 for layer in layers)
-    r = call(worker, "save_adapter", {"model": "m", "dir": str(tmp_path / "adapter"), "base_model_name_or_path": "org/base"})
+    r = call(
+        worker, "save_adapter", {"model": "m", "dir": str(tmp_path / "adapter"), "base_model_name_or_path": "org/base"}
+    )
     assert r["files"] == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
     assert r["settings"] == {"rank": 4, "alpha": 8, "dropout": 0.0, "targets": "all-linear", "seed": 0}
-    assert r["dtype"] == "float32" and r["parameters"] == sum(l.lora_A.numel() + l.lora_B.numel() for l in layers)
+    assert r["dtype"] == "float32" and r["parameters"] == sum(
+        layer.lora_A.numel() + layer.lora_B.numel() for layer in layers
+    )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
     ours, mask = logits_of(worker)
@@ -102,7 +145,18 @@ def test_files_match_peft_own_save_for_the_same_settings(reference, tmp_path):
     theirs_dir = tmp_path / "peft"
     peft_model_of(reference, **settings).save_pretrained(theirs_dir)
     worker = loaded_worker(reference)
-    call(worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v_proj", "down_proj"], "seed": 0})
+    call(
+        worker,
+        "apply_lora",
+        {
+            "model": "m",
+            "rank": 4,
+            "alpha": 16,
+            "dropout": 0.05,
+            "targets": ["q_proj", "v_proj", "down_proj"],
+            "seed": 0,
+        },
+    )
     ours_dir = tmp_path / "ours"
     call(worker, "save_adapter", {"model": "m", "dir": str(ours_dir), "base_model_name_or_path": None})
 
@@ -129,8 +183,13 @@ def test_thinkcells_applies_what_peft_saved(reference, tmp_path, variant):
     if variant == "all-linear":
         config = dict(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0)
     else:
-        config = dict(r=4, lora_alpha=16, target_modules=r"model\.layers\.\d+\.(self_attn\.(q|v)_proj|mlp\.up_proj)",
-                      lora_dropout=0.1, use_rslora=True)
+        config = dict(
+            r=4,
+            lora_alpha=16,
+            target_modules=r"model\.layers\.\d+\.(self_attn\.(q|v)_proj|mlp\.up_proj)",
+            lora_dropout=0.1,
+            use_rslora=True,
+        )
     theirs_model = peft_model_of(reference, **config)
     theirs_model.save_pretrained(tmp_path / "peft")
     worker = loaded_worker(reference)
@@ -140,7 +199,14 @@ def test_thinkcells_applies_what_peft_saved(reference, tmp_path, variant):
     if variant == "all-linear":
         assert lora == {"rank": 4, "alpha": 8, "dropout": 0.0, "targets": list(info["lora_targets"]), "seed": 0}
     else:
-        assert lora == {"rank": 4, "alpha": 16, "dropout": 0.1, "targets": ["q_proj", "v_proj", "up_proj"], "seed": 0, "use_rslora": True}
+        assert lora == {
+            "rank": 4,
+            "alpha": 16,
+            "dropout": 0.1,
+            "targets": ["q_proj", "v_proj", "up_proj"],
+            "seed": 0,
+            "use_rslora": True,
+        }
     expected = peft_logits(theirs_model)
     ours, mask = logits_of(worker)  # eval: dropout off, as in peft's eval mode
     assert max_diff_at_real_positions(ours, expected, mask) <= FP32_TOLERANCE
@@ -202,7 +268,9 @@ def edited(source, target, config_edit=None, tensors_edit=None):
 def test_what_thinkcells_cannot_apply_is_refused_naming_the_field(llama, tmp_path):
     worker = loaded_worker(llama)
     call(worker, "apply_lora", {"model": "m", "rank": 2, "alpha": 4, "dropout": 0.0, "targets": ["q_proj"], "seed": 1})
-    dora = saved_by_peft(llama, tmp_path / "dora", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=True)
+    dora = saved_by_peft(
+        llama, tmp_path / "dora", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=True
+    )
     refused(worker, dora, str(dora / ADAPTER_CONFIG), "use_dora", "DoRA")
     head = saved_by_peft(llama, tmp_path / "head", r=4, lora_alpha=8, target_modules=["q_proj", "lm_head"])
     refused(worker, head, "'lm_head'", "does not adapt", "q_proj, k_proj")
@@ -219,14 +287,32 @@ def test_what_thinkcells_cannot_apply_is_refused_naming_the_field(llama, tmp_pat
         "target_modules": ({"target_modules": ["q_proj"]}, "does not name"),
         "r": ({"r": 8}, "has shape [4, 128], expected [8, 128]"),
     }
-    for i, (field, (edit, fragment)) in enumerate(cases.items()):
+    for i, (edit, fragment) in enumerate(cases.values()):
         refused(worker, edited(good, tmp_path / f"edit{i}", edit), f"{ADAPTER_CONFIG}", fragment)
     key = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"
     refused(worker, edited(good, tmp_path / "missing", tensors_edit=lambda t: t.pop(key)), f"{key} is missing")
-    refused(worker, edited(good, tmp_path / "some-layers", tensors_edit=lambda t: [t.pop(k) for k in list(t) if ".layers.1.self_attn.v_proj" in k]),
-            "model.layers.1.self_attn.v_proj.lora_A.weight is missing", "only in some")
-    refused(worker, edited(good, tmp_path / "extra", tensors_edit=lambda t: t.update({"base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector": torch.ones(32)})),
-            "unexpected tensor", "DoRA magnitude")
+    refused(
+        worker,
+        edited(
+            good,
+            tmp_path / "some-layers",
+            tensors_edit=lambda t: [t.pop(k) for k in list(t) if ".layers.1.self_attn.v_proj" in k],
+        ),
+        "model.layers.1.self_attn.v_proj.lora_A.weight is missing",
+        "only in some",
+    )
+    refused(
+        worker,
+        edited(
+            good,
+            tmp_path / "extra",
+            tensors_edit=lambda t: t.update(
+                {"base_model.model.model.layers.0.self_attn.v_proj.lora_magnitude_vector": torch.ones(32)}
+            ),
+        ),
+        "unexpected tensor",
+        "DoRA magnitude",
+    )
     refused(worker, tmp_path / "nowhere", "no such adapter directory")
     (tmp_path / "empty").mkdir()
     refused(worker, tmp_path / "empty", f"{ADAPTER_CONFIG} is missing")
@@ -262,7 +348,11 @@ def test_a_multimodal_gemma3_adapter_is_its_text_model_adapter(tmp_path_factory,
     the text model; peft's adapter on the whole model loads without the vision tower's part."""
     reference = build_reference("gemma3", tmp_path_factory.mktemp("gemma3"))
     worker = loaded_worker(reference)
-    call(worker, "apply_lora", {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "v_proj"], "seed": 0})
+    call(
+        worker,
+        "apply_lora",
+        {"model": "m", "rank": 4, "alpha": 8, "dropout": 0.0, "targets": ["q_proj", "v_proj"], "seed": 0},
+    )
     train(worker, steps=2)
     call(worker, "save_adapter", {"model": "m", "dir": str(tmp_path / "ours"), "base_model_name_or_path": None})
     tensors, _ = read_safetensors(tmp_path / "ours" / ADAPTER_WEIGHTS)
@@ -296,8 +386,19 @@ def test_an_architecture_transformers_runs_for_the_bridge(tmp_path, monkeypatch)
     runpy.run_path(str(script))  # in process: no second transformers import
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "base", dtype=torch.float32).eval()
     worker = Worker("test", CPU)
-    call(worker, "load_model", {"name": "m", "path": str(tmp_path / "base"), "dtype": "float32", "rope_scaling": None,
-                                "quantize": None, "allow_non_finite": False, "replace": False})
+    call(
+        worker,
+        "load_model",
+        {
+            "name": "m",
+            "path": str(tmp_path / "base"),
+            "dtype": "float32",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
     ids = torch.randint(3, 200, (2, 10), generator=torch.Generator().manual_seed(0))
     pad = torch.zeros(2, dtype=torch.long)
     mask = torch.ones_like(ids)
@@ -306,8 +407,10 @@ def test_an_architecture_transformers_runs_for_the_bridge(tmp_path, monkeypatch)
         return thinkcells_logits(worker.get("m").model, ids, pad)
 
     torch.manual_seed(3)
-    theirs = get_peft_model(copy.deepcopy(hf), LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, r=2, lora_alpha=4,
-                                                          target_modules="all-linear")).eval()
+    theirs = get_peft_model(
+        copy.deepcopy(hf),
+        LoraConfig(task_type="CAUSAL_LM", init_lora_weights=False, r=2, lora_alpha=4, target_modules="all-linear"),
+    ).eval()
     theirs.save_pretrained(tmp_path / "peft")
     call(worker, "load_adapter", {"model": "m", "dir": str(tmp_path / "peft")})
     assert worker.get("m").lora["targets"] == ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]

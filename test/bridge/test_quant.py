@@ -9,25 +9,39 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bridge_wire import perturb_adapters, llama_config, qwen2_config, random_model
-from test_model import cached_logits, full_logits, native_vs_torch, random_ids, reference_llama_logits
+from bridge_wire import llama_config, perturb_adapters, qwen2_config, random_model
+from test_model import full_logits, native_vs_torch, random_ids, reference_llama_logits
 from test_training import CONFIG, batch
 from thinkcells_bridge import native_kernels, quant
 from thinkcells_bridge.hf_checkpoint import save_checkpoint
 from thinkcells_bridge.loading import load_model
-from thinkcells_bridge.lora import LoRALinear, apply_lora, remove_lora
+from thinkcells_bridge.lora import apply_lora, remove_lora
 from thinkcells_bridge.model import CausalLM, ModelConfig
 from thinkcells_bridge.optim import Trainer
 from thinkcells_bridge.quant import (
-    NF4_BLOCK, NF4_CODE, QuantizedLinear, QuantizedLoRALinear, dequantize_int8, dequantize_nf4, memory_bytes, quantization,
-    quantize_base, quantize_int8, quantize_nf4,
+    NF4_BLOCK,
+    NF4_CODE,
+    QuantizedLinear,
+    QuantizedLoRALinear,
+    dequantize_int8,
+    dequantize_nf4,
+    memory_bytes,
+    quantization,
+    quantize_base,
+    quantize_int8,
+    quantize_nf4,
 )
 from thinkcells_bridge.sampling import SampleParams, sample
 from thinkcells_bridge.training import forward_backward
 
-REALISTIC = llama_config(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
-                         vocab_size=256, tie_word_embeddings=False)
+REALISTIC = llama_config(
+    hidden_size=256,
+    intermediate_size=512,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=256,
+    tie_word_embeddings=False,
+)
 
 
 def realistic_model(seed=0):
@@ -69,10 +83,24 @@ def test_int8_round_trip_is_within_half_a_step_per_element():
 
 def test_nf4_code_values_are_the_published_ones():
     # QLoRA (arXiv 2305.14314) appendix E, as in bitsandbytes.
-    published = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-                 -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-                 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-                 0.7229568362236023, 1.0]
+    published = [
+        -1.0,
+        -0.6961928009986877,
+        -0.5250730514526367,
+        -0.39491748809814453,
+        -0.28444138169288635,
+        -0.18477343022823334,
+        -0.09105003625154495,
+        0.0,
+        0.07958029955625534,
+        0.16093020141124725,
+        0.24611230194568634,
+        0.33791524171829224,
+        0.44070982933044434,
+        0.5626170039176941,
+        0.7229568362236023,
+        1.0,
+    ]
     assert list(NF4_CODE) == published
     # And their construction: quantiles of N(0, 1), 8 positive and 7 negative ones plus an
     # exact zero, from offset ½(1/30 + 1/32) off the tails, scaled into [-1, 1].
@@ -149,7 +177,9 @@ def test_state_dict_holds_dequantized_weights_under_hugging_face_names(scheme, t
     # ...and so does the checkpoint it saves, loaded as an ordinary model.
     save_checkpoint(tmp_path, qwen2_config(), sd)
     with torch.no_grad():
-        assert torch.allclose(full_logits(load_model(str(tmp_path), torch.device("cpu"), torch.float32), ids), logits, atol=1e-5)
+        assert torch.allclose(
+            full_logits(load_model(str(tmp_path), torch.device("cpu"), torch.float32), ids), logits, atol=1e-5
+        )
     # Loading weights into a quantized model quantizes them: its own come back unchanged.
     codes, scales = layer.codes.clone(), layer.scales.clone()
     q.load_state_dict(sd)
@@ -170,7 +200,7 @@ def test_lora_trains_on_a_quantized_base(scheme):
     trainer = Trainer(m)
     assert {name.rsplit(".", 1)[1] for name, _ in trainer.params()} == {"lora_A", "lora_B"}
     losses = []
-    for step in range(6):
+    for _ in range(6):
         losses.append(forward_backward(m, trainer, batch(seed=0))["loss"])  # one batch: its loss must fall
         for name, p in m.named_parameters():
             assert (p.grad is not None) == ("lora_" in name), name
@@ -193,7 +223,12 @@ def test_adapter_gradients_equal_those_over_the_dequantized_weights(scheme):
         apply_lora(m, rank=2, alpha=4, dropout=0.0, targets="all-linear", seed=3)
         perturb_adapters(m)
         shapes = set()
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.add(tuple(t.shape)) or t, lambda t: t):
+
+        def record(t, shapes=shapes):
+            shapes.add(tuple(t.shape))
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(record, lambda t: t):
             loss = full_logits(m, random_ids((2, 5), seed=6)).logsumexp(-1).mean()
         loss.backward()
         grads.append([p.grad for name, p in m.named_parameters() if "lora_" in name])
@@ -319,7 +354,9 @@ def bnb():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit's, from the torch.compile it sets up
-            return pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes is not installed (the [test] group pins it)")
+            return pytest.importorskip(
+                "bitsandbytes.functional", reason="bitsandbytes is not installed (the [test] group pins it)"
+            )
     finally:
         if kernels is None:
             del sys.modules["kernels"]
@@ -358,7 +395,12 @@ def bnb_quantize(bnb, w):
     with denormals_kept():
         packed, state = bnb.quantize_4bit(w, blocksize=NF4_BLOCK, quant_type="nf4")
     assert packed.dtype == torch.uint8 and packed.shape == ((w.numel() + 1) // 2, 1)
-    assert (state.blocksize, state.quant_type, tuple(state.shape), state.dtype) == (NF4_BLOCK, "nf4", tuple(w.shape), w.dtype)
+    assert (state.blocksize, state.quant_type, tuple(state.shape), state.dtype) == (
+        NF4_BLOCK,
+        "nf4",
+        tuple(w.shape),
+        w.dtype,
+    )
     assert state.absmax.dtype == torch.float32 and state.absmax.shape == (-(-w.numel() // NF4_BLOCK),)
     assert state.code.tolist() == list(NF4_CODE)
     return packed.view(-1), state.absmax
@@ -466,4 +508,3 @@ def test_nf4_breaks_ties_as_bitsandbytes(bnb, device):
     assert torch.equal(packed, bnb_quantize(bnb, w)[0])
     divided = torch.bucketize(w[:, 1] / w[:, 0], mids)
     assert (packed.view(-1, 32)[:, 0] & 15 != divided).all()
-

@@ -6,12 +6,16 @@ import math
 
 import pytest
 import torch
-
 from bridge_wire import llama_config, qwen2_config, random_model
 from test_model import cached_logits, full_logits
 from thinkcells_bridge import native_kernels
 from thinkcells_bridge.model import CausalLM, ModelConfig, ModelConfigError, rope_tables
-from thinkcells_bridge.rope_scaling import RopeScaling, inv_freq_and_attention_factor, parse_rope_scaling, with_rope_scaling
+from thinkcells_bridge.rope_scaling import (
+    RopeScaling,
+    inv_freq_and_attention_factor,
+    parse_rope_scaling,
+    with_rope_scaling,
+)
 
 
 def plain_inv_freq(head_dim, theta):
@@ -26,7 +30,9 @@ def assert_freqs(got, expected):
 
 
 def scaling(block, max_position_embeddings=4096):
-    return parse_rope_scaling({"max_position_embeddings": max_position_embeddings, "rope_scaling": block}, "config.json")
+    return parse_rope_scaling(
+        {"max_position_embeddings": max_position_embeddings, "rope_scaling": block}, "config.json"
+    )
 
 
 # -- frequencies -------------------------------------------------------------------------------
@@ -72,8 +78,16 @@ def test_yarn_blends_extrapolation_into_interpolation():
 
 
 def test_yarn_untruncated_ramp_and_attention_factor_options():
-    s = scaling({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048, "truncate": False,
-                 "beta_fast": 16.0, "beta_slow": 2.0})
+    s = scaling(
+        {
+            "type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 2048,
+            "truncate": False,
+            "beta_fast": 16.0,
+            "beta_slow": 2.0,
+        }
+    )
     low = 64 * math.log(2048 / (16 * 2 * math.pi)) / (2 * math.log(10000))
     high = 64 * math.log(2048 / (2 * 2 * math.pi)) / (2 * math.log(10000))
     expected = []
@@ -104,9 +118,15 @@ def test_llama3_matches_the_llama_3_1_rule():
             smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
             expected.append((1 - smooth) * f / factor + smooth * f)
     config = {  # Llama-3.1-8B's config.json, in part
-        "max_position_embeddings": 131072, "rope_theta": 500000.0,
-        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "max_position_embeddings": 131072,
+        "rope_theta": 500000.0,
+        "rope_scaling": {
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
     }
     s = parse_rope_scaling(config, "config.json")
     inv_freq, attention = inv_freq_and_attention_factor(128, 500000.0, s)
@@ -132,21 +152,33 @@ def old_rope_table(config, length):
     return torch.stack((emb.cos(), sin), dim=1).float()
 
 
-@pytest.mark.parametrize("hf_config", [llama_config(), qwen2_config(), llama_config(head_dim=12),
-                                       llama_config(hidden_size=512, max_position_embeddings=4096)])
+@pytest.mark.parametrize(
+    "hf_config",
+    [
+        llama_config(),
+        qwen2_config(),
+        llama_config(head_dim=12),
+        llama_config(hidden_size=512, max_position_embeddings=4096),
+    ],
+)
 def test_plain_rope_table_is_bit_identical_to_before(hf_config):
     config = ModelConfig.from_hf(hf_config)
     assert config.rope_scaling is None
     assert torch.equal(rope_tables(config, 3000, "cpu"), old_rope_table(config, 3000))
     # Dynamic NTK within the original length is plain RoPE too.
     dynamic = ModelConfig.from_hf({**hf_config, "rope_scaling": {"type": "dynamic", "factor": 4.0}})
-    assert torch.equal(rope_tables(dynamic, config.max_position_embeddings, "cpu"),
-                       old_rope_table(config, config.max_position_embeddings))
+    assert torch.equal(
+        rope_tables(dynamic, config.max_position_embeddings, "cpu"),
+        old_rope_table(config, config.max_position_embeddings),
+    )
 
 
 def test_yarn_table_carries_the_attention_factor():
-    config = ModelConfig.from_hf(llama_config(head_dim=64, rope_scaling={"type": "yarn", "factor": 4.0,
-                                                                         "original_max_position_embeddings": 2048}))
+    config = ModelConfig.from_hf(
+        llama_config(
+            head_dim=64, rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}
+        )
+    )
     table = rope_tables(config, 300, "cpu")
     inv_freq, attention = inv_freq_and_attention_factor(64, 10000.0, config.rope_scaling)
     angles = torch.arange(300, dtype=torch.float64)[:, None] * torch.cat((inv_freq, inv_freq))
@@ -170,9 +202,19 @@ def test_parse_accepts_both_key_spellings_and_default():
 
 def test_parse_original_length_defaults():
     assert scaling({"type": "yarn", "factor": 4.0}).original_max_position_embeddings == 4096
-    assert scaling({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}).original_max_position_embeddings == 1024
+    assert (
+        scaling(
+            {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024}
+        ).original_max_position_embeddings
+        == 1024
+    )
     # transformers' dynamic NTK measures from max_position_embeddings whatever the block says.
-    assert scaling({"type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 1024}).original_max_position_embeddings == 4096
+    assert (
+        scaling(
+            {"type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 1024}
+        ).original_max_position_embeddings
+        == 4096
+    )
 
 
 def test_transformers_5_rope_parameters():
@@ -180,29 +222,55 @@ def test_transformers_5_rope_parameters():
     del config["rope_theta"]
     plain = ModelConfig.from_hf(config)
     assert plain.rope_theta == 500000.0 and plain.rope_scaling is None
-    config["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 32}
+    config["rope_parameters"] = {
+        "rope_type": "yarn",
+        "rope_theta": 1e6,
+        "factor": 4.0,
+        "original_max_position_embeddings": 32,
+    }
     c = ModelConfig.from_hf(config)
     assert c.rope_theta == 1e6 and c.rope_scaling == RopeScaling("yarn", 4.0, 32)
 
 
-@pytest.mark.parametrize("block,expected", [
-    ({"type": "longrope", "factor": 2.0}, "rope_scaling type 'longrope' is not supported; expected one of linear, dynamic, yarn, llama3"),
-    ({"factor": 2.0}, "rope_scaling field 'rope_type' (or 'type') is missing"),
-    ({"type": "linear"}, "rope_scaling field 'factor' is missing (needed by type 'linear')"),
-    ({"type": "dynamic", "factor": "2"}, "rope_scaling field 'factor' must be a number >= 1, got '2'"),
-    ({"type": "yarn", "factor": 0.5}, "rope_scaling field 'factor' must be a number >= 1, got 0.5"),
-    ({"type": "linear", "factor": True}, "rope_scaling field 'factor' must be a number >= 1, got True"),
-    ({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 20.5},
-     "rope_scaling field 'original_max_position_embeddings' must be an integer > 0, got 20.5"),
-    ({"type": "yarn", "factor": 4.0, "beta_fast": 1.0, "beta_slow": 2.0},
-     "rope_scaling field 'beta_fast' must exceed 'beta_slow', got 1 and 2"),
-    ({"type": "yarn", "factor": 4.0, "attention_factor": -1}, "rope_scaling field 'attention_factor' must be a number > 0, got -1"),
-    ({"type": "yarn", "factor": 4.0, "truncate": "no"}, "rope_scaling field 'truncate' must be true or false, got 'no'"),
-    ({"type": "llama3", "factor": 8.0, "high_freq_factor": 4.0}, "rope_scaling field 'low_freq_factor' is missing (needed by type 'llama3')"),
-    ({"type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0},
-     "rope_scaling field 'high_freq_factor' must exceed 'low_freq_factor', got 1 and 4"),
-    ([1, 2], "rope_scaling must be an object, got [1, 2]"),
-])
+@pytest.mark.parametrize(
+    "block,expected",
+    [
+        (
+            {"type": "longrope", "factor": 2.0},
+            "rope_scaling type 'longrope' is not supported; expected one of linear, dynamic, yarn, llama3",
+        ),
+        ({"factor": 2.0}, "rope_scaling field 'rope_type' (or 'type') is missing"),
+        ({"type": "linear"}, "rope_scaling field 'factor' is missing (needed by type 'linear')"),
+        ({"type": "dynamic", "factor": "2"}, "rope_scaling field 'factor' must be a number >= 1, got '2'"),
+        ({"type": "yarn", "factor": 0.5}, "rope_scaling field 'factor' must be a number >= 1, got 0.5"),
+        ({"type": "linear", "factor": True}, "rope_scaling field 'factor' must be a number >= 1, got True"),
+        (
+            {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 20.5},
+            "rope_scaling field 'original_max_position_embeddings' must be an integer > 0, got 20.5",
+        ),
+        (
+            {"type": "yarn", "factor": 4.0, "beta_fast": 1.0, "beta_slow": 2.0},
+            "rope_scaling field 'beta_fast' must exceed 'beta_slow', got 1 and 2",
+        ),
+        (
+            {"type": "yarn", "factor": 4.0, "attention_factor": -1},
+            "rope_scaling field 'attention_factor' must be a number > 0, got -1",
+        ),
+        (
+            {"type": "yarn", "factor": 4.0, "truncate": "no"},
+            "rope_scaling field 'truncate' must be true or false, got 'no'",
+        ),
+        (
+            {"type": "llama3", "factor": 8.0, "high_freq_factor": 4.0},
+            "rope_scaling field 'low_freq_factor' is missing (needed by type 'llama3')",
+        ),
+        (
+            {"type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0},
+            "rope_scaling field 'high_freq_factor' must exceed 'low_freq_factor', got 1 and 4",
+        ),
+        ([1, 2], "rope_scaling must be an object, got [1, 2]"),
+    ],
+)
 def test_parse_errors_name_the_file_and_field(block, expected):
     with pytest.raises(ValueError) as direct:
         parse_rope_scaling({"rope_scaling": block}, "/models/m/config.json")
@@ -224,16 +292,24 @@ def test_with_rope_scaling():
     assert by_factor.rope_scaling == RopeScaling("linear", 2.5, 2048) and by_factor.max_position_embeddings == 5120
     both = with_rope_scaling(config, "dynamic", 2, 3000)
     assert both.rope_scaling == RopeScaling("dynamic", 2.0, 2048) and both.max_position_embeddings == 3000
-    assert with_rope_scaling(config, "llama3", target_length=16384).rope_scaling == RopeScaling("llama3", 8.0, 2048, low_freq_factor=1.0, high_freq_factor=4.0)
+    assert with_rope_scaling(config, "llama3", target_length=16384).rope_scaling == RopeScaling(
+        "llama3", 8.0, 2048, low_freq_factor=1.0, high_freq_factor=4.0
+    )
 
 
-@pytest.mark.parametrize("args,expected", [
-    (("ntk", 2.0, None), "rope scaling type 'ntk' is not supported; expected one of linear, dynamic, yarn, llama3"),
-    (("yarn", None, None), "rope scaling needs a factor or a target_length"),
-    (("yarn", None, 1000), "rope scaling target_length must be an integer >= max_position_embeddings (2048), got 1000"),
-    (("yarn", 0.5, None), "rope scaling factor must be a number >= 1, got 0.5"),
-    (("yarn", "4", None), "rope scaling factor must be a number >= 1, got '4'"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (("ntk", 2.0, None), "rope scaling type 'ntk' is not supported; expected one of linear, dynamic, yarn, llama3"),
+        (("yarn", None, None), "rope scaling needs a factor or a target_length"),
+        (
+            ("yarn", None, 1000),
+            "rope scaling target_length must be an integer >= max_position_embeddings (2048), got 1000",
+        ),
+        (("yarn", 0.5, None), "rope scaling factor must be a number >= 1, got 0.5"),
+        (("yarn", "4", None), "rope scaling factor must be a number >= 1, got '4'"),
+    ],
+)
 def test_with_rope_scaling_errors(args, expected):
     config = ModelConfig.from_hf(llama_config(max_position_embeddings=2048))
     with pytest.raises(ValueError) as info:
@@ -261,8 +337,13 @@ def scaled_model(kind):
     block = {
         "linear": {"type": "linear", "factor": 2.0},
         "yarn": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8},
-        "llama3": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                   "original_max_position_embeddings": 8},
+        "llama3": {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8,
+        },
     }[kind]
     config = ModelConfig.from_hf(llama_config(head_dim=16, max_position_embeddings=64, rope_scaling=block))
     return base, rebuilt(base, config)
@@ -280,13 +361,16 @@ def test_scaled_model_cached_native_decode_matches_full_forward(kind):
         got = cached_logits(model, ids, pad, prefill=5, decoder=decoder)
         unscaled = full_logits(plain, ids, pad)
     for row, start in enumerate(pad.tolist()):  # left padding's own logits mean nothing
-        assert torch.allclose(got[row, start:], expected[row, start:], atol=1e-5), (got[row, start:] - expected[row, start:]).abs().max()
+        assert torch.allclose(got[row, start:], expected[row, start:], atol=1e-5), (
+            (got[row, start:] - expected[row, start:]).abs().max()
+        )
         assert (expected[row, start:] - unscaled[row, start:]).abs().max() > 1e-2  # the scaling changed the numbers
 
 
 def test_dynamic_table_resets_once_sequences_fit_again():
-    model = random_model(llama_config(head_dim=16, max_position_embeddings=16,
-                                      rope_scaling={"type": "dynamic", "factor": 2.0}), seed=7)
+    model = random_model(
+        llama_config(head_dim=16, max_position_embeddings=16, rope_scaling={"type": "dynamic", "factor": 2.0}), seed=7
+    )
     positions = torch.arange(10)[None, :]
     fresh = rope_tables(model.config, 16, "cpu")[positions]
     assert torch.equal(model.rope(positions, 10, torch.float32), fresh)

@@ -4,7 +4,6 @@ import struct
 
 import pytest
 import torch
-
 from thinkcells_bridge.safetensors import SafetensorsError, read_safetensors, write_safetensors
 
 
@@ -134,7 +133,11 @@ def test_tied_tensors_are_written_as_copies(tmp_path):
     path = tmp_path / "tied.safetensors"
     write_safetensors(path, {"embed": shared, "lm_head": shared, "view": shared.t()})
     loaded, _ = read_safetensors(path)
-    assert torch.equal(loaded["embed"], shared) and torch.equal(loaded["lm_head"], shared) and torch.equal(loaded["view"], shared.t())
+    assert (
+        torch.equal(loaded["embed"], shared)
+        and torch.equal(loaded["lm_head"], shared)
+        and torch.equal(loaded["view"], shared.t())
+    )
 
 
 def test_reads_are_memory_mapped(tmp_path):

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import sampling
 from thinkcells_bridge.sampling import Cancelled, SampleParams, filter_logits, left_pad, sample, sequence_logprobs
@@ -72,7 +71,9 @@ def test_n_samples_are_prompt_major(model):
     sampled = sample(model, ps, params(n=3, max_new_tokens=1, temperature=1.0, seed=0))
     for row in range(9):
         probs = torch.softmax(next_logits(model, ps[row // 3]), -1)
-        assert math.isclose(sampled.logprobs[row, 0].item(), math.log(probs[sampled.tokens[row, 0]].item()), abs_tol=1e-5)
+        assert math.isclose(
+            sampled.logprobs[row, 0].item(), math.log(probs[sampled.tokens[row, 0]].item()), abs_tol=1e-5
+        )
 
 
 def test_seeds_are_reproducible(model):
@@ -120,25 +121,72 @@ def test_all_rows_stopping_ends_early(model):
     assert result.stop_reasons == ["stop_token"] * 3
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 0.9), (0.0, 0, 1.0)])
-def test_logprobs_are_temperature_one_model_logprobs(model, temperature, top_k, top_p):
+@torch.no_grad()
+def teacher_forced_logits(model, seq):
+    """The logits [len(seq) - 1, vocab] predicting seq[1:], from one forward pass."""
+    positions = torch.arange(len(seq))[None, :]
+    return model.logits(model.hidden_states(seq[None], positions, torch.zeros(1, dtype=torch.long)))[0, :-1]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 0.9), (0.7, 0, 1.0), (0.0, 0, 1.0)])
+def test_logprobs_are_those_of_the_sampled_distribution(model, temperature, top_k, top_p):
+    """log_softmax(logits / T) of each sampled token, before top-k/top-p (TRL's π_θ at T);
+    greedy decoding reports the T = 1 log-probs."""
     ps = prompts()
-    result = sample(model, ps, params(n=2, max_new_tokens=9, temperature=temperature, top_k=top_k, top_p=top_p,
-                                      seed=3, stop_token_ids=(5, 6, 7, 8)))
-    full = []
+    p = params(n=2, max_new_tokens=9, temperature=temperature, top_k=top_k, top_p=top_p, seed=3, stop_token_ids=(5, 6))
+    result = sample(model, ps, p)
+    scale = temperature if temperature > 0 else 1.0
     for row in range(len(ps) * 2):
-        prompt = ps[row // 2]
-        length = result.lengths[row].item()
+        prompt, length = ps[row // 2], result.lengths[row].item()
         completion = result.tokens[row, :length].long()
-        full.append(torch.cat([prompt, completion]))
-    recomputed = sequence_logprobs(model, full)
-    for row, scores in enumerate(recomputed):
-        length = result.lengths[row].item()
-        expected = scores[-length:]
-        assert torch.allclose(result.logprobs[row, :length], expected, atol=1e-5), row
-    # And directly from the model's logits for one row's first token.
-    probs = torch.log_softmax(next_logits(model, ps[0]), -1)
-    assert math.isclose(result.logprobs[0, 0].item(), probs[result.tokens[0, 0]].item(), abs_tol=1e-5)
+        logits = teacher_forced_logits(model, torch.cat([prompt, completion]))[-length:]
+        at_t = torch.log_softmax(logits / scale, -1).gather(-1, completion[:, None]).squeeze(-1)
+        assert torch.allclose(result.logprobs[row, :length], at_t, atol=1e-5), row
+        # Training's own teacher-forced scoring at the same temperature agrees.
+        (scores,) = sequence_logprobs(model, [torch.cat([prompt, completion])], temperature=scale)
+        assert torch.allclose(result.logprobs[row, :length], scores[-length:], atol=1e-5), row
+        if temperature not in (0.0, 1.0):
+            at_one = torch.log_softmax(logits, -1).gather(-1, completion[:, None]).squeeze(-1)
+            assert (result.logprobs[row, :length] - at_one).abs().max() > 1e-2, row
+
+
+def shared_and_unshared(model, ps, **overrides):
+    p = params(**overrides)
+    return sample(model, ps, p), sample(model, ps, SampleParams(**{**p.__dict__, "share_prompts": False}))
+
+
+@pytest.mark.parametrize("decoder", ["auto", "static", "hidden_states"])
+@pytest.mark.parametrize("temperature,seed", [(0.0, None), (0.9, 11)])
+def test_shared_prompts_sample_as_unshared_and_prefill_each_prompt_once(model, decoder, temperature, seed):
+    ps = prompts()  # lengths 4, 7, 1: left-padded to 7
+    shared, unshared = shared_and_unshared(
+        model,
+        ps,
+        n=4,
+        max_new_tokens=9,
+        temperature=temperature,
+        top_k=20,
+        seed=seed,
+        stop_token_ids=(4, 9),
+        decoder=decoder,
+    )
+    assert shared.tokens.tolist() == unshared.tokens.tolist()
+    assert shared.lengths.tolist() == unshared.lengths.tolist()
+    assert shared.stop_reasons == unshared.stop_reasons
+    assert torch.allclose(shared.logprobs, unshared.logprobs, atol=1e-5)
+    assert (shared.prefill_tokens, unshared.prefill_tokens) == (3 * 7, 3 * 4 * 7)
+
+
+def test_prefill_tokens_read_prompts_times_length(model):
+    """P prompts of length L, G samples each: P·L prefill tokens, not P·G·L."""
+    g = torch.Generator().manual_seed(8)
+    ps = [torch.randint(3, 97, (6,), generator=g) for _ in range(5)]
+    shared, unshared = shared_and_unshared(model, ps, n=8, max_new_tokens=3, temperature=1.0, seed=2)
+    assert shared.prefill_tokens == 5 * 6 and unshared.prefill_tokens == 5 * 8 * 6
+    assert shared.tokens.tolist() == unshared.tokens.tolist()
+    # n = 1 and the uncached path have nothing to share.
+    assert sample(model, ps, params(max_new_tokens=2)).prefill_tokens == 5 * 6
+    assert sample(model, ps, params(n=3, max_new_tokens=2, use_cache=False)).prefill_tokens == 5 * 3 * 6
 
 
 def test_top_k_samples_only_among_top_k(model):

@@ -3,7 +3,6 @@
 import json
 import os
 import platform
-import socket
 import stat
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from bridge_wire import Client, Tensor, llama_config, random_model
 from thinkcells_bridge.hf_checkpoint import save_checkpoint
 from thinkcells_bridge.loading import load_model
@@ -33,9 +31,22 @@ class Bridge:
         env = dict(os.environ, PYTHONPATH=str(GPU_BRIDGE))
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "thinkcells_bridge", "--session", SESSION, "--dir", str(directory),
-                 "--idle-timeout", str(idle_timeout)],
-                cwd=GPU_BRIDGE, env=env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "thinkcells_bridge",
+                    "--session",
+                    SESSION,
+                    "--dir",
+                    str(directory),
+                    "--idle-timeout",
+                    str(idle_timeout),
+                ],
+                cwd=GPU_BRIDGE,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while not self.json_path.exists():
             assert self.proc.poll() is None, f"bridge exited early:\n{self.log()}"
@@ -49,7 +60,9 @@ class Bridge:
     def connect(self, timeout=30.0, authenticate=True):
         client = Client(self.info["socket"], timeout=timeout)
         if authenticate:
-            response = client.call("hello", {"token": self.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
+            response = client.call(
+                "hello", {"token": self.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"}
+            )
             assert response["ok"] is True, response
         return client
 
@@ -68,7 +81,11 @@ class Bridge:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(path, llama_config(max_position_embeddings=8192), random_model(llama_config(max_position_embeddings=8192), seed=31).state_dict())
+    save_checkpoint(
+        path,
+        llama_config(max_position_embeddings=8192),
+        random_model(llama_config(max_position_embeddings=8192), seed=31).state_dict(),
+    )
     return path
 
 
@@ -89,7 +106,18 @@ def client(bridge):
 
 @pytest.fixture(scope="module")
 def loaded(client, checkpoint):
-    response = client.call("load_model", {"name": "tiny", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
+    response = client.call(
+        "load_model",
+        {
+            "name": "tiny",
+            "path": str(checkpoint),
+            "dtype": "auto",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
     assert response["ok"] is True, response
     return response["body"]
 
@@ -148,7 +176,9 @@ def test_protocol_version_mismatch(bridge):
     assert response["ok"] is False and response["error"]["type"] == "invalid_request"
     assert f"client speaks 99, bridge {PROTOCOL_VERSION}" in response["error"]["message"]
     # Still not authenticated, but a correct hello on the same connection works.
-    response = c.call("hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"})
+    response = c.call(
+        "hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "pytest"}
+    )
     assert response["ok"] is True
     assert response["body"]["pid"] == bridge.proc.pid and response["body"]["session"] == SESSION
     assert response["body"]["protocol_version"] == PROTOCOL_VERSION and response["body"]["device"] == "cpu"
@@ -183,16 +213,23 @@ def test_load_model(loaded, checkpoint, client):
 
 def test_sample_matches_in_process(loaded, checkpoint, client):
     prompts = ((5, 6, 7), (9, 10, 11, 12, 13))
+    before = client.call("status", {})["body"]["prefill_tokens"]
     response = client.call("sample", sample_request(prompts=prompts, n=2, max_new_tokens=6))
     assert response["ok"] is True, response
     body = response["body"]
+    # Each prompt's prefill is shared by its 2 samples: 2 prompts left-padded to 5 tokens.
+    assert body["prefill_tokens"] == 2 * 5
+    assert client.call("status", {})["body"]["prefill_tokens"] == before + 2 * 5
     assert body["tokens"].dtype == np.int32 and body["tokens"].shape == (4, 6)
     assert body["lengths"].dtype == np.int32 and body["lengths"].tolist() == [6] * 4
     assert body["logprobs"].dtype == np.float32 and body["stop_reasons"] == ["length"] * 4
 
     model = load_model(str(checkpoint), torch.device("cpu"), torch.float32)
-    expected = sample(model, [torch.tensor(p) for p in prompts],
-                      SampleParams(n=2, max_new_tokens=6, temperature=0.0, top_p=1.0, top_k=0, stop_token_ids=(), seed=None))
+    expected = sample(
+        model,
+        [torch.tensor(p) for p in prompts],
+        SampleParams(n=2, max_new_tokens=6, temperature=0.0, top_p=1.0, top_k=0, stop_token_ids=(), seed=None),
+    )
     assert body["tokens"].tolist() == expected.tokens.tolist()
     assert np.allclose(body["logprobs"], expected.logprobs.numpy(), atol=1e-5)
     assert body["tokens"][0].tolist() == body["tokens"][1].tolist() != body["tokens"][2].tolist()
@@ -201,7 +238,9 @@ def test_sample_matches_in_process(loaded, checkpoint, client):
 def test_sample_with_stop_tokens_and_seed(loaded, client):
     free = client.call("sample", sample_request(n=1, temperature=1.0, seed=5, max_new_tokens=10))["body"]
     first = int(free["tokens"][0, 2])
-    response = client.call("sample", sample_request(n=1, temperature=1.0, seed=5, max_new_tokens=10, stop_token_ids=[first]))
+    response = client.call(
+        "sample", sample_request(n=1, temperature=1.0, seed=5, max_new_tokens=10, stop_token_ids=[first])
+    )
     body = response["body"]
     stop_at = free["tokens"][0].tolist().index(first)
     assert body["lengths"][0] == stop_at + 1 and body["stop_reasons"][0] == "stop_token"
@@ -212,14 +251,21 @@ def test_sample_with_stop_tokens_and_seed(loaded, client):
 
 def test_logprobs_op(loaded, checkpoint, client):
     seqs = [[4, 5, 6, 7], [8, 9]]
-    response = client.call("logprobs", {
-        "model": "tiny",
-        "token_ids": Tensor(np.array([t for s in seqs for t in s], dtype=np.int32)),
-        "lengths": Tensor(np.array([len(s) for s in seqs], dtype=np.int64)),
-    })
+    response = client.call(
+        "logprobs",
+        {
+            "model": "tiny",
+            "token_ids": Tensor(np.array([t for s in seqs for t in s], dtype=np.int32)),
+            "lengths": Tensor(np.array([len(s) for s in seqs], dtype=np.int64)),
+            "temperature": 0.7,
+        },
+    )
     assert response["ok"] is True, response
     model = load_model(str(checkpoint), torch.device("cpu"), torch.float32)
-    expected = torch.cat(sequence_logprobs(model, [torch.tensor(s) for s in seqs]))
+    expected = torch.cat(sequence_logprobs(model, [torch.tensor(s) for s in seqs], temperature=0.7))
+    assert not np.allclose(
+        expected.numpy(), torch.cat(sequence_logprobs(model, [torch.tensor(s) for s in seqs])).numpy()
+    )
     assert response["body"]["logprobs"].shape == (4,)
     assert np.allclose(response["body"]["logprobs"], expected.numpy(), atol=1e-5)
 
@@ -257,7 +303,18 @@ def test_op_errors_are_reported_and_the_bridge_survives(loaded, client):
 
     request_id = client.send("sample", sample_request(prompts=((5, 200),)))
     assert_error(client.recv(), request_id, "sample", "bad_input", "token id 200", "0..96")
-    request_id = client.send("load_model", {"name": "x", "path": "/nonexistent/dir", "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})
+    request_id = client.send(
+        "load_model",
+        {
+            "name": "x",
+            "path": "/nonexistent/dir",
+            "dtype": "auto",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )
     assert_error(client.recv(), request_id, "load_model", "bad_input", "/nonexistent/dir")
     request_id = client.send("convert_llama2c", {"bin_path": "/nonexistent.bin", "out_dir": "/tmp/never"})
     assert_error(client.recv(), request_id, "convert_llama2c", "bad_input", "/nonexistent.bin")
@@ -273,7 +330,18 @@ def test_invalid_request_is_reported(loaded, client):
 
 
 def test_unload_model(checkpoint, client):
-    assert client.call("load_model", {"name": "second", "path": str(checkpoint), "dtype": "float32", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})["ok"]
+    assert client.call(
+        "load_model",
+        {
+            "name": "second",
+            "path": str(checkpoint),
+            "dtype": "float32",
+            "rope_scaling": None,
+            "quantize": None,
+            "allow_non_finite": False,
+            "replace": False,
+        },
+    )["ok"]
     assert client.call("unload_model", {"name": "second"})["body"] == {"unloaded": True}
     assert client.call("unload_model", {"name": "second"})["body"] == {"unloaded": False}
     request_id = client.send("sample", sample_request(model="second"))
@@ -308,7 +376,7 @@ def test_os_error_in_an_op_is_reported(bridge, tmp_path):
     request_id = c.send("convert_llama2c", {"bin_path": str(tmp_path), "out_dir": str(tmp_path / "out")})
     try:
         response = c.recv()
-    except socket.timeout:
+    except TimeoutError:
         pytest.fail("no response to a convert_llama2c whose bin_path is a directory (IsADirectoryError)")
     assert response["id"] == request_id and response["ok"] is False
     assert response["error"]["type"] in ("bad_input", "internal")
@@ -343,7 +411,18 @@ def test_shutdown_op_stops_the_bridge(tmp_path, checkpoint):
     bridge = Bridge(tmp_path / "run", tmp_path / "bridge.log", idle_timeout=0)
     try:
         c = bridge.connect()
-        assert c.call("load_model", {"name": "m", "path": str(checkpoint), "dtype": "auto", "rope_scaling": None, "quantize": None, "allow_non_finite": False, "replace": False})["ok"]
+        assert c.call(
+            "load_model",
+            {
+                "name": "m",
+                "path": str(checkpoint),
+                "dtype": "auto",
+                "rope_scaling": None,
+                "quantize": None,
+                "allow_non_finite": False,
+                "replace": False,
+            },
+        )["ok"]
         other = bridge.connect()  # a second client does not keep it alive against shutdown
         started = time.monotonic()
         assert c.call("shutdown", {}) == {"id": 3, "ok": True, "body": {}, "buffers": []}
@@ -360,7 +439,12 @@ def test_second_bridge_for_a_session_exits_with_already_running(bridge, tmp_path
     env = dict(os.environ, PYTHONPATH=str(GPU_BRIDGE))
     second = subprocess.run(
         [sys.executable, "-m", "thinkcells_bridge", "--session", SESSION, "--dir", str(bridge.dir)],
-        cwd=GPU_BRIDGE, env=env, capture_output=True, text=True, timeout=60)
+        cwd=GPU_BRIDGE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 3, second.stdout + second.stderr
     assert "already running" in second.stdout
     # The first bridge keeps its socket and still answers.

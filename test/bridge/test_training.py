@@ -5,14 +5,13 @@ import math
 
 import pytest
 import torch
-
 from bridge_wire import llama_config, random_model
-from thinkcells_bridge.lora import apply_lora
-from thinkcells_bridge.optim import AdamWConfig, Trainer
-from thinkcells_bridge.state import StateError, load_state, read_state_meta, save_state
+from thinkcells_bridge.lora import adapters_disabled, apply_lora
 from thinkcells_bridge.losses import sequence_logprob_sums
-from thinkcells_bridge.lora import adapters_disabled
-from thinkcells_bridge.training import BatchError, forward_backward, pack, per_token, token_logprobs
+from thinkcells_bridge.optim import AdamWConfig, Trainer
+from thinkcells_bridge.sampling import SampleParams, sample
+from thinkcells_bridge.state import StateError, load_state, read_state_meta, save_state
+from thinkcells_bridge.training import BatchError, forward, forward_backward, pack, per_token, token_logprobs
 
 CONFIG = AdamWConfig(lr=1e-2, weight_decay=0.01, max_grad_norm=1.0)
 
@@ -25,19 +24,53 @@ def batch(seed=0, rows=3, length=7, kind="cross_entropy"):
     if kind == "cross_entropy":
         loss = {"kind": "cross_entropy", "weights": torch.ones(n), "num_tokens": None}
     elif kind == "policy_gradient":
-        loss = {"kind": "policy_gradient", "mask": torch.ones(n), "old_logprobs": -torch.rand(n, generator=g) * 3,
-                "advantages": torch.randn(rows, generator=g), "eps_low": 0.2, "eps_high": 0.28, "ratio_level": "token",
-                "aggregation": "token_mean", "constant": None, "num_tokens": None, "num_sequences": None, "beta": 0.05,
-                "entropy_coef": 0.0}
+        loss = {
+            "kind": "policy_gradient",
+            "mask": torch.ones(n),
+            "old_logprobs": -torch.rand(n, generator=g) * 3,
+            "advantages": torch.randn(rows, generator=g),
+            "eps_low": 0.2,
+            "eps_high": 0.28,
+            "ratio_level": "token",
+            "aggregation": "token_mean",
+            "constant": None,
+            "num_tokens": None,
+            "num_sequences": None,
+            "beta": 0.05,
+            "entropy_coef": 0.0,
+            "temperature": 1.0,
+        }
     elif kind == "ppo":
-        loss = {"kind": "ppo", "mask": torch.ones(n), "old_logprobs": -torch.rand(n, generator=g) * 3,
-                "advantages": torch.randn(n, generator=g), "eps_low": 0.2, "eps_high": 0.2, "ratio_level": "token",
-                "aggregation": "token_mean", "constant": None, "num_tokens": None, "num_sequences": None, "beta": 0.0,
-                "entropy_coef": 0.01, "old_values": torch.randn(n, generator=g) * 0.1, "returns": torch.randn(n, generator=g),
-                "value_clip": 0.2, "value_coef": 0.5}
+        loss = {
+            "kind": "ppo",
+            "mask": torch.ones(n),
+            "old_logprobs": -torch.rand(n, generator=g) * 3,
+            "advantages": torch.randn(n, generator=g),
+            "eps_low": 0.2,
+            "eps_high": 0.2,
+            "ratio_level": "token",
+            "aggregation": "token_mean",
+            "constant": None,
+            "num_tokens": None,
+            "num_sequences": None,
+            "beta": 0.0,
+            "entropy_coef": 0.01,
+            "temperature": 1.0,
+            "old_values": torch.randn(n, generator=g) * 0.1,
+            "returns": torch.randn(n, generator=g),
+            "value_clip": 0.2,
+            "value_coef": 0.5,
+        }
     else:
         loss = {"kind": "dpo", "mask": torch.ones(n), "beta": 0.1, "ref_logprobs": None}
-    return {"token_ids": ids, "lengths": lengths, "loss": loss, "loss_scale": 1.0, "gradient_checkpointing": False}
+    return {
+        "token_ids": ids,
+        "lengths": lengths,
+        "example_lengths": None,
+        "loss": loss,
+        "loss_scale": 1.0,
+        "gradient_checkpointing": False,
+    }
 
 
 def lora_model(seed=1, dropout=0.1):
@@ -65,7 +98,9 @@ def test_cross_entropy_matches_a_hand_computation():
     with torch.no_grad():
         for seq in rows:
             t = len(seq)
-            logits = m.logits(m.hidden_states(seq[None, :-1], torch.arange(t - 1)[None], torch.zeros(1, dtype=torch.long)))
+            logits = m.logits(
+                m.hidden_states(seq[None, :-1], torch.arange(t - 1)[None], torch.zeros(1, dtype=torch.long))
+            )
             total += -torch.log_softmax(logits[0], -1).gather(-1, seq[1:, None]).sum().item()
             count += t - 1
     out = forward_backward(m, Trainer(m), b)
@@ -93,6 +128,23 @@ def test_every_loss_kind_gives_finite_gradients_on_the_trainable_parameters_only
         assert out["metrics"]["reward_accuracy"] == 0.0 and out["metrics"]["reward_margin"] == 0.0
 
 
+@pytest.mark.parametrize("kind", ["cross_entropy", "policy_gradient", "ppo", "dpo"])
+def test_forward_reports_what_forward_backward_does_and_leaves_the_gradients(kind):
+    """The forward op (evaluation): forward_backward's loss and metrics without dropout, with no
+    gradient and no trainer state touched."""
+    m = lora_model(dropout=0.0)
+    if kind == "ppo":
+        m.add_value_head()
+    b = batch(seed=5, rows=4, kind=kind)
+    evaluated = forward(m, b)
+    assert all(p.grad is None for p in m.parameters())
+    assert not m.training
+    trained = forward_backward(m, Trainer(m), b)
+    assert evaluated["tokens"] == trained["tokens"]
+    assert evaluated["loss"] == pytest.approx(trained["loss"], rel=1e-6)
+    assert evaluated["metrics"] == pytest.approx(trained["metrics"], rel=1e-6, abs=1e-9)
+
+
 def test_dpo_takes_given_reference_logprobs_as_its_own():
     """The reference's sequence log-probs sent with the batch give the loss and gradient the
     adapters-off pass gives, and need no adapters (full fine-tuning against the initial model)."""
@@ -108,7 +160,9 @@ def test_dpo_takes_given_reference_logprobs_as_its_own():
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-7), name
     full = random_model(llama_config(), seed=1).eval()
-    assert math.isfinite(forward_backward(full, Trainer(full), {**b, "loss": {**b["loss"], "ref_logprobs": ref}})["loss"])
+    assert math.isfinite(
+        forward_backward(full, Trainer(full), {**b, "loss": {**b["loss"], "ref_logprobs": ref}})["loss"]
+    )
     with pytest.raises(BatchError, match="ref_logprobs has 3 values for 4 sequences"):
         forward_backward(full, Trainer(full), {**b, "loss": {**b["loss"], "ref_logprobs": ref[:3]}})
 
@@ -120,10 +174,22 @@ def test_micro_batches_accumulate_to_the_whole_batch_gradient():
     sizes = b["lengths"].tolist()
     n_first = sum(sizes[:2])
     total_tokens = float(sum(n - 1 for n in sizes))
-    for ids, lengths, weights in ((b["token_ids"][:n_first], b["lengths"][:2], b["loss"]["weights"][:n_first]),
-                                  (b["token_ids"][n_first:], b["lengths"][2:], b["loss"]["weights"][n_first:])):
-        forward_backward(halves, Trainer(halves), {"token_ids": ids, "lengths": lengths, "loss_scale": 1.0, "gradient_checkpointing": False,
-                                                   "loss": {"kind": "cross_entropy", "weights": weights, "num_tokens": total_tokens}})
+    for ids, lengths, weights in (
+        (b["token_ids"][:n_first], b["lengths"][:2], b["loss"]["weights"][:n_first]),
+        (b["token_ids"][n_first:], b["lengths"][2:], b["loss"]["weights"][n_first:]),
+    ):
+        forward_backward(
+            halves,
+            Trainer(halves),
+            {
+                "token_ids": ids,
+                "lengths": lengths,
+                "example_lengths": None,
+                "loss_scale": 1.0,
+                "gradient_checkpointing": False,
+                "loss": {"kind": "cross_entropy", "weights": weights, "num_tokens": total_tokens},
+            },
+        )
     for (name, p), q in zip(whole.named_parameters(), halves.parameters()):
         if p.grad is not None:
             assert torch.allclose(p.grad, q.grad, atol=1e-6), name
@@ -266,3 +332,51 @@ def test_ppo_value_head_resumes_with_the_state(tmp_path):
     fresh.add_value_head()
     load_state(path, meta, Trainer(fresh))
     assert torch.equal(fresh.value_head.weight, m.value_head.weight)
+
+
+def sampled_rollouts(m, temperature, top_p=1.0):
+    """Completions sampled at `temperature`, as policy-gradient examples: the whole sequence,
+    the completion masked in, and sample's log-probs as the old log-probs."""
+    prompts = [torch.tensor([1, 5, 9]), torch.tensor([1, 44, 7, 3])]
+    params = SampleParams(
+        n=2, max_new_tokens=6, temperature=temperature, top_p=top_p, top_k=0, stop_token_ids=(), seed=3
+    )
+    out = sample(m, prompts, params)
+    rows = [(prompts[r // 2], out.tokens[r, : out.lengths[r]], out.logprobs[r, : out.lengths[r]]) for r in range(4)]
+    ids = torch.cat([torch.cat((p, c)) for p, c, _ in rows]).to(torch.int32)
+    old = torch.cat([torch.cat((torch.zeros(len(p)), lp)) for p, _, lp in rows])
+    mask = torch.cat([torch.cat((torch.zeros(len(p)), torch.ones(len(c)))) for p, c, _ in rows])
+    b = batch(kind="policy_gradient")
+    b.update(token_ids=ids, lengths=torch.tensor([len(p) + len(c) for p, c, _ in rows], dtype=torch.int32))
+    b["loss"].update(mask=mask, old_logprobs=old, advantages=torch.tensor([1.0, -1.0, 0.5, -0.5]))
+    return b
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_the_policy_loss_scores_the_distribution_sample_drew_from(top_p):
+    """At temperature 0.7 sample's log-probs are log_softmax(logits / 0.7) (before top-p); the
+    loss evaluates the policy the same way, so on-policy ratios are 1 and nothing is clipped.
+    Scored at temperature 1 instead, the same tokens look off-policy."""
+    m = lora_model(dropout=0.0)
+    b = sampled_rollouts(m, 0.7, top_p)
+    on_policy = forward_backward(m, Trainer(m), {**b, "loss": {**b["loss"], "temperature": 0.7}})["metrics"]
+    assert on_policy["ratio_mean"] == pytest.approx(1.0, abs=1e-5) and on_policy["clip_fraction"] == 0
+    mismatched = forward_backward(m, Trainer(m), {**b, "loss": {**b["loss"], "temperature": 1.0}})["metrics"]
+    assert abs(mismatched["ratio_mean"] - 1) > 1e-2
+
+
+def test_the_reference_is_scored_at_the_loss_temperature():
+    m = lora_model(dropout=0.0)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("lora_B"):
+                p.normal_(std=0.2, generator=torch.Generator().manual_seed(len(name)))
+    b = batch(seed=21, kind="policy_gradient")
+    b["loss"]["temperature"] = 0.7
+    ids, mask = pack(b["token_ids"], b["lengths"], "cpu"), per_token(b["loss"]["mask"], b["lengths"], "mask", "cpu")
+    with torch.no_grad():
+        policy = token_logprobs(m, ids, False, temperature=0.7)[0]
+        with adapters_disabled(m):
+            ref = token_logprobs(m, ids, False, temperature=0.7)[0]
+    k3 = (torch.exp(ref - policy) - (ref - policy) - 1)[mask > 0].mean()
+    assert forward_backward(m, Trainer(m), b)["metrics"]["kl"] == pytest.approx(float(k3), rel=1e-5)

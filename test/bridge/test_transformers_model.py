@@ -10,8 +10,6 @@ import sys
 import pytest
 import torch
 import transformers
-from transformers import AutoModelForCausalLM
-
 from thinkcells_bridge import environment
 from thinkcells_bridge.environment import MissingPackage
 from thinkcells_bridge.hf_checkpoint import CheckpointError
@@ -21,6 +19,7 @@ from thinkcells_bridge.model_config import SUPPORTED_MODEL_TYPES, ModelConfigErr
 from thinkcells_bridge.quant import quantize_base
 from thinkcells_bridge.sampling import SampleParams, sample
 from thinkcells_bridge.training import token_logprobs
+from transformers import AutoModelForCausalLM
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "make_random_hf.py"
 TARGETS = {
@@ -50,7 +49,9 @@ def forward(model, ids, pad):
 
 
 def greedy(n=8, use_cache=True):
-    return SampleParams(n=1, max_new_tokens=n, temperature=0, top_p=1, top_k=0, stop_token_ids=(), seed=None, use_cache=use_cache)
+    return SampleParams(
+        n=1, max_new_tokens=n, temperature=0, top_p=1, top_k=0, stop_token_ids=(), seed=None, use_cache=use_cache
+    )
 
 
 PROMPTS = [torch.tensor([1, 5, 9, 33, 7, 100]), torch.tensor([1, 44]), torch.tensor([3, 17, 250])]
@@ -75,7 +76,7 @@ def test_left_padded_batch_matches_transformers_per_sequence(loaded):
         batched = forward(model, ids, pad)
         for row, p in enumerate(PROMPTS):
             expected = reference(p[None]).logits[0]
-            torch.testing.assert_close(batched[row, pad[row]:], expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(batched[row, pad[row] :], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_cached_greedy_decode_matches_full_forward_and_generate(loaded):
@@ -85,7 +86,24 @@ def test_cached_greedy_decode_matches_full_forward_and_generate(loaded):
     torch.testing.assert_close(cached.logprobs, full.logprobs, atol=1e-5, rtol=0)
     for row, p in enumerate(PROMPTS):
         generated = reference.generate(p[None], max_new_tokens=8, min_new_tokens=8, do_sample=False)
-        assert generated[0, len(p):].tolist() == cached.tokens[row].tolist()
+        assert generated[0, len(p) :].tolist() == cached.tokens[row].tolist()
+
+
+def test_shared_prompts_copy_the_dynamic_cache_and_sample_as_unshared(loaded):
+    """One prefill per prompt, its DynamicCache rows copied to the prompt's samples: the same
+    samples as prefilling every row, for a fixed seed; the fixed-shape step is native-only."""
+    _, model, reference = loaded
+    p = SampleParams(
+        n=3, max_new_tokens=8, temperature=0.8, top_p=0.95, top_k=0, stop_token_ids=(2,), seed=4, share_prompts=True
+    )
+    shared = sample(model, PROMPTS, p)
+    unshared = sample(model, PROMPTS, SampleParams(**{**p.__dict__, "share_prompts": False}))
+    assert shared.tokens.tolist() == unshared.tokens.tolist()
+    assert shared.lengths.tolist() == unshared.lengths.tolist()
+    torch.testing.assert_close(shared.logprobs, unshared.logprobs, atol=1e-5, rtol=0)
+    assert (shared.prefill_tokens, unshared.prefill_tokens) == (3 * 6, 9 * 6)
+    with pytest.raises(ValueError, match="decoder: 'static' needs a native model"):
+        sample(model, PROMPTS, SampleParams(**{**p.__dict__, "decoder": "static"}))
 
 
 def test_value_head_starts_at_zero_and_stays_out_of_the_base_weights(checkpoint):
@@ -106,7 +124,9 @@ def test_lora_wraps_every_target_and_checkpointing_keeps_gradients(checkpoint):
     adapted = apply_lora(model, rank=2, alpha=4, dropout=0.0, targets="all-linear")
     assert len(adapted) == 2 * len(TARGETS[family])
     with torch.no_grad():
-        torch.testing.assert_close(forward(model, ids, torch.zeros(2, dtype=torch.long)), before, atol=0, rtol=0)  # B = 0
+        torch.testing.assert_close(
+            forward(model, ids, torch.zeros(2, dtype=torch.long)), before, atol=0, rtol=0
+        )  # B = 0
         for name, p in model.named_parameters():
             if name.endswith("lora_B"):
                 p.normal_(std=0.1)
@@ -137,25 +157,32 @@ def write_config(directory: pathlib.Path, config: dict) -> str:
     return str(directory)
 
 
-@pytest.mark.parametrize("model_type, reason", [
-    ("bert", "an encoder model"),
-    ("t5", "an encoder-decoder model"),
-    ("bart", "an encoder-decoder model"),
-    ("no_such_model", "AutoModelForCausalLM does not know it"),
-])
+@pytest.mark.parametrize(
+    "model_type, reason",
+    [
+        ("bert", "an encoder model"),
+        ("t5", "an encoder-decoder model"),
+        ("bart", "an encoder-decoder model"),
+        ("no_such_model", "AutoModelForCausalLM does not know it"),
+    ],
+)
 def test_unsupported_model_type_names_what_is_supported(tmp_path, model_type, reason):
     path = write_config(tmp_path / model_type, {"model_type": model_type})
     with pytest.raises(ModelConfigError) as error:
         load_model(path, CPU, torch.float32)
     message = str(error.value)
     native = ", ".join(SUPPORTED_MODEL_TYPES)
-    assert message == (f"{path}/config.json: model_type {model_type!r} is not supported ({reason}); thinkcells runs {native} "
-                       f"natively, or any decoder-only model transformers' AutoModelForCausalLM builds (transformers {transformers.__version__})")
+    assert message == (
+        f"{path}/config.json: model_type {model_type!r} is not supported ({reason}); thinkcells runs {native} "
+        f"natively, or any decoder-only model transformers' AutoModelForCausalLM builds (transformers {transformers.__version__})"
+    )
 
 
 def test_refuses_rope_scaling_at_load_missing_tensors_and_nan(checkpoint, tmp_path):
     family, path = checkpoint
-    with pytest.raises(ModelConfigError, match=r"loadModel ropeScaling is for the native families .*put rope_scaling in config.json"):
+    with pytest.raises(
+        ModelConfigError, match=r"loadModel ropeScaling is for the native families .*put rope_scaling in config.json"
+    ):
         load_model(path, CPU, torch.float32, rope_scaling={"type": "linear", "factor": 2.0, "target_length": None})
     reference = AutoModelForCausalLM.from_pretrained(path)
     weights = dict(reference.state_dict())
@@ -178,8 +205,11 @@ def test_refuses_rope_scaling_at_load_missing_tensors_and_nan(checkpoint, tmp_pa
 def test_without_transformers_the_error_gives_the_install_command(checkpoint, monkeypatch):
     pinned = re.escape(environment.requirement_groups()["optional"]["transformers"])
     monkeypatch.setattr(environment, "installed_version", lambda distribution: None)
-    with pytest.raises(MissingPackage, match=rf"model_type '{checkpoint[0]}' \(not one of the native .*\) needs the Python package "
-                                            rf"transformers, .* -m pip install 'transformers=={pinned}'"):
+    with pytest.raises(
+        MissingPackage,
+        match=rf"model_type '{checkpoint[0]}' \(not one of the native .*\) needs the Python package "
+        rf"transformers, .* -m pip install 'transformers=={pinned}'",
+    ):
         load_model(checkpoint[1], CPU, torch.float32)
 
 
@@ -189,5 +219,7 @@ def test_conv1d_layers_offer_no_lora_targets(tmp_path):
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
     model = load_model(str(tmp_path), CPU, torch.float32)
     assert model.adapter_targets == () and model.config.max_position_embeddings == 64
-    with pytest.raises(ValueError, match=r"this gpt2 model offers no LoRA targets: its decoder layers have no nn\.Linear projections"):
+    with pytest.raises(
+        ValueError, match=r"this gpt2 model offers no LoRA targets: its decoder layers have no nn\.Linear projections"
+    ):
         apply_lora(model, rank=2, alpha=4, dropout=0.0, targets="all-linear")

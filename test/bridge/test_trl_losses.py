@@ -29,13 +29,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transformers
+from thinkcells_bridge import losses
+from thinkcells_bridge.training import token_logprobs
+
 # Pinned in gpu-bridge/requirements.txt, group [test]: the oracle is part of the suite, never skipped.
 from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.grpo_trainer import GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head
-
-from thinkcells_bridge import losses
-from thinkcells_bridge.training import token_logprobs
 
 # TRL's DPO loss wraps its reference pass in disable_gradient_checkpointing, which reads a property
 # transformers 5 deprecates.
@@ -50,8 +50,12 @@ ADVANTAGES = [1.0, -0.7, 0.4, -1.2]
 # clipped below), e^.22 (inside 1 + ε_high, outside 1 + ε_low: only clip-higher keeps it), e^.3
 # (A < 0: the min keeps the unclipped term). Token ratios scatter around these (zero-mean noise).
 ROW_OFFSET = [0.3, -0.3, 0.22, 0.3]
-LOSS_TYPES = {"grpo": "seq_mean_token_mean", "bnpo": "token_mean", "dr_grpo": "seq_mean_token_sum_norm",
-              "dapo": "token_mean"}
+LOSS_TYPES = {
+    "grpo": "seq_mean_token_mean",
+    "bnpo": "token_mean",
+    "dr_grpo": "seq_mean_token_sum_norm",
+    "dapo": "token_mean",
+}
 
 
 class _Accelerator:
@@ -79,9 +83,10 @@ class _AsLanguageModel:
 
     def __init__(self, hf):
         self.hf = hf
+        self.config = hf.config  # its vocab_size sizes the log-prob chunks
 
-    def hidden_states(self, input_ids, positions, pad, cache=None, checkpoint_layers=False):
-        assert not pad.any()  # right padding only: causal attention never reads it
+    def hidden_states(self, input_ids, positions, pad, cache=None, checkpoint_layers=False, segments=None):
+        assert not pad.any() and segments is None  # right padding only: causal attention never reads it
         return self.hf.model(input_ids=input_ids, position_ids=positions).last_hidden_state
 
     def logits(self, hidden):
@@ -90,8 +95,15 @@ class _AsLanguageModel:
 
 def _tiny_llama(seed: int):
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False, attn_implementation="eager",
+        vocab_size=VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
     )
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config).float()
@@ -102,12 +114,13 @@ def _tiny_llama(seed: int):
     return model
 
 
-@pytest.fixture(scope="module")
-def setup():
+def _setup(temperature: float = 1.0):
+    """The batch, and both models with TRL's fused head, whose log-probs are those of
+    softmax(logits / temperature) as in GRPOTrainer (its `temperature` argument)."""
     policy, ref = _tiny_llama(0), _tiny_llama(1)
     # The policy gets every field either trainer asks its fused head for; the reference only log_probs.
-    add_fused_lm_head(policy, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
-    add_fused_lm_head(ref)
+    add_fused_lm_head(policy, temperature=temperature, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    add_fused_lm_head(ref, temperature=temperature)
     policy.train()
     ref.eval()
     g = torch.Generator().manual_seed(123)
@@ -117,24 +130,38 @@ def setup():
     completion_ids = torch.randint(1, VOCAB, (b, C), generator=g).masked_fill(completion_mask == 0, 0)
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     with torch.no_grad():
-        current = token_logprobs(_AsLanguageModel(policy), ids, with_entropy=False)[0][:, P - 1:]
-        ref_lp = token_logprobs(_AsLanguageModel(ref), ids, with_entropy=False)[0][:, P - 1:]
+        current = token_logprobs(_AsLanguageModel(policy), ids, False, temperature=temperature)[0][:, P - 1 :]
+        ref_lp = token_logprobs(_AsLanguageModel(ref), ids, False, temperature=temperature)[0][:, P - 1 :]
     noise = 0.15 * torch.randn(b, C, generator=g) * completion_mask
     noise -= (noise.sum(-1) / completion_mask.sum(-1))[:, None]  # zero mean: sequence ratios are e^ROW_OFFSET
     old = (current - torch.tensor(ROW_OFFSET)[:, None] - noise) * completion_mask
-    return SimpleNamespace(policy=policy, ref=ref, prompt_ids=prompt_ids, completion_ids=completion_ids,
-                           completion_mask=completion_mask, ids=ids, old=old, ref_logprobs=ref_lp * completion_mask,
-                           advantages=torch.tensor(ADVANTAGES))
+    return SimpleNamespace(
+        policy=policy,
+        ref=ref,
+        prompt_ids=prompt_ids,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        ids=ids,
+        old=old,
+        ref_logprobs=ref_lp * completion_mask,
+        advantages=torch.tensor(ADVANTAGES),
+        temperature=temperature,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return _setup()
 
 
 def _grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
 
-def _assert_same_grads(a, b):
+def _assert_same_grads(a, b, atol=1e-7):
     assert a.keys() == b.keys()
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
     assert any(g.abs().max() > 1e-3 for g in a.values())  # not a vacuous comparison of zeros
 
 
@@ -161,9 +188,12 @@ def _trl_grpo(s, rows, loss_type, level, accumulation=1, num_items=None, mask=No
     t = _grpo_trainer(s, loss_type, level, accumulation, eps_high)
     completion_mask = s.completion_mask[rows] if mask is None else mask[rows]
     inputs = {
-        "prompt_ids": s.prompt_ids[rows], "prompt_mask": torch.ones_like(s.prompt_ids[rows]),
-        "completion_ids": s.completion_ids[rows], "completion_mask": completion_mask,
-        "old_per_token_logps": s.old[rows], "ref_per_token_logps": s.ref_logprobs[rows],
+        "prompt_ids": s.prompt_ids[rows],
+        "prompt_mask": torch.ones_like(s.prompt_ids[rows]),
+        "completion_ids": s.completion_ids[rows],
+        "completion_mask": completion_mask,
+        "old_per_token_logps": s.old[rows],
+        "ref_per_token_logps": s.ref_logprobs[rows],
         "advantages": s.advantages[rows],
         # dapo's normaliser: the generation batch's counted tokens (here: the whole batch's)
         "num_items_in_batch": torch.tensor(float(completion_mask.sum() if num_items is None else num_items)),
@@ -185,11 +215,21 @@ def _thinkcells_pg(s, rows, aggregation, level, mask=None, **normalisers):
 
     completion_mask = s.completion_mask if mask is None else mask
     s.policy.zero_grad()
-    logp, entropy, _ = token_logprobs(_AsLanguageModel(s.policy), ids, with_entropy=True)
+    logp, entropy, _ = token_logprobs(_AsLanguageModel(s.policy), ids, with_entropy=True, temperature=s.temperature)
     loss, metrics = losses.policy_gradient(
-        logp, full(s.old[rows]), s.advantages[rows], full(completion_mask[rows]),
-        eps_low=EPS_LOW, eps_high=EPS_HIGH, ratio_level=level, aggregation=aggregation,
-        ref_logprobs=full(s.ref_logprobs[rows]), beta=BETA, entropy=entropy, **normalisers)
+        logp,
+        full(s.old[rows]),
+        s.advantages[rows],
+        full(completion_mask[rows]),
+        eps_low=EPS_LOW,
+        eps_high=EPS_HIGH,
+        ratio_level=level,
+        aggregation=aggregation,
+        ref_logprobs=full(s.ref_logprobs[rows]),
+        beta=BETA,
+        entropy=entropy,
+        **normalisers,
+    )
     loss.backward()
     return loss.item(), _grads(s.policy), metrics
 
@@ -220,6 +260,39 @@ def test_policy_gradient_equals_trl(setup, loss_type, level):
         assert tc_metrics["clip_fraction"] == pytest.approx(clipped, abs=1e-6)
     else:  # a metric only: rows 0 and 1 (5 and 3 of 14 tokens) are clipped; TRL counts sequences, thinkcells tokens
         assert clipped == pytest.approx(2 / 4) and tc_metrics["clip_fraction"] == pytest.approx(8 / 14)
+
+
+def test_policy_gradient_at_a_sampling_temperature_equals_trl():
+    """At temperature 0.7 TRL scores the policy (and the reference, and the entropy) under
+    softmax(logits / 0.7), the distribution it sampled from; thinkcells' loss does the same."""
+    s = _setup(temperature=0.7)
+    trl_loss, trl_grads, trl_metrics = _trl_grpo(s, ALL, "grpo", "token")
+    tc_loss, tc_grads, tc_metrics = _thinkcells_pg(s, ALL, "seq_mean_token_mean", "token", **_bridge_normalisers(s))
+    assert tc_loss == pytest.approx(trl_loss, abs=1e-6, rel=1e-6)
+    # TRL multiplies the logits by 1/0.7, thinkcells divides by 0.7 (as transformers' sampling
+    # does): the gradients, 1/0.7 larger, round a little differently.
+    _assert_same_grads(tc_grads, trl_grads, atol=5e-7)
+    assert tc_metrics["kl"] == pytest.approx(trl_metrics["kl"][0], abs=1e-6)
+    assert tc_metrics["entropy"] == pytest.approx(trl_metrics["entropy"][0], abs=1e-5)
+
+
+def test_logprobs_at_a_temperature_are_those_of_the_scaled_logits():
+    """token_logprobs at 0.7 (whole or in chunks) = TRL's fused head at 0.7 = transformers'
+    log_softmax(logits / 0.7), and differ from the model's own (temperature 1) log-probs."""
+    s = _setup(temperature=0.7)
+    ids = s.ids
+    with torch.no_grad():
+        trl = s.policy(input_ids=ids, labels=ids, fused_lm_head=True)
+        logits = s.policy(input_ids=ids).logits[:, :-1]
+        scaled = torch.log_softmax(logits / 0.7, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        plain = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        model = _AsLanguageModel(s.policy)
+        for chunk in (0, 3):
+            ours, entropy, _ = token_logprobs(model, ids, True, temperature=0.7, chunk_tokens=chunk)
+            torch.testing.assert_close(ours, trl.log_probs, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ours, scaled, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(entropy, trl.entropy, rtol=1e-5, atol=1e-6)
+    assert (scaled - plain).abs().max() > 0.1
 
 
 def test_clip_higher_matters_in_this_batch(setup):
@@ -341,6 +414,9 @@ def test_dpo_sigmoid_equals_trl(setup):
     _assert_same_grads(_grads(s.policy), trl_grads)
     assert tc_metrics["reward_accuracy"] == m["rewards/accuracies"][0]
     assert 0 < tc_metrics["reward_accuracy"] < 1
-    for ours, theirs in [("reward_margin", "rewards/margins"), ("chosen_reward", "rewards/chosen"),
-                         ("rejected_reward", "rewards/rejected")]:
+    for ours, theirs in [
+        ("reward_margin", "rewards/margins"),
+        ("chosen_reward", "rewards/chosen"),
+        ("rejected_reward", "rewards/rejected"),
+    ]:
         assert tc_metrics[ours] == pytest.approx(m[theirs][0], abs=1e-6)

@@ -54,48 +54,70 @@ describe("N8: an abort is honoured between micro-batches and sampling chunks", (
   it("N8 trainSft stops between the micro-batches of a step", async () => {
     const model = await loadModel(modelDir, { client, name: "abort-micro" });
     const controller = new AbortController();
-    const after = abortOn("forward_backward", 2, controller);
-    await expect(trainSft(model, tokenizer, { train }, { ...quick, steps: 2, gradientAccumulation: 4, signal: controller.signal })).rejects.toThrow();
+    const sentAfter = abortOn("forward_backward", 2, controller);
+    await expect(
+      trainSft(model, tokenizer, { train }, { ...quick, steps: 2, gradientAccumulation: 4, signal: controller.signal }),
+    ).rejects.toThrow();
     expect(controller.signal.aborted).toBe(true);
     // The one request after the abort drops the half step's gradients: the next step starts clean.
-    expect(after()).toEqual(["discard_gradients"]);
+    expect(sentAfter()).toEqual(["discard_gradients"]);
     expect(await discardGradients(model)).toBe(false);
   });
 
   it("N8 trainDpo stops between the micro-batches of a step", async () => {
     const model = await loadModel(modelDir, { client, name: "abort-dpo" });
     const controller = new AbortController();
-    const after = abortOn("forward_backward", 2, controller);
+    const sentAfter = abortOn("forward_backward", 2, controller);
     const pairs = arithmeticPreferences({ count: 32, seed: 2 });
-    await expect(trainDpo(model, tokenizer, { train: pairs }, { batchSize: 4, gradientAccumulation: 4, steps: 2, lora: { rank: 4 }, display: false, signal: controller.signal })).rejects.toThrow();
-    expect(after()).toEqual(["discard_gradients"]);
+    await expect(
+      trainDpo(
+        model,
+        tokenizer,
+        { train: pairs },
+        {
+          batchSize: 4,
+          gradientAccumulation: 4,
+          steps: 2,
+          lora: { rank: 4 },
+          display: false,
+          signal: controller.signal,
+        },
+      ),
+    ).rejects.toThrow();
+    expect(sentAfter()).toEqual(["discard_gradients"]);
     expect(await discardGradients(model)).toBe(false);
   });
 
   it("N8 trainSft stops between the validation loss's batches", async () => {
     const model = await loadModel(modelDir, { client, name: "abort-val" });
     const controller = new AbortController();
-    const after = abortOn("logprobs", 1, controller);
-    await expect(trainSft(model, tokenizer, { train, validation }, { ...quick, steps: 1, signal: controller.signal })).rejects.toThrow();
+    const sentAfter = abortOn("logprobs", 1, controller);
+    await expect(
+      trainSft(model, tokenizer, { train, validation }, { ...quick, steps: 1, signal: controller.signal }),
+    ).rejects.toThrow();
     expect(controller.signal.aborted).toBe(true);
-    expect(after().length, `sent after the abort: ${after().join(", ")}`).toBeLessThanOrEqual(1);
+    expect(sentAfter().length, `sent after the abort: ${sentAfter().join(", ")}`).toBeLessThanOrEqual(1);
   });
 
   it("N8 trainSft stops between the evaluation's sampling chunks", async () => {
     const model = await loadModel(modelDir, { client, name: "abort-eval" });
     const controller = new AbortController();
-    const after = abortOn("sample", 1, controller);
-    await expect(trainSft(model, tokenizer, { train, validation }, { ...quick, steps: 1, signal: controller.signal })).rejects.toThrow();
+    const sentAfter = abortOn("sample", 1, controller);
+    await expect(
+      trainSft(model, tokenizer, { train, validation }, { ...quick, steps: 1, signal: controller.signal }),
+    ).rejects.toThrow();
     expect(controller.signal.aborted).toBe(true);
-    expect(after().length, `sent after the abort: ${after().join(", ")}`).toBeLessThanOrEqual(1);
+    expect(sentAfter().length, `sent after the abort: ${sentAfter().join(", ")}`).toBeLessThanOrEqual(1);
   });
 
   it("N8 evaluate stops between its sampling chunks", async () => {
     const model = await loadModel(modelDir, { client, name: "abort-evaluate" });
     const controller = new AbortController();
-    const after = abortOn("sample", 1, controller);
-    await expect(evaluate(model, tokenizer, validation.slice(0, 6), { batchSize: 2, maxNewTokens: 4, signal: controller.signal })).rejects.toThrow();
+    const sentAfter = abortOn("sample", 1, controller);
+    await expect(
+      evaluate(model, tokenizer, validation.slice(0, 6), { batchSize: 2, maxNewTokens: 4, signal: controller.signal }),
+    ).rejects.toThrow();
     expect(controller.signal.aborted).toBe(true);
-    expect(after().length, `sent after the abort: ${after().join(", ")}`).toBeLessThanOrEqual(1);
+    expect(sentAfter().length, `sent after the abort: ${sentAfter().join(", ")}`).toBeLessThanOrEqual(1);
   });
 });

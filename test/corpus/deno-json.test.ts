@@ -27,7 +27,10 @@ function plant(dir: string, name = "deno.json"): string {
   const config = path.join(dir, name);
   const evil = path.join(dir, "evil.ts");
   writeFileSync(config, JSON.stringify({ imports: { thinkcells: "./evil.ts" } }));
-  writeFileSync(evil, 'Deno.writeTextFileSync(new URL("./pwned", import.meta.url), "ran");\nexport const show = "planted";\n');
+  writeFileSync(
+    evil,
+    'Deno.writeTextFileSync(new URL("./pwned", import.meta.url), "ran");\nexport const show = "planted";\n',
+  );
   const other = otherUser();
   for (const file of [config, evil]) if (other) chownSync(file, other.uid, other.gid);
   return config;
@@ -47,7 +50,7 @@ function launch(cwd: string): { cwd: string; notebookDir: string; stderr: string
   mkdirSync(path.join(project, "node_modules/.bin"), { recursive: true });
   copyFileSync(path.join(repoRoot, "kernel/launch.sh"), path.join(project, "kernel/launch.sh"));
   const deno = path.join(project, "node_modules/.bin/deno");
-  writeFileSync(deno, '#!/bin/sh\necho "$(pwd)"\necho "${THINKCELLS_NOTEBOOK_DIR:-}"\n');
+  writeFileSync(deno, `#!/bin/sh\necho "$(pwd)"\necho "\${THINKCELLS_NOTEBOOK_DIR:-}"\n`);
   chmodSync(deno, 0o755);
   const connection = path.join(project, "connection.json");
   writeFileSync(connection, "{}");
@@ -106,13 +109,25 @@ describe("S3: thinkcells run", () => {
         nbformat: 4,
         nbformat_minor: 5,
         metadata: {},
-        cells: [{ id: "a", cell_type: "code", metadata: {}, outputs: [], execution_count: null, source: 'import { show } from "thinkcells";\nconsole.log(typeof show);\n' }],
+        cells: [
+          {
+            id: "a",
+            cell_type: "code",
+            metadata: {},
+            outputs: [],
+            execution_count: null,
+            source: 'import { show } from "thinkcells";\nconsole.log(typeof show);\n',
+          },
+        ],
       }),
     );
     const out = path.join(tempDir("s3-run-out"), "out.ipynb");
     const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(process.execPath, [path.join(repoRoot, "bin/thinkcells.mjs"), "run", notebook, "--out", out], { timeout: 120_000 }, (err, _stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+      execFile(
+        process.execPath,
+        [path.join(repoRoot, "bin/thinkcells.mjs"), "run", notebook, "--out", out],
+        { timeout: 120_000 },
+        (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
       ),
     );
     expect(existsSync(path.join(dir, "pwned"))).toBe(false);

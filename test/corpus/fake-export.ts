@@ -7,7 +7,10 @@ import type { Tokenizer } from "../../cells-lib/tokenizer/tokenizer.ts";
 
 /** Its bridge "exports" by writing config.json into the staging directory it is given, as the
  * bridge's export_model does, then awaits `after`. */
-export function fakeModel(tokDir: string, after: () => Promise<void> = async () => {}): { model: Model; tokenizer: Tokenizer } {
+export function fakeModel(
+  tokDir: string,
+  after: () => Promise<void> = async () => {},
+): { model: Model; tokenizer: Tokenizer } {
   writeFileSync(path.join(tokDir, "tokenizer.json"), "{}");
   const client = {
     async call(_op: string, body: { dir: string }) {
@@ -17,6 +20,10 @@ export function fakeModel(tokDir: string, after: () => Promise<void> = async () 
       return { dtype: "float32", weight_bytes: 2, lora: null, onnx: null, parameters: 1 };
     },
   };
-  const model = { name: "m", client, info: { path: tokDir, quantization: null, max_position_embeddings: 8 } } as unknown as Model;
+  const model = {
+    name: "m",
+    client,
+    info: { path: tokDir, quantization: null, max_position_embeddings: 8 },
+  } as unknown as Model;
   return { model, tokenizer: { source: tokDir } as unknown as Tokenizer };
 }

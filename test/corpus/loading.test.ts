@@ -22,7 +22,10 @@ beforeAll(async () => {
 afterAll(() => bridge.stop());
 
 async function bridgeError(p: Promise<unknown>): Promise<BridgeError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(BridgeError);
   return err as BridgeError;
 }
@@ -55,7 +58,9 @@ describe("loading faults", () => {
     await loadModel(modelDir, { client: notebook });
     const err = await bridgeError(loadModel(modelDir, { client: script }));
     expect(err.kind).toBe("bad_input");
-    expect(err.message).toMatch(new RegExp(`'default' is held by thinkcells pid ${process.pid} \\(connection \\d+\\), which loaded ${modelDir}`));
+    expect(err.message).toMatch(
+      new RegExp(`'default' is held by thinkcells pid ${process.pid} \\(connection \\d+\\), which loaded ${modelDir}`),
+    );
     expect(err.message).toContain("replace: true");
 
     await loadModel(modelDir, { client: notebook }); // re-running its own cell
@@ -70,7 +75,9 @@ describe("loading faults", () => {
     // The bridge hears of the close asynchronously: retry until it has.
     let reloaded: Model | undefined;
     for (let i = 0; i < 50 && !reloaded; i++) {
-      reloaded = await loadModel(modelDir, { client: notebook, name: "kernel" }).catch(() => sleep(100).then(() => undefined));
+      reloaded = await loadModel(modelDir, { client: notebook, name: "kernel" }).catch(() =>
+        sleep(100).then(() => undefined),
+      );
     }
     expect(reloaded?.name).toBe("kernel");
   });

@@ -1,12 +1,22 @@
 /** The client's runtime directory and the files in it (issue 13: S1, S2, S4), and reaching a
  * worker that was killed a moment ago (C4). */
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { afterAll, describe, expect, it } from "vitest";
-import { BridgeClient, bridgeDir, type BridgeOptions } from "../../cells-lib/bridge/client.ts";
+import { BridgeClient, type BridgeOptions, bridgeDir } from "../../cells-lib/bridge/client.ts";
 import { BridgeError } from "../../cells-lib/bridge/errors.ts";
 import { PROTOCOL_VERSION } from "../../cells-lib/bridge/protocol.ts";
 import { repoRoot, tempDir } from "../helpers.ts";
@@ -65,22 +75,30 @@ async function withEnv<T>(vars: Record<string, string | undefined>, body: () => 
 }
 
 describe("S1: the runtime directory", () => {
-  it.skipIf(typeof other === "string")("S1: refuses the default directory when another user made it first", async () => {
-    // A directory like /tmp: everyone may create entries in it.
-    const shared = mkdtempSync(path.join("/tmp", "thinkcells-corpus-"));
-    chmodSync(shared, 0o1777);
-    const planted = path.join(shared, `thinkcells-${euid}`);
-    asOther("mkdir", "-m", "0777", planted);
-    try {
-      const err = await withEnv({ TMPDIR: shared, XDG_RUNTIME_DIR: undefined, THINKCELLS_BRIDGE_DIR: undefined }, () => refusal({ session: "s1" }));
-      expect(err.kind).toBe("start_failed");
-      expect(err.message).toContain(`refusing the bridge directory ${planted}: it belongs to uid ${other}, not to this user (uid ${euid})`);
-      expect(readdirSync(planted)).toEqual([]);
-      expect(statSync(planted).mode & 0o7777).toBe(0o777); // not taken over with chmod either
-    } finally {
-      rmSync(shared, { recursive: true, force: true });
-    }
-  });
+  it.skipIf(typeof other === "string")(
+    "S1: refuses the default directory when another user made it first",
+    async () => {
+      // A directory like /tmp: everyone may create entries in it.
+      const shared = mkdtempSync(path.join("/tmp", "thinkcells-corpus-"));
+      chmodSync(shared, 0o1777);
+      const planted = path.join(shared, `thinkcells-${euid}`);
+      asOther("mkdir", "-m", "0777", planted);
+      try {
+        const err = await withEnv(
+          { TMPDIR: shared, XDG_RUNTIME_DIR: undefined, THINKCELLS_BRIDGE_DIR: undefined },
+          () => refusal({ session: "s1" }),
+        );
+        expect(err.kind).toBe("start_failed");
+        expect(err.message).toContain(
+          `refusing the bridge directory ${planted}: it belongs to uid ${other}, not to this user (uid ${euid})`,
+        );
+        expect(readdirSync(planted)).toEqual([]);
+        expect(statSync(planted).mode & 0o7777).toBe(0o777); // not taken over with chmod either
+      } finally {
+        rmSync(shared, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("S1: refuses a directory of this user that others can write to", async () => {
     const loose = path.join(tempDir("corpus-s1"), "run");
@@ -110,7 +128,13 @@ describe("S1: the runtime directory", () => {
 
 describe("S2: files in the runtime directory", () => {
   // A session naming a live pid (this one) and a socket nobody listens on.
-  const plantedSession = (dir: string) => JSON.stringify({ pid: process.pid, socket: path.join(dir, "nobody.sock"), token: "t", protocol_version: PROTOCOL_VERSION });
+  const plantedSession = (dir: string) =>
+    JSON.stringify({
+      pid: process.pid,
+      socket: path.join(dir, "nobody.sock"),
+      token: "t",
+      protocol_version: PROTOCOL_VERSION,
+    });
 
   it("S2: does not create a file through a planted log symlink", async () => {
     const dir = tempDir("corpus-s2");
@@ -154,8 +178,12 @@ describe("S4: relative directories", () => {
     const script = `import { BridgeClient } from ${JSON.stringify(path.join(repoRoot, "cells-lib/bridge/client.ts"))};
       const c = await BridgeClient.connect({ session: "s4", startTimeoutMs: 20000 });
       await c.shutdown();`;
-    execFileSync(path.join(repoRoot, "node_modules/.bin/tsx"), ["--input-type=module", "-e", script],
-      { cwd, env: { ...process.env, THINKCELLS_BRIDGE_DIR: "rel" }, stdio: "pipe", timeout: 60_000 });
+    execFileSync(path.join(repoRoot, "node_modules/.bin/tsx"), ["--input-type=module", "-e", script], {
+      cwd,
+      env: { ...process.env, THINKCELLS_BRIDGE_DIR: "rel" },
+      stdio: "pipe",
+      timeout: 60_000,
+    });
     expect(readdirSync(path.join(cwd, "rel")).sort()).toEqual(["s4.lock", "s4.log"]);
     expect(existsSync(path.join(repoRoot, "gpu-bridge/rel"))).toBe(false);
   });
@@ -163,7 +191,8 @@ describe("S4: relative directories", () => {
   it("S4: git tracks no worker runtime file", () => {
     // Anything in a thinkcells-<uid> directory, a socket or session temp file by its name, and a
     // session file (its token) wherever it is.
-    const git = (...args: string[]) => spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" }).stdout.split("\0").filter(Boolean);
+    const git = (...args: string[]) =>
+      spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" }).stdout.split("\0").filter(Boolean);
     const byName = git("ls-files", "-z").filter((f) => /(^|\/)thinkcells-\d+\/|\.sock$|\.json\.tmp-/.test(f));
     const sessions = git("grep", "-lz", "--all-match", "-e", '"token"', "-e", '"socket"', "--", "*.json");
     expect([...byName, ...sessions]).toEqual([]);

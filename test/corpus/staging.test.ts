@@ -1,11 +1,11 @@
 /** C3: staging left by a killed checkpoint save, restore or export is removed by the next one,
  * told apart from a live writer's by the pid in its name; a full disk's error names the file. */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it, type TestContext } from "vitest";
-import { driveStore, localStore, type CheckpointStore } from "../../cells-lib/checkpoints/index.ts";
+import { type CheckpointStore, driveStore, localStore } from "../../cells-lib/checkpoints/index.ts";
 import { exportModel } from "../../cells-lib/export/export-model.ts";
 import { writeFileAtomic } from "../../cells-lib/util/atomic.ts";
 import { startJupyterServer } from "../../kernel/jupyter-server.ts";
@@ -101,12 +101,17 @@ await exportModel(model, tokenizer, ${JSON.stringify(path.join(parent, "out"))})
 `,
     );
     // tsx as a loader, not its CLI (which runs the script in a second process that would outlive the kill).
-    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: repoRoot, stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", script], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     for await (const line of createInterface({ input: child.stdout! })) if (line === "staged") break;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGKILL");
     await exited;
-    expect(readdirSync(parent)).toEqual([expect.stringMatching(new RegExp(`^\\.out\\.export-${child.pid}-[0-9a-f]+$`))]);
+    expect(readdirSync(parent)).toEqual([
+      expect.stringMatching(new RegExp(`^\\.out\\.export-${child.pid}-[0-9a-f]+$`)),
+    ]);
 
     const { model, tokenizer } = fakeModel(tokDir);
     await exportModel(model, tokenizer, path.join(parent, "out"));
@@ -154,7 +159,9 @@ describe("C3: a full disk", () => {
   it("C3: writeFileAtomic's ENOSPC names the file being written, and leaves no temporary file", async (ctx) => {
     const dir = fullDisk(ctx);
     const file = path.join(dir, "executed.ipynb");
-    await expect(writeFileAtomic(file, Buffer.alloc(200_000))).rejects.toThrow(new RegExp(`^${file}\\.tmp-${process.pid}-[0-9a-f]+: ENOSPC`));
+    await expect(writeFileAtomic(file, Buffer.alloc(200_000))).rejects.toThrow(
+      new RegExp(`^${file}\\.tmp-${process.pid}-[0-9a-f]+: ENOSPC`),
+    );
     expect(existsSync(dir) && readdirSync(dir)).toEqual([]);
   });
 });

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import loading
 from thinkcells_bridge.hf_checkpoint import CheckpointError, load_state_dict, read_config, save_checkpoint
@@ -106,17 +105,20 @@ def test_s5_hugging_face_cache_snapshot_still_loads(tmp_path):
 # -- N4: config.json is validated before anything is allocated ---------------------------------
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("num_attention_heads", 0, "a positive integer"),
-    ("num_attention_heads", "eight", "a positive integer"),
-    ("max_position_embeddings", -5, "a positive integer"),
-    ("vocab_size", True, "a positive integer"),
-    ("hidden_size", 30, "divisible by num_attention_heads (4)"),
-    ("num_key_value_heads", 3, "divide num_attention_heads (4)"),
-    ("head_dim", 7, "even"),
-    ("rms_norm_eps", "tiny", "a positive number"),
-    ("eos_token_id", ["2"], "integer token ids"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("num_attention_heads", 0, "a positive integer"),
+        ("num_attention_heads", "eight", "a positive integer"),
+        ("max_position_embeddings", -5, "a positive integer"),
+        ("vocab_size", True, "a positive integer"),
+        ("hidden_size", 30, "divisible by num_attention_heads (4)"),
+        ("num_key_value_heads", 3, "divide num_attention_heads (4)"),
+        ("head_dim", 7, "even"),
+        ("rms_norm_eps", "tiny", "a positive number"),
+        ("eos_token_id", ["2"], "integer token ids"),
+    ],
+)
 def test_n4_invalid_config_field_is_named(tmp_path, field, value, expected):
     model = with_config(tiny(tmp_path / "m"), **{field: value})
     with pytest.raises(ModelConfigError) as info:
@@ -125,11 +127,22 @@ def test_n4_invalid_config_field_is_named(tmp_path, field, value, expected):
     assert msg.startswith(f"{model / 'config.json'}: {field} ") and expected in msg and repr(value) in msg
 
 
-@pytest.mark.parametrize(("overrides", "fields"), [
-    ({"vocab_size": 10_000_000, "hidden_size": 1_000_000}, ["vocab_size", "hidden_size"]),
-    ({"num_hidden_layers": 200_000, "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
-      "num_key_value_heads": 32}, ["num_hidden_layers"]),
-])
+@pytest.mark.parametrize(
+    ("overrides", "fields"),
+    [
+        ({"vocab_size": 10_000_000, "hidden_size": 1_000_000}, ["vocab_size", "hidden_size"]),
+        (
+            {
+                "num_hidden_layers": 200_000,
+                "hidden_size": 4096,
+                "intermediate_size": 11008,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 32,
+            },
+            ["num_hidden_layers"],
+        ),
+    ],
+)
 def test_n4_model_too_big_for_memory_is_refused_before_allocating(tmp_path, overrides, fields):
     model = with_config(tiny(tmp_path / "m"), **overrides)
     start = time.monotonic()
@@ -148,8 +161,10 @@ def test_n4_layer_count_the_weights_do_not_have_is_refused_before_allocating(tmp
     with pytest.raises(CheckpointError) as info:
         load_model(str(model), CPU, torch.float32)
     assert time.monotonic() - start < 5
-    assert str(info.value) == (f"{model / 'config.json'}: num_hidden_layers is 200000 but the weights hold 2 layers "
-                               "(model.layers.0 to model.layers.1)")
+    assert str(info.value) == (
+        f"{model / 'config.json'}: num_hidden_layers is 200000 but the weights hold 2 layers "
+        "(model.layers.0 to model.layers.1)"
+    )
 
 
 @pytest.mark.parametrize("config", [llama_config(), qwen2_config(), llama_config(head_dim=12, num_key_value_heads=1)])
@@ -161,8 +176,12 @@ def test_n4_parameter_estimate_matches_the_model(config):
 def test_n4_memory_check_compares_with_the_device(monkeypatch):
     config = ModelConfig.from_hf(llama_config())
     params = sum(config.parameter_counts().values())
-    monkeypatch.setattr(loading, "available_memory", lambda device: params * 4 - 1 if device.type == "cuda" else 1 << 40)
-    with pytest.raises(CheckpointError, match=r"m/config\.json: this model needs .* of cuda memory in float32 but .* is available"):
+    monkeypatch.setattr(
+        loading, "available_memory", lambda device: params * 4 - 1 if device.type == "cuda" else 1 << 40
+    )
+    with pytest.raises(
+        CheckpointError, match=r"m/config\.json: this model needs .* of cuda memory in float32 but .* is available"
+    ):
         check_memory(config, torch.device("cuda"), torch.float32, "m/config.json")
     check_memory(config, torch.device("cuda"), torch.bfloat16, "m/config.json")  # half the bytes: fits
 
@@ -179,11 +198,14 @@ def poison(path, name, values):
 
 def test_n5_non_finite_weights_are_reported_with_file_and_tensor(tmp_path):
     model = tiny(tmp_path / "m")
-    poison(model / "model.safetensors", "model.layers.1.mlp.down_proj.weight", [float("nan"), float("inf"), float("nan")])
+    poison(
+        model / "model.safetensors", "model.layers.1.mlp.down_proj.weight", [float("nan"), float("inf"), float("nan")]
+    )
     with pytest.raises(CheckpointError) as info:
         load_model(str(model), CPU, torch.float32)
     assert str(info.value).startswith(
-        f"{model / 'model.safetensors'}: tensor 'model.layers.1.mlp.down_proj.weight' has 2 NaN and 1 Inf values")
+        f"{model / 'model.safetensors'}: tensor 'model.layers.1.mlp.down_proj.weight' has 2 NaN and 1 Inf values"
+    )
     assert "allowNonFinite" in str(info.value)
     loaded = load_model(str(model), CPU, torch.float32, allow_non_finite=True)
     assert loaded.model.layers[1].mlp.down_proj.weight.isnan().sum() == 2
@@ -219,7 +241,9 @@ def test_n7_symlink_loop_as_weights(tmp_path):
 def test_n7_dangling_symlink_as_weights(tmp_path):
     model, weights = weights_dir(tmp_path)
     os.symlink("gone.safetensors", weights)
-    with pytest.raises(CheckpointError, match=f"^{weights}: a symlink to {model / 'gone.safetensors'}, which does not exist"):
+    with pytest.raises(
+        CheckpointError, match=f"^{weights}: a symlink to {model / 'gone.safetensors'}, which does not exist"
+    ):
         load_state_dict(model)
 
 
@@ -253,13 +277,20 @@ def test_n7_unreadable_weights(tmp_path):
             if made.returncode != 0:
                 pytest.skip(f"no unprivileged user to read as: useradd failed: {made.stderr.decode().strip()}")
         model.parent.chmod(0o755)
-        probe = ("import os, pwd\n"
-                 "from thinkcells_bridge.hf_checkpoint import load_state_dict\n"
-                 "user = pwd.getpwnam('thinkcells-other')\n"
-                 "os.setgid(user.pw_gid); os.setuid(user.pw_uid)\n"
-                 f"load_state_dict({str(model)!r})")
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(GPU_BRIDGE)), timeout=120)
+        probe = (
+            "import os, pwd\n"
+            "from thinkcells_bridge.hf_checkpoint import load_state_dict\n"
+            "user = pwd.getpwnam('thinkcells-other')\n"
+            "os.setgid(user.pw_gid); os.setuid(user.pw_uid)\n"
+            f"load_state_dict({str(model)!r})"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(GPU_BRIDGE)),
+            timeout=120,
+        )
         assert result.returncode != 0
         assert f"CheckpointError: {weights}: cannot be read (permission denied)" in result.stderr, result.stderr
     finally:
@@ -270,8 +301,15 @@ def test_n7_unreadable_weights(tmp_path):
 
 
 def load_body(path, name="default", **overrides):
-    body = {"name": name, "path": str(path), "dtype": "float32", "rope_scaling": None, "quantize": None,
-            "allow_non_finite": False, "replace": False}
+    body = {
+        "name": name,
+        "path": str(path),
+        "dtype": "float32",
+        "rope_scaling": None,
+        "quantize": None,
+        "allow_non_finite": False,
+        "replace": False,
+    }
     body.update(overrides)
     return body
 

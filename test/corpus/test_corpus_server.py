@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_server import GPU_BRIDGE, SESSION, Bridge
 from thinkcells_bridge.protocol import PROTOCOL_VERSION
 from thinkcells_bridge.server import HANDSHAKE_TIMEOUT_S, BridgeServer
@@ -54,9 +53,23 @@ def shared_tmp():
 def run_worker(directory, idle_timeout=1):
     """The worker as the client starts it; before the fixes a refused start ran until idle."""
     return subprocess.run(
-        [sys.executable, "-m", "thinkcells_bridge", "--session", SESSION, "--dir", str(directory),
-         "--idle-timeout", str(idle_timeout)],
-        cwd=GPU_BRIDGE, env=dict(os.environ, PYTHONPATH=str(GPU_BRIDGE)), capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "thinkcells_bridge",
+            "--session",
+            SESSION,
+            "--dir",
+            str(directory),
+            "--idle-timeout",
+            str(idle_timeout),
+        ],
+        cwd=GPU_BRIDGE,
+        env=dict(os.environ, PYTHONPATH=str(GPU_BRIDGE)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +195,7 @@ def closed_by_peer(sock, within):
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 
@@ -223,7 +236,9 @@ def test_N6_authenticated_connections_have_no_handshake_timeout(bridge):
 
 def test_N6_second_hello_is_an_invalid_request(bridge):
     client = bridge.connect(timeout=10)
-    response = client.call("hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "again"})
+    response = client.call(
+        "hello", {"token": bridge.info["token"], "protocol_version": PROTOCOL_VERSION, "client": "again"}
+    )
     assert response["ok"] is False and response["op"] == "hello"
     assert response["error"]["type"] == "invalid_request"
     assert "already" in response["error"]["message"]

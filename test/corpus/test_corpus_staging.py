@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from bridge_wire import llama_config, random_model
 from thinkcells_bridge.export import write_export
 from thinkcells_bridge.optim import Trainer
@@ -99,7 +98,9 @@ state.save_state(sys.argv[1], Trainer(random_model(llama_config())), None)
 def test_C3_a_save_state_sigkilled_mid_save_leaves_staging_that_the_next_save_removes(tmp_path):
     target = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "gpu-bridge"), str(ROOT / "test" / "bridge")])}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(target)], stdout=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SAVE, str(target)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert child.stdout.readline() == "written\n"
     finally:
@@ -127,7 +128,9 @@ def full_disk(tmp_path):
         pytest.skip("needs root to mount a small tmpfs")
     mount = tmp_path / "full"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
 

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 import torch
-
 from test_training import CONFIG, batch, lora_model
 from thinkcells_bridge.ops import LoadedModel, OpError, RequestContext, Worker
 from thinkcells_bridge.optim import AdamWConfig, Trainer
@@ -75,8 +74,12 @@ def test_n2_a_step_whose_every_micro_batch_had_a_non_finite_loss_is_skipped_with
         b["loss"]["advantages"][0] = float("inf")
         forward_backward(m, trainer, b)
     out = trainer.optim_step(CONFIG)
-    assert out == {"grad_norm": None, "skipped": True, "step": 0,
-                   "reason": "non-finite loss in forward_backward (policy_gradient, loss -inf)"}
+    assert out == {
+        "grad_norm": None,
+        "skipped": True,
+        "step": 0,
+        "reason": "non-finite loss in forward_backward (policy_gradient, loss -inf)",
+    }
     assert all(torch.equal(p, before[n]) for n, p in m.named_parameters())
     # Nothing is left over: the next step without forward_backward is the usual error.
     with pytest.raises(ValueError, match="no gradients to apply"):
@@ -106,8 +109,18 @@ def fb(w, client, seed=6, **kw):
 
 
 def step(w, client):
-    return w.optim_step({"model": "m", "lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
-                         "max_grad_norm": 1.0}, ctx(client))
+    return w.optim_step(
+        {
+            "model": "m",
+            "lr": 1e-2,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "max_grad_norm": 1.0,
+        },
+        ctx(client),
+    )
 
 
 def test_c2_another_client_cannot_join_or_step_a_cycle_in_progress():

@@ -15,7 +15,8 @@ const examples = (step: number) => additionExamples(suite.tokenizer, step);
 const probe = () => examples(0).map((e) => e.tokens);
 
 /** LoRA without dropout: two such models draw nothing and stay twins under the same steps. */
-const adapted = async (name: string) => applyLora(await loadModel(suite.modelDir, { client: suite.client, name }), { rank: 4, dropout: 0 });
+const adapted = async (name: string) =>
+  applyLora(await loadModel(suite.modelDir, { client: suite.client, name }), { rank: 4, dropout: 0 });
 
 async function step(model: Model, s: number, lr = 5e-3) {
   await forwardBackward(model, examples(s), { kind: "cross_entropy" });
@@ -43,13 +44,28 @@ describe("training faults", () => {
     // infinite in float32, so the one micro-batch has no finite loss and no backward.
     let calls = 0;
     const huge = () => (calls++ % 2 ? 1e308 : 0);
-    const prompts = generateArithmetic({ count: 4, seed: 3 }).map((r) => ({ prompt: formatExample(r).prompt, reference: r.answer }));
+    const prompts = generateArithmetic({ count: 4, seed: 3 }).map((r) => ({
+      prompt: formatExample(r).prompt,
+      reference: r.answer,
+    }));
     const trainer = await grpoTrainer(model, suite.tokenizer, prompts, {
-      algo: "dr_grpo", groupSize: 4, promptsPerStep: 1, maxNewTokens: 8, display: false, lr: 1e-3, seed: 1, rewards: { huge: { fn: huge, weight: 1 } },
+      algo: "dr_grpo",
+      groupSize: 4,
+      promptsPerStep: 1,
+      maxNewTokens: 8,
+      display: false,
+      lr: 1e-3,
+      seed: 1,
+      rewards: { huge: { fn: huge, weight: 1 } },
     });
     const before = await logprobs(model, probe());
     const metrics = await trainer.step();
-    expect(metrics).toMatchObject({ loss: null, gradNorm: null, skippedUpdates: 1, skipReason: expect.stringContaining("non-finite loss") });
+    expect(metrics).toMatchObject({
+      loss: null,
+      gradNorm: null,
+      skippedUpdates: 1,
+      skipReason: expect.stringContaining("non-finite loss"),
+    });
     expect(await logprobs(model, probe())).toEqual(before);
   });
 
@@ -71,7 +87,10 @@ describe("training faults", () => {
     await forwardBackward(theirs, examples(1), { kind: "cross_entropy" });
     await refused(forwardBackward(mine, examples(2), { kind: "cross_entropy" }));
     other.close();
-    await vi.waitFor(() => forwardBackward(mine, examples(2), { kind: "cross_entropy" }), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => forwardBackward(mine, examples(2), { kind: "cross_entropy" }), {
+      timeout: 10_000,
+      interval: 50,
+    });
     expect(await optimStep(mine, { lr: 5e-3 })).toMatchObject({ skipped: false, step: 2 });
   });
 });

@@ -15,6 +15,7 @@ export {
   applyLora,
   discardGradients,
   type ForwardBackwardResult,
+  forward,
   forwardBackward,
   type LoraOptions,
   loadState,

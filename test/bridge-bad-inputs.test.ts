@@ -114,6 +114,7 @@ describe("bad inputs give clear errors and leave the bridge usable", () => {
       stop_token_ids: [],
       seed: null,
       use_cache: true,
+      entropy: false,
     });
     const rawError = (await failure(raw)) as BridgeError;
     expect(rawError.kind).toBe("invalid_request");

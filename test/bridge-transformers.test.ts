@@ -106,6 +106,7 @@ describe.each(Object.keys(FAMILIES) as Family[])("a random %s checkpoint through
         stop_token_ids: [],
         seed: 5,
         use_cache: useCache,
+        entropy: false,
       });
     const drawn = await call(1, true);
     expect(drawn.tokens.shape).toEqual([4, 10]);

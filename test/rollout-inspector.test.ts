@@ -33,7 +33,7 @@ beforeEach(() => {
 afterEach(() => setRenderer(undefined));
 
 interface Wire {
-  sample: { logprobs: Tensor<"float32">; lengths: Tensor<"int32"> }[];
+  sample: { logprobs: Tensor<"float32">; lengths: Tensor<"int32">; entropies: Tensor<"float32"> | null }[];
   forwardBackward: { lengths: Tensor<"int32">; loss: { advantages: Tensor<"float32"> } }[];
 }
 
@@ -216,6 +216,22 @@ describe("inspectRollouts", () => {
       completions.map((c) => c.tokens.map((t) => t.advantage)),
     );
     expect(view.bundle["text/html"]).toContain("tokens shaded by advantage");
+  }, 120_000);
+
+  it("shades by the entropy the worker reported for each sampled token, with recordEntropy", async () => {
+    const { trainer, wire } = await trainOneStep("insp-entropy", { recordEntropy: true });
+    const view = inspectRollouts(trainer, { shade: "entropy", display: false });
+    const [sampled] = wire.sample;
+    const completions = view.groups.flatMap((g) => g.completions);
+    completions.forEach((c, row) => {
+      const entropies = c.tokens.map((t) => t.entropy!);
+      expect(entropies).toEqual(sampled!.entropies!.row(row).slice(0, sampled!.lengths.data[row]!));
+      // An entropy over a 512-token vocabulary: in (0, log 512].
+      for (const h of entropies) expect(h > 0 && h <= Math.log(512) + 1e-4).toBe(true);
+    });
+    expect(spanValues(view.bundle["text/html"] as string, "entropy")).toEqual(
+      completions.map((c) => c.tokens.map((t) => t.entropy)),
+    );
   }, 120_000);
 
   it("keeps the last keepRollouts steps, and says what it cannot show", async () => {

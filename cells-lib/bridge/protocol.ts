@@ -322,6 +322,8 @@ export const ops = {
         seed: int.nullable(),
         /** false recomputes the whole prefix every step (for benchmarks and checks). */
         use_cache: z.boolean(),
+        /** Also return each token's entropy (one more pass over the vocabulary a step). */
+        entropy: z.boolean(),
       })
       .strict(),
     /** Rows are prompt-major: row r is sample r % n of prompt floor(r / n). */
@@ -337,6 +339,10 @@ export const ops = {
       /** Token positions the prompt prefill ran, left padding included: with a cache, each
        * prompt once, its n samples sharing it (P prompts of length L: P·L, not P·n·L). */
       prefill_tokens: int,
+      /** float32 [rows, max_new_tokens] when asked (`entropy`), zero past each row's length: the
+       * entropy of the distribution each token was sampled from (as `logprobs`: temperature,
+       * before top-k/top-p); null otherwise. */
+      entropies: TensorRef.nullable(),
     }),
   },
   logprobs: {

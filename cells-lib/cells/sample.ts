@@ -28,6 +28,8 @@ const SampleOptions = z
     signal: AbortSignalOption.optional(),
     /** Reuse keys/values across steps (false recomputes the prefix; only for comparisons). */
     useCache: z.boolean().default(true),
+    /** Also return each token's entropy (`Completion.entropies`; one more pass over the vocabulary a token). */
+    entropy: z.boolean().default(false),
   })
   .strict();
 export type SampleOptions = z.input<typeof SampleOptions>;
@@ -44,6 +46,9 @@ export interface Completion {
    * log_softmax(logits / temperature), before top-k/top-p; temperature 0 (greedy) gives
    * log_softmax(logits). */
   logprobs: number[];
+  /** With option `entropy`: the entropy of the distribution each token was sampled from (the
+   * same one as `logprobs`), one per token in `tokenIds`. */
+  entropies?: number[];
   stopReason: StopReason;
 }
 
@@ -99,10 +104,17 @@ export async function modelStopTokenIds(model: Model): Promise<number[]> {
 /** Decodes completions as continuations of their prompt: tokenizers that mark word starts
  * (SentencePiece's "▁") would otherwise drop the space a completion starts with. */
 function continuationDecoder(tokenizer: Tokenizer, promptIds: number[]): (ids: number[]) => string {
-  const prefix = tokenizer.decode(promptIds, { skipSpecialTokens: true });
+  // A model's embedding may have rows past the tokenizer's vocabulary (Qwen2.5 pads 151,665 ids
+  // to 151,936): a sampled one is no text, as transformers decodes it.
+  const text = (ids: number[]) =>
+    tokenizer.decode(
+      ids.filter((id) => tokenizer.idToToken(id) !== undefined),
+      { skipSpecialTokens: true },
+    );
+  const prefix = text(promptIds);
   return (ids) => {
-    const full = tokenizer.decode([...promptIds, ...ids], { skipSpecialTokens: true });
-    return full.startsWith(prefix) ? full.slice(prefix.length) : tokenizer.decode(ids, { skipSpecialTokens: true });
+    const full = text([...promptIds, ...ids]);
+    return full.startsWith(prefix) ? full.slice(prefix.length) : text(ids);
   };
 }
 
@@ -160,6 +172,7 @@ export async function sample(
       stop_token_ids: opts.stopTokenIds ?? (await modelStopTokenIds(model)),
       seed: opts.seed ?? null,
       use_cache: opts.useCache,
+      entropy: opts.entropy,
     },
     { signal: opts.signal },
   );
@@ -178,6 +191,7 @@ export async function sample(
       text = cut.text;
       stopReason = "stop_string";
     }
+    const entropies = result.entropies?.row(row).slice(0, ids.length);
     return {
       promptIndex: Math.floor(row / opts.n),
       sampleIndex: row % opts.n,
@@ -185,6 +199,7 @@ export async function sample(
       tokenIds: ids,
       text: text ?? decode(ids),
       logprobs,
+      ...(entropies && { entropies }),
       stopReason,
     };
   });

@@ -92,7 +92,7 @@ export function inspectRollouts(
   if (o.shade === "entropy" && step.groups.some((g) => g.completions.some((c) => c.entropies === null))) {
     throw new OptionsError(
       `inspectRollouts: option "shade" is "entropy", but step ${step.step}'s completions carry no per-token entropy ` +
-        '(the worker\'s sample op does not return it); shade by "logprob" or "advantage"',
+        '(train with grpoTrainer option recordEntropy: true); shade by "logprob" or "advantage"',
     );
   }
   const groups = step.groups.slice(0, o.maxGroups).map((g) => inspectGroup(g, tokenizer));

@@ -12,7 +12,8 @@ export interface RolloutCompletion {
   tokenIds: number[];
   /** log p(token) as the worker returned it when sampling (at the run's temperature). */
   logprobs: number[];
-  /** Per-token entropy, where the worker reports it; null: its sample op returns none (today's). */
+  /** Per-token entropy of the distribution each token was drawn from; null unless the trainer
+   * had option recordEntropy. */
   entropies: number[] | null;
   stopReason: StopReason;
   /** Each reward function's unweighted value (null: no value, or it failed and was skipped). */

@@ -95,6 +95,9 @@ const GrpoOptions = z
     showSamplesEvery: z.number().int().min(0).default(10),
     /** The last N steps' rollouts the trainer keeps for `inspectRollouts` (0: none). */
     keepRollouts: z.number().int().min(0).default(1),
+    /** Also keep each sampled token's entropy in the rollouts (inspectRollouts' "entropy"
+     * shading); costs one more pass over the vocabulary per sampled token. */
+    recordEntropy: z.boolean().default(false),
     /** Total steps, for the schedule and the progress bar. */
     steps: z.number().int().min(1).default(100),
     /** checkpoint, resume, seed (prompt order and sampling), display, signal, stopWhen. */
@@ -222,6 +225,7 @@ export async function grpoTrainer(
         topP: o.topP,
         stopStrings: o.stopStrings,
         seed,
+        entropy: o.recordEntropy && o.keepRollouts > 0,
       },
     );
     // Reward functions are read now: a redefinition in another cell applies from this step on.

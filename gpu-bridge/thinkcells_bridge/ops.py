@@ -326,6 +326,7 @@ class Worker:
             stop_token_ids=tuple(body["stop_token_ids"]),
             seed=body["seed"],
             use_cache=body["use_cache"],
+            entropy=body["entropy"],
         )
         with loaded.lock:
             result = sample(loaded.model, prompts, params, ctx.cancelled)
@@ -337,6 +338,7 @@ class Worker:
             "logprobs": result.logprobs,
             "stop_reasons": result.stop_reasons,
             "prefill_tokens": result.prefill_tokens,
+            "entropies": result.entropies,
         }
 
     def logprobs(self, body, ctx):

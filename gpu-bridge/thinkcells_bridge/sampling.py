@@ -39,6 +39,8 @@ class SampleParams:
     # else the fixed-shape step (static_decode) for native models, else hidden_states;
     # "static" and "hidden_states" force one (for checks: the samples are the same).
     decoder: str = "auto"
+    # Also return each step's entropy of softmax(logits / T) (one more pass over the vocabulary).
+    entropy: bool = False
 
 
 @dataclass
@@ -50,6 +52,9 @@ class SampleResult:
     logprobs: torch.Tensor
     stop_reasons: list[str]
     prefill_tokens: int  # token positions the prompt prefill ran through the model, padding included
+    # float32 [rows, max_new_tokens] with params.entropy: the entropy of the distribution each
+    # token was drawn from (as logprobs: T, before top-k/top-p); None without.
+    entropies: torch.Tensor | None = None
 
 
 def left_pad(sequences: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,16 +177,19 @@ def _recompute_steps(model, prefix: Prefix) -> Step:
 
 def choose(
     logits: torch.Tensor, params: SampleParams, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next token of each row and its log-prob under the distribution it was drawn from:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The next token of each row, its log-prob under the distribution it was drawn from:
     log_softmax(logits / T), before top-k/top-p, which is how training evaluates the policy
-    (TRL's too); greedy (T = 0) gives the T = 1 log-probs."""
+    (TRL's too); greedy (T = 0) gives the T = 1 log-probs; and with params.entropy that
+    distribution's entropy."""
     scaled = logits if params.temperature in (0, 1) else logits / params.temperature
     if params.temperature == 0:
         chosen = logits.argmax(-1)
     else:
         chosen = draw(torch.softmax(filter_logits(scaled, params.top_k, params.top_p), dim=-1), generator)
-    return chosen, torch.log_softmax(scaled, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+    logp = torch.log_softmax(scaled, dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1) if params.entropy else None
+    return chosen, logp.gather(-1, chosen[:, None]).squeeze(-1), entropy
 
 
 @torch.inference_mode()  # cheaper per op than no_grad: the decode loop is ~150 tiny ops a step
@@ -205,6 +213,7 @@ def sample(
     batch = hidden.shape[0]
     tokens = torch.zeros(batch, params.max_new_tokens, dtype=torch.int32, device=device)
     logprobs = torch.zeros(batch, params.max_new_tokens, dtype=torch.float32, device=device)
+    entropies = torch.zeros_like(logprobs) if params.entropy else None
     lengths = torch.full((batch,), params.max_new_tokens, dtype=torch.int32, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     stop_ids = torch.tensor(params.stop_token_ids, dtype=torch.long, device=device)
@@ -212,12 +221,14 @@ def sample(
     for step in range(params.max_new_tokens):
         if cancelled():
             raise Cancelled("sample was cancelled")
-        chosen, chosen_logprob = choose(model.logits(hidden).float(), params, generator)
+        chosen, chosen_logprob, entropy = choose(model.logits(hidden).float(), params, generator)
         if stop_ids.numel():
             # Rows that already stopped keep zeros; a row stops on (and keeps) its stop token.
             live = ~done
             tokens[:, step] = torch.where(live, chosen, torch.zeros_like(chosen))
             logprobs[:, step] = torch.where(live, chosen_logprob, torch.zeros_like(chosen_logprob))
+            if entropies is not None:
+                entropies[:, step] = torch.where(live, entropy, torch.zeros_like(entropy))
             stopped = live & (chosen[:, None] == stop_ids[None, :]).any(-1)
             lengths.masked_fill_(stopped, step + 1)
             done |= stopped
@@ -226,13 +237,22 @@ def sample(
         else:
             tokens[:, step] = chosen
             logprobs[:, step] = chosen_logprob
+            if entropies is not None:
+                entropies[:, step] = entropy
         if step + 1 == params.max_new_tokens:
             break
         hidden = step_fn(chosen, next_pos)
         next_pos += 1
 
     stop_reasons = ["stop_token" if d else "length" for d in done.tolist()]
-    return SampleResult(tokens.cpu(), lengths.cpu(), logprobs.cpu(), stop_reasons, prefix.tokens)
+    return SampleResult(
+        tokens.cpu(),
+        lengths.cpu(),
+        logprobs.cpu(),
+        stop_reasons,
+        prefix.tokens,
+        None if entropies is None else entropies.cpu(),
+    )
 
 
 @torch.inference_mode()

@@ -161,6 +161,7 @@ def test_export_reloads_as_the_adapter_model(tmp_path, config):
         "stop_token_ids": [],
         "seed": None,
         "use_cache": True,
+        "entropy": False,
     }
     assert torch.equal(
         worker.sample({"model": "e", **body}, Ctx())["tokens"], worker.sample({"model": "m", **body}, Ctx())["tokens"]

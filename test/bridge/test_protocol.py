@@ -21,6 +21,7 @@ def sample_body(**overrides):
         "stop_token_ids": [2],
         "seed": None,
         "use_cache": True,
+        "entropy": False,
     }
     body.update(overrides)
     return body

@@ -5,6 +5,7 @@ import torch
 from bridge_wire import llama_config, qwen2_config, random_model
 from thinkcells_bridge import sampling
 from thinkcells_bridge.sampling import Cancelled, SampleParams, filter_logits, left_pad, sample, sequence_logprobs
+from thinkcells_bridge.training import token_logprobs
 
 NEG_INF = float("-inf")
 
@@ -148,6 +149,27 @@ def test_logprobs_are_those_of_the_sampled_distribution(model, temperature, top_
         if temperature not in (0.0, 1.0):
             at_one = torch.log_softmax(logits, -1).gather(-1, completion[:, None]).squeeze(-1)
             assert (result.logprobs[row, :length] - at_one).abs().max() > 1e-2, row
+
+
+@pytest.mark.parametrize("temperature", [0.7, 0.0])
+def test_entropies_are_those_of_the_sampled_distribution(model, temperature):
+    """With params.entropy: each step's entropy of softmax(logits / T) (T = 1 when greedy), the
+    same number training's token_logprobs computes for that position; without, none."""
+    ps = prompts()
+    p = params(n=2, max_new_tokens=9, temperature=temperature, seed=3, stop_token_ids=(5, 6), entropy=True)
+    result = sample(model, ps, p)
+    assert sample(model, ps, params()).entropies is None
+    scale = temperature if temperature > 0 else 1.0
+    for row in range(len(ps) * 2):
+        prompt, length = ps[row // 2], result.lengths[row].item()
+        completion = result.tokens[row, :length].long()
+        logp = torch.log_softmax(teacher_forced_logits(model, torch.cat([prompt, completion]))[-length:] / scale, -1)
+        expected = -(logp.exp() * logp).sum(-1)
+        assert torch.allclose(result.entropies[row, :length], expected, atol=1e-5), row
+        assert not result.entropies[row, length:].any()
+        seq = torch.cat([prompt, completion])[None]
+        _, training_entropy, _ = token_logprobs(model, seq, with_entropy=True, temperature=scale)
+        assert torch.allclose(result.entropies[row, :length], training_entropy[0, -length:], atol=1e-5), row
 
 
 def shared_and_unshared(model, ps, **overrides):

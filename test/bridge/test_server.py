@@ -135,6 +135,7 @@ def sample_request(model="tiny", prompts=((5, 6, 7), (9, 10, 11, 12, 13)), **ove
         "stop_token_ids": [],
         "seed": None,
         "use_cache": True,
+        "entropy": False,
     }
     body.update(overrides)
     return body

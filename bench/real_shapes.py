@@ -204,7 +204,9 @@ def case_in_subprocess(case: str, shape: str, smoke: bool) -> dict:
     args = [sys.executable, __file__, "--case", case, shape] + (["--smoke"] if smoke else [])
     out = subprocess.run(args, capture_output=True, text=True, env=os.environ)
     if out.returncode != 0:
-        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1][:300]}
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        # No output at all: killed (-9 is usually the kernel's out-of-memory killer).
+        return {"error": lines[-1][:300] if lines else f"exited with {out.returncode}, no output"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -205,8 +205,9 @@ def case_in_subprocess(case: str, shape: str, smoke: bool) -> dict:
     out = subprocess.run(args, capture_output=True, text=True, env=os.environ)
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines()
-        # No output at all: killed (-9 is usually the kernel's out-of-memory killer).
-        return {"error": lines[-1][:300] if lines else f"exited with {out.returncode}, no output"}
+        # Killed by a signal, the last line is whatever it printed before (-9 is usually the out-of-memory killer).
+        how = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exited with {out.returncode}"
+        return {"error": f"{how}; last output: {lines[-1][:300]}" if lines else f"{how}, no output"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -7,6 +7,7 @@ export { Tensor } from "./bridge/frames.ts";
 export { ERROR_KINDS, type ModelInfo, PROTOCOL_VERSION } from "./bridge/protocol.ts";
 export { loadAdapter, type SaveAdapterOptions, type SaveAdapterResult, saveAdapter } from "./cells/adapter.ts";
 export { convertLlama2c } from "./cells/convert.ts";
+export { InterruptedError, type InterruptedRun, lastInterrupt } from "./cells/interrupt.ts";
 export { attachModel, type BridgeStatus, loadModel, type Model, status } from "./cells/model.ts";
 export { type Completion, logprobs, type Prompt, type SampleOptions, type StopReason, sample } from "./cells/sample.ts";
 export { bridge, disconnect } from "./cells/session.ts";

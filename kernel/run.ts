@@ -87,7 +87,7 @@ function prepareCells(notebook: Notebook): ExecutedCell[] {
   });
 }
 
-function serverSettings(server: string): ServerConnection.ISettings {
+export function serverSettings(server: string): ServerConnection.ISettings {
   const url = new URL(server);
   const token = url.searchParams.get("token") ?? process.env.JUPYTER_TOKEN ?? "";
   url.search = "";
@@ -284,9 +284,16 @@ async function failedCellError(
   if (sent) return { error: sent };
   const syntax = reply.status === "error" ? await findSyntaxError(source) : undefined;
   if (!syntax) {
+    // tslab's reply names no error: it writes the exception (after the line that threw it) or
+    // its type errors ("1:7 - Type …") to stderr.
+    const stderr = outputs.flatMap((o) =>
+      o.output_type === "stream" && o.name === "stderr" ? o.text.split("\n") : [],
+    );
+    const thrown = stderr.map((l) => /^(\w*Error): (.*)$/.exec(l)).find((m) => m);
+    const [, ename = "Error", evalue = stderr.find((l) => l.trim()) ?? "the kernel gave no reason"] = thrown ?? [];
     const error =
       reply.status === "error"
-        ? errorOutput(reply.ename, reply.evalue)
+        ? errorOutput(reply.ename ?? ename, reply.evalue ?? evalue)
         : errorOutput("Aborted", "the kernel aborted the cell");
     outputs.push(error);
     return { error };

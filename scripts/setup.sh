@@ -47,6 +47,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error >&2
 fi
 
+# The library's JavaScript build (dist/) for Node and tslab; a no-op when it is newer than the sources.
+bash scripts/build.sh >&2
+
 # The `thinkcells` Jupyter kernel (Deno's kernel with this project's import map); a no-op when
 # it is already registered.
 node bin/thinkcells.mjs kernel install >&2

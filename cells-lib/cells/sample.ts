@@ -5,6 +5,7 @@ import { z } from "zod";
 import { Tensor } from "../bridge/frames.ts";
 import type { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { AbortSignalOption, parseOptions } from "../util/options.ts";
+import { interruptible } from "./interrupt.ts";
 import type { Model } from "./model.ts";
 
 const SampleOptions = z
@@ -144,7 +145,8 @@ function cutAtStopString(
 }
 
 /** Samples `n` completions for each prompt, in one batch on the bridge. Rows come back
- * prompt-major: all samples of prompt 0, then of prompt 1, ... */
+ * prompt-major: all samples of prompt 0, then of prompt 1, ... The `signal` option and the
+ * kernel's interrupt cancel the request. */
 export async function sample(
   model: Model,
   tokenizer: Tokenizer,
@@ -158,23 +160,29 @@ export async function sample(
       : (prompts as Prompt[]);
   if (list.length === 0) throw new Error("sample: no prompts given");
   const encoded = list.map((p, i) => encodePrompt(tokenizer, p, opts.addSpecialTokens, i));
-  const result = await model.client.call(
-    "sample",
+  const body = {
+    model: model.name,
+    prompt_ids: Tensor.int32(encoded.flat()),
+    prompt_lengths: Tensor.int32(encoded.map((e) => e.length)),
+    n: opts.n,
+    max_new_tokens: opts.maxNewTokens,
+    temperature: opts.temperature,
+    top_p: opts.topP,
+    top_k: opts.topK,
+    stop_token_ids: opts.stopTokenIds ?? (await modelStopTokenIds(model)),
+    seed: opts.seed ?? null,
+    use_cache: opts.useCache,
+    entropy: opts.entropy,
+  };
+  const what = `${opts.n} completion(s) for each of ${encoded.length} prompt(s)`;
+  const result = await interruptible(
     {
-      model: model.name,
-      prompt_ids: Tensor.int32(encoded.flat()),
-      prompt_lengths: Tensor.int32(encoded.map((e) => e.length)),
-      n: opts.n,
-      max_new_tokens: opts.maxNewTokens,
-      temperature: opts.temperature,
-      top_p: opts.topP,
-      top_k: opts.topK,
-      stop_token_ids: opts.stopTokenIds ?? (await modelStopTokenIds(model)),
-      seed: opts.seed ?? null,
-      use_cache: opts.useCache,
-      entropy: opts.entropy,
+      cell: "sample",
+      signal: opts.signal,
+      detail: () =>
+        `while sampling ${what}; the bridge stopped it and nothing is returned: run the cell again to sample`,
     },
-    { signal: opts.signal },
+    (signal) => model.client.call("sample", body, { signal }),
   );
   const decoders = encoded.map((ids) => continuationDecoder(tokenizer, ids));
   return result.stop_reasons.map((reason, row) => {

@@ -1,6 +1,7 @@
 /** `evaluate`: generate for held-out prompts and score the answers — accuracy (exact numeric
  * match of the final answer), format accuracy, partial accuracy and pass@k. */
 import { z } from "zod";
+import { interruptible } from "../cells/interrupt.ts";
 import type { Model } from "../cells/model.ts";
 import { sample } from "../cells/sample.ts";
 import { type ChatTemplate, ChatTemplateSchema, type TemplateName } from "../chat/templates.ts";
@@ -30,7 +31,7 @@ const EvaluateOptions = z
     batchSize: z.number().int().min(1).default(64),
     seed: z.number().int().nonnegative().default(0),
     stopStrings: z.array(z.string().min(1)).default([]),
-    /** Stops the evaluation before its next sampling call. */
+    /** Stops the evaluation before its next sampling call (so does the kernel's interrupt). */
     signal: AbortSignalOption.optional(),
   })
   .strict();
@@ -76,31 +77,35 @@ export async function evaluate(
   const temperature = o.temperature ?? (o.samples === 1 ? 0 : 1);
   const details: EvalResult["details"] = [];
   let truncated = 0;
-  for (let start = 0; start < rows.length; start += o.batchSize) {
-    o.signal?.throwIfAborted();
-    const batch = prompts.slice(start, start + o.batchSize);
-    const completions = await sample(model, tokenizer, batch, {
-      n: o.samples,
-      temperature,
-      maxNewTokens: o.maxNewTokens,
-      stopStrings: o.stopStrings,
-      seed: o.seed + start,
-      signal: o.signal, // cancels the chunk in flight too
-    });
-    batch.forEach((_, i) => {
-      const reference = rows[start + i]!.reference;
-      const mine = completions.filter((c) => c.promptIndex === i);
-      truncated += mine.filter((c) => c.stopReason === "length").length;
-      details.push({
-        reference,
-        completions: mine.map((c) => ({
-          text: c.text,
-          tokens: c.tokenIds.length,
-          ...scoreCompletion(c.text, reference, o.style),
-        })),
+  const interrupted = () =>
+    `after ${details.length} of ${rows.length} prompts; it returns nothing: run it again to evaluate (its seeds give the same completions)`;
+  await interruptible({ cell: "evaluate", signal: o.signal, detail: interrupted }, async (signal) => {
+    for (let start = 0; start < rows.length; start += o.batchSize) {
+      signal.throwIfAborted();
+      const batch = prompts.slice(start, start + o.batchSize);
+      const completions = await sample(model, tokenizer, batch, {
+        n: o.samples,
+        temperature,
+        maxNewTokens: o.maxNewTokens,
+        stopStrings: o.stopStrings,
+        seed: o.seed + start,
+        signal, // cancels the chunk in flight too
       });
-    });
-  }
+      batch.forEach((_, i) => {
+        const reference = rows[start + i]!.reference;
+        const mine = completions.filter((c) => c.promptIndex === i);
+        truncated += mine.filter((c) => c.stopReason === "length").length;
+        details.push({
+          reference,
+          completions: mine.map((c) => ({
+            text: c.text,
+            tokens: c.tokenIds.length,
+            ...scoreCompletion(c.text, reference, o.style),
+          })),
+        });
+      });
+    }
+  });
   const all = details.flatMap((d) => d.completions);
   const mean = (pick: (c: EvaluatedCompletion) => number) => all.reduce((s, c) => s + pick(c), 0) / all.length;
   const ks = [...new Set([1, o.samples])];

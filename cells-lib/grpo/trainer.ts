@@ -226,6 +226,7 @@ export async function grpoTrainer(
         stopStrings: o.stopStrings,
         seed,
         entropy: o.recordEntropy && o.keepRollouts > 0,
+        signal: loop.signal,
       },
     );
     // Reward functions are read now: a redefinition in another cell applies from this step on.
@@ -248,7 +249,19 @@ export async function grpoTrainer(
     );
   }
 
+  /** A failed step gives its prompts back: run again, it samples the same ones (an interrupt
+   * stops a step only before its update). */
   async function step(stepIndex: number): Promise<GrpoStepMetrics> {
+    const from = cursor;
+    try {
+      return await trainStep(stepIndex);
+    } catch (err) {
+      cursor = from;
+      throw err;
+    }
+  }
+
+  async function trainStep(stepIndex: number): Promise<GrpoStepMetrics> {
     const started = Date.now();
     // Read before sampling: rewards renamed between steps fail here, not after the samples.
     const correctWeight = o.correctness === undefined ? undefined : correctnessWeight(trainer.rewards, o.correctness);
@@ -299,7 +312,6 @@ export async function grpoTrainer(
       const flatKeep = adv.keep.flat();
       examples = rollouts.map((r, i) => policyExample(r, flatAdv[i]!, flatKeep[i]!));
     }
-    keepRollouts({ drawn, trained: groups, rewards: adv.rewards, keep: adv.keep, examples }, stepIndex);
     // DAPO can end a step with no informative group (maxDraws reached): nothing to train on.
     const train = examples.length
       ? await update(examples, stepIndex)
@@ -313,6 +325,8 @@ export async function grpoTrainer(
           skipReason: null,
         };
     const trainS = (Date.now() - trainStart) / 1000;
+    // Kept once the step is applied: a stopped step leaves no rollouts behind.
+    keepRollouts({ drawn, trained: groups, rewards: adv.rewards, keep: adv.keep, examples }, stepIndex);
 
     const all = drawn.flatMap((g) => g.completions);
     const totals = present(drawn.flatMap((g) => g.scores.totals));
@@ -405,8 +419,9 @@ export async function grpoTrainer(
           ...(settings.ppo ? { valueCoef: o.valueCoef, valueClip: o.valueClip } : {}),
         } as TrainingLoss;
         for (let m = 0; m < mini.length; m += o.microBatchSize) {
-          // Micro-batches already sent leave gradients the next step must not inherit.
-          await stopIfAborted(model, loop.signal, m > 0);
+          // Micro-batches already sent leave gradients the next step must not inherit. Once an
+          // optimizer step is applied the step goes to its end: stopped there, it would be half-applied.
+          if (sums.optimizerSteps === 0) await stopIfAborted(model, loop.signal, m > 0);
           const micro = mini.slice(m, m + o.microBatchSize);
           const r = await forwardBackward(model, micro, loss);
           if (r.loss === null) lossValid = false;

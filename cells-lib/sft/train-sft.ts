@@ -198,7 +198,7 @@ export async function sftTrainer(
     };
   }
 
-  const evaluationOptions = { template, maxNewTokens: o.evalMaxNewTokens, style: o.style, signal: loop.signal };
+  const evaluationOptions = { template, maxNewTokens: o.evalMaxNewTokens, style: o.style };
   return loop.start(
     {
       model,
@@ -209,7 +209,9 @@ export async function sftTrainer(
         evaluation: {
           every: o.evalEvery ?? Math.max(1, Math.round(totalSteps / 10)),
           atStart: false,
-          run: (at: number) => evaluateSft(model, tokenizer, at, valExamples, evalRows, evaluationOptions),
+          // The loop's signal is read now: during a run it also carries the kernel's interrupt.
+          run: (at: number) =>
+            evaluateSft(model, tokenizer, at, valExamples, evalRows, { ...evaluationOptions, signal: loop.signal }),
         },
       }),
       state: () => null,

@@ -1,8 +1,9 @@
 /** The one training loop behind trainSft, trainDpo and grpoTrainer. A trainer supplies its step,
  * its evaluation and its own state (LoopHooks); the loop owns the rest: resume, the live chart
  * and progress bar, evaluation and checkpoint cadence, the stop rules, the best evaluation and
- * abort. Every trainer has the same shape (Trainer): `step()`, `run(n)`, `history`, `model`,
- * `abort()`. */
+ * abort, and the kernel's interrupt. Every trainer has the same shape (Trainer): `step()`, `run(n)`,
+ * `history`, `model`, `abort()`. */
+import { interruptible } from "../cells/interrupt.ts";
 import type { Model } from "../cells/model.ts";
 import { show } from "../display/show.ts";
 import { stopIfAborted } from "./abort.ts";
@@ -60,16 +61,19 @@ export interface Trainer<S, E> {
   readonly checkpoints: string[];
   /** One step, with its evaluation and checkpoint when they are due. */
   step(): Promise<S>;
-  /** `count` steps (default: up to the total), with the live chart and progress bar; ends early when a stop rule says so. */
+  /** `count` steps (default: up to the total), with the live chart and progress bar; ends early when a stop rule says so.
+   * The kernel's interrupt stops it at a step boundary (an InterruptedError); the next `run()` continues. */
   run(count?: number): Promise<S[]>;
   /** Stops the run before its next request to the bridge (as the `signal` option does). */
   abort(reason?: unknown): void;
 }
 
 export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
-  /** Aborted by the `signal` option or by `abort()`: trainers check it between their requests. */
-  readonly signal: AbortSignal;
   private readonly controller = new AbortController();
+  /** The `signal` option and `abort()`. */
+  private readonly stop: AbortSignal;
+  /** While a run or step goes on: `stop` or the kernel's interrupt. */
+  private running: AbortSignal | undefined;
   private readonly checkpoints: { store: TrainingCheckpoints; every: number } | undefined;
 
   constructor(readonly config: LoopConfig<S, E, X>) {
@@ -78,7 +82,13 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
       store: new TrainingCheckpoints(checkpoint, config.rank.metric, config.rank.mode),
       every: checkpoint.every,
     };
-    this.signal = signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
+    this.stop = signal ? AbortSignal.any([signal, this.controller.signal]) : this.controller.signal;
+  }
+
+  /** Aborted by the `signal` option, by `abort()` and, during a run or step, by the kernel's
+   * interrupt: trainers check it between their requests (read it then, not before). */
+  get signal(): AbortSignal {
+    return this.running ?? this.stop;
   }
 
   /** The loop state of the checkpoint the `resume` option names (undefined when not resuming),
@@ -99,9 +109,8 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
     resumed: LoopState<S, E, X> | undefined,
     extra: T,
   ): Trainer<S, E> & T {
-    const { kind, options, rank } = this.config;
+    const { kind, cell, options, rank } = this.config;
     const { model, evaluation } = hooks;
-    const signal = this.signal;
     const checkpoints = this.checkpoints;
     const history = resumed?.history ?? [];
     const evaluations = resumed?.evaluations ?? [];
@@ -112,6 +121,8 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
     for (const e of evaluations) rules.afterEvaluation(e.step, e.valLoss, e);
     let stopped: StopReason | null = null;
     let monitor: Monitor | undefined;
+    // A step applied whose evaluation and checkpoint an interrupt stopped: done before anything else.
+    let unfinished: { metrics: S; stop: StopReason | null } | undefined;
 
     const evaluate = async (step: number): Promise<StopReason | null> => {
       const e = await evaluation!.run(step);
@@ -120,35 +131,45 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
       return rules.afterEvaluation(step, e.valLoss, e);
     };
 
-    const step = async (): Promise<S> => {
-      await stopIfAborted(model, signal, false);
-      if (evaluation?.atStart && history.length === 0 && evaluations.length === 0) await evaluate(0);
-      const metrics = await hooks.step(history.length);
-      history.push(metrics);
-      monitor?.record(metrics.step, metrics, true);
+    /** The step's evaluation and checkpoint, when due. */
+    const finish = async (): Promise<void> => {
+      const { metrics, stop } = unfinished!;
       const n = metrics.step;
       const last = n === hooks.totalSteps;
-      const stepStop = rules.afterStep(n, metrics.gradNorm, hooks.nonFinite(metrics));
-      const evaluationStop = evaluation && (n % evaluation.every === 0 || last) ? await evaluate(n) : null;
-      stopped = stepStop ?? evaluationStop;
+      const due = evaluation && (n % evaluation.every === 0 || last) && evaluations.at(-1)?.step !== n;
+      const evaluationStop = due ? await evaluate(n) : null;
+      stopped = stop ?? evaluationStop;
       if (checkpoints && (n % checkpoints.every === 0 || last || stopped)) {
         const latest = evaluations.at(-1);
         const ranked = hooks.checkpointMetrics?.(metrics) ?? (latest?.step === n ? { ...latest } : {});
         const loop = encodeLoopState(kind, { history, evaluations, state: hooks.state() });
         saved.push(await checkpoints.store.save(model, { step: n, loop }, ranked));
       }
+      unfinished = undefined;
       if (stopped && options.display) show(`${hooks.chart.title} stopped after step ${n}: ${stopped.message}`);
+    };
+
+    const step = async (): Promise<S> => {
+      if (unfinished) await finish();
+      await stopIfAborted(model, this.signal, false);
+      if (evaluation?.atStart && history.length === 0 && evaluations.length === 0) await evaluate(0);
+      const metrics = await hooks.step(history.length);
+      history.push(metrics);
+      monitor?.record(metrics.step, metrics, true);
+      // The stop rules see each step once, so their verdict waits here for an interrupted finish.
+      unfinished = { metrics, stop: rules.afterStep(metrics.step, metrics.gradNorm, hooks.nonFinite(metrics)) };
+      await finish();
       return metrics;
     };
 
-    const run = async (count = hooks.totalSteps - history.length): Promise<S[]> => {
-      const target = Math.min(hooks.totalSteps, history.length + count);
+    const runTo = async (target: number): Promise<S[]> => {
       stopped = null;
       monitor = trainingMonitor({ ...hooks.chart, totalSteps: target - history.length, display: options.display });
       for (const s of history) monitor.record(s.step, s);
       for (const e of evaluations) monitor.record(e.step, e);
       const out: S[] = [];
       try {
+        if (unfinished) await finish();
         while (history.length < target && !stopped) out.push(await step());
       } finally {
         monitor.close();
@@ -156,6 +177,30 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
       }
       return out;
     };
+
+    /** Where an interrupt left the run that was to end at step `target`, and how to go on. */
+    const interrupted = (target: number): string => {
+      const done = history.length;
+      const until =
+        target < hooks.totalSteps ? ` (run(${target - done}) ends at step ${target}, as this run would have)` : "";
+      const more = done < target ? `continues from step ${done + 1}${until}` : "";
+      const next = unfinished
+        ? `, in its evaluation: the trainer's run() first finishes step ${done}'s evaluation${more && `, then ${more}`}`
+        : `; nothing of step ${done + 1} was applied: the trainer's run() ${more}`;
+      const at = done === 0 ? "before its first step" : `after step ${done} of ${hooks.totalSteps}`;
+      return `${at}${next}. Nothing is lost (the trainer is also lastInterrupt().trainer).`;
+    };
+
+    /** `operation` under the kernel's interrupt, which stops it with an InterruptedError. */
+    const interruptibly = <T>(operation: () => Promise<T>, target: number): Promise<T> =>
+      interruptible({ cell, signal: this.stop, detail: () => interrupted(target), trainer }, async (signal) => {
+        this.running = signal;
+        try {
+          return await operation();
+        } finally {
+          this.running = undefined;
+        }
+      });
 
     const better = (a: number, b: number) => (rank.mode === "min" ? a < b : a > b);
     const trainer: Trainer<S, E> = {
@@ -175,8 +220,11 @@ export class TrainingLoop<S extends StepRecord, E extends EvaluationRecord, X> {
         return stopped;
       },
       checkpoints: saved,
-      step,
-      run,
+      step: () => interruptibly(step, history.length + 1),
+      run: (count = hooks.totalSteps - history.length) => {
+        const target = Math.min(hooks.totalSteps, history.length + count);
+        return interruptibly(() => runTo(target), target);
+      },
       abort: (reason) => this.controller.abort(reason),
     };
     return Object.assign(trainer, extra);

@@ -1,16 +1,16 @@
 /** A private JupyterLab for browser tests: 127.0.0.1, a free port, a random token (through the
  * environment, not argv), and its own Jupyter dirs (data with the thinkcells kernelspec, config,
  * runtime, settings, workspaces), so a test neither reads nor changes the user's Jupyter set-up. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { projectVenv } from "../cells-lib/util/project-python.ts";
+import { exited, freePort } from "../kernel/jupyter-server.ts";
 import { installKernel } from "../kernel/kernelspec.ts";
 
 export const jupyterLabProgram = path.join(projectVenv, "bin", "jupyter-lab");
@@ -37,23 +37,6 @@ const SETTINGS: Record<string, object> = {
   // No "fetch Jupyter news?" toast over the notebook (the machine may be offline anyway).
   "@jupyterlab/apputils-extension:notification": { fetchNews: "false", checkForUpdates: false },
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((r) => child.once("exit", () => r()));
-}
 
 /** Starts JupyterLab serving `rootDir`; resolves once its API answers. */
 export async function startJupyterLab(rootDir: string, options: StartOptions = {}): Promise<JupyterLab> {

@@ -54,6 +54,9 @@ export const BridgeOptions = z
       .default("auto"),
     /** torch CPU threads in a newly started bridge (0: the bridge's default). */
     threads: z.number().int().nonnegative().default(0),
+    /** Ranks a newly started bridge runs as, under torchrun on this machine (data parallel; see
+     * loadModel's `shard`); default: $THINKCELLS_NPROC, else 1 (one process, no torchrun). */
+    nproc: z.number().int().positive().optional(),
     /** How long to wait for a new bridge to come up. */
     startTimeoutMs: z.number().int().positive().default(60_000),
     /** Start a bridge when none runs for the session; false: connect fails with a BridgeError of
@@ -154,6 +157,16 @@ function readPrivate(file: string): string {
  * what it needs, and names each missing package otherwise. */
 export function findPython(explicit?: string): string {
   return explicit ?? process.env.THINKCELLS_PYTHON ?? venvProgram("python", "python3");
+}
+
+/** The nproc option, else $THINKCELLS_NPROC, else 1. */
+export function bridgeNproc(explicit?: number, env: NodeJS.ProcessEnv = process.env): number {
+  if (explicit !== undefined) return explicit;
+  const value = env.THINKCELLS_NPROC;
+  if (value === undefined || value === "") return 1;
+  if (!/^[1-9][0-9]*$/.test(value))
+    throw new BridgeError("start_failed", "connect", `THINKCELLS_NPROC: expected a positive integer, got "${value}"`);
+  return Number(value);
 }
 
 /** The session file's bridge, if its process lives; a file that is not private is refused. */
@@ -290,6 +303,7 @@ export class BridgeClient {
     deadline: number,
   ): Promise<{ info: SessionFile | undefined; ours: boolean }> {
     const python = findPython(opts.python);
+    const nproc = bridgeNproc(opts.nproc);
     const log = openPrivate(logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
     const logStart = fstatSync(log).size;
     const args = [
@@ -305,6 +319,8 @@ export class BridgeClient {
       opts.device,
       "--threads",
       String(opts.threads),
+      "--nproc",
+      String(nproc),
     ];
     const child = spawn(python, args, {
       cwd: bridgePackageDir,
@@ -324,7 +340,8 @@ export class BridgeClient {
     child.unref();
     while (Date.now() < deadline) {
       const info = readSession(infoFile);
-      if (info && info.pid === child.pid) return { info, ours: true };
+      // Several ranks: child is torchrun's agent (launcher_pid), rank 0 serves the socket (pid).
+      if (info && (info.pid === child.pid || info.launcher_pid === child.pid)) return { info, ours: true };
       // Another bridge holds the session's lock: the one it names, if live; else (the holder was
       // dying) the caller tries again.
       if (exited === EXIT_CODES.already_running) return { info, ours: false };

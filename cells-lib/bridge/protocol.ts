@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** The bridge process's exit codes that the client acts on while starting one. */
 export const EXIT_CODES = {
@@ -55,6 +55,9 @@ export const SessionFile = z.object({
   token: z.string().min(1),
   protocol_version: int,
   started_at: z.number(),
+  /** A bridge of several ranks: the process a client started (torchrun's agent), which took the
+   * session's lock and outlives rank 0 (`pid`, which serves the socket). */
+  launcher_pid: int.positive().optional(),
 });
 export type SessionFile = z.infer<typeof SessionFile>;
 
@@ -84,6 +87,8 @@ const ModelInfo = z.object({
   lora: z.record(z.string(), z.unknown()).nullable(),
   /** Whether PPO's value head is attached. */
   value_head: z.boolean(),
+  /** Its parameters, gradients and optimizer state are sharded across the bridge's ranks (FSDP2). */
+  sharded: z.boolean(),
   /** Bytes of parameters and buffers as held (quantized weights count at their stored size). */
   weight_bytes: int,
   tie_word_embeddings: z.boolean(),
@@ -217,6 +222,8 @@ export const ops = {
        * (as each response's `prefill_tokens`). */
       prefill_tokens: int,
       uptime_s: z.number(),
+      /** Ranks running the operations (torchrun; 1: one process); the figures above are rank 0's. */
+      world_size: int,
     }),
   },
   load_model: {
@@ -241,6 +248,10 @@ export const ops = {
         /** Load over a model another connected client loaded under this name; otherwise refused,
          * naming that client. A client may always reload its own, or a gone client's. */
         replace: z.boolean(),
+        /** On a bridge of several ranks, shard the parameters, gradients and optimizer state across
+         * them (FSDP2: full fine-tuning of a model too large for one device; no LoRA, no quantize);
+         * absent or false: every rank holds the whole model (data parallel). One rank: no effect. */
+        shard: z.boolean().optional(),
       })
       .strict(),
     response: ModelInfo,

@@ -37,6 +37,10 @@ const LoadModelOptions = z
     allowNonFinite: z.boolean().default(false),
     /** Replace the model another connected client holds under `name`. */
     replace: z.boolean().default(false),
+    /** On a bridge of several ranks (`bridge({ nproc })`), shard the model's parameters, gradients
+     * and optimizer state across them with FSDP2: full fine-tuning of a model too large for one
+     * device. Not with LoRA or `quantize` (those train data-parallel). One rank: no effect. */
+    shard: z.boolean().default(false),
     client: z.custom<BridgeClient>((v) => typeof v === "object" && v !== null, "a BridgeClient").optional(),
   })
   .strict();
@@ -56,6 +60,7 @@ export async function loadModel(modelDir: string, options: z.input<typeof LoadMo
     quantize: opts.quantize ?? null,
     allow_non_finite: opts.allowNonFinite,
     replace: opts.replace,
+    shard: opts.shard,
   });
   return { name: opts.name, info, client };
 }

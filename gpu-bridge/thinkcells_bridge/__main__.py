@@ -1,4 +1,7 @@
-"""python -m thinkcells_bridge --session NAME --dir DIR [--idle-timeout S] [--device D] [--threads N]"""
+"""python -m thinkcells_bridge --session NAME --dir DIR [--idle-timeout S] [--device D] [--threads N] [--nproc N]
+
+With --nproc N > 1 it takes the session's lock and becomes torchrun, which starts this module N
+times as ranks (distributed.py); started by torchrun itself (multi-node), it is one rank."""
 
 import argparse
 import os
@@ -20,6 +23,12 @@ def absolute_dir(value: str) -> str:
     return value
 
 
+def at_least_one(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def main() -> None:
     found = problems()
     if found:
@@ -38,6 +47,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--nproc", type=at_least_one, default=1, help="ranks on this machine, under torchrun (1: no torchrun)"
+    )
     args = parser.parse_args()
     # Only now: on an unfit interpreter these imports are what would fail.
     import torch
@@ -45,13 +57,17 @@ def main() -> None:
     from .loading import pick_device
     from .server import BridgeServer, UnsafePath
 
-    device = pick_device(args.device)
     # Else torch's default, a thread per physical core: with PyPI's MKL build, two threads on 2
     # cores trained a 20M model 1.8x faster than one and sampled no slower (bench/README.md).
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        BridgeServer(args.session, args.dir, args.idle_timeout, device).serve_forever()
+        if args.nproc > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
+            from . import distributed
+
+            distributed.main(args)
+            return
+        BridgeServer(args.session, args.dir, args.idle_timeout, pick_device(args.device)).serve_forever()
     except UnsafePath as exc:
         raise SystemExit(f"thinkcells bridge: {exc}") from None  # the message is the whole story
 

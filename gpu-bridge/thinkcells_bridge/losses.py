@@ -39,6 +39,28 @@ def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> float:
     return float(x.detach().float().masked_fill(~keep, 0.0).sum()) / count if count else 0.0
 
 
+def weight_total(weights: torch.Tensor) -> float:
+    """Σ of the positive weights: cross_entropy's default `num_tokens`."""
+    keep = weights > 0
+    return float(_fp32(weights, keep).sum())
+
+
+def counted_tokens(mask: torch.Tensor) -> float:
+    """The counted (mask > 0) tokens: the default `num_tokens` of the policy-gradient and value losses."""
+    return float((mask > 0).sum())
+
+
+def counted_sequences(mask: torch.Tensor) -> float:
+    """The rows [B, T] with a counted token: seq_mean_token_mean's default `num_sequences`."""
+    return float(((mask > 0).sum(dim=-1) > 0).sum())
+
+
+def sum_norm_constant(mask: torch.Tensor, num_sequences: float | None) -> float:
+    """seq_mean_token_sum_norm's default `constant`: num_sequences (default the rows B) × T."""
+    rows = mask.shape[0] if num_sequences is None else num_sequences
+    return float(rows * mask.shape[1])
+
+
 def sequence_logprob_sums(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Σ_t mask·logp per row: [B, T] → [B] fp32 (the sequence log-probs DPO compares), summed in
     fp64 as the client sums the reference log-probs it sends, so equal terms give equal sums."""
@@ -55,7 +77,7 @@ def cross_entropy(logprobs: torch.Tensor, weights: torch.Tensor, *, num_tokens: 
     keep = weights > 0
     w = _fp32(weights, keep)
     weighted = -(_fp32(logprobs, keep) * w).sum()
-    total = float(w.sum())
+    total = weight_total(weights)
     denom = total if num_tokens is None else float(num_tokens)
     # An all-zero weight batch gives loss 0 (and zero gradients) instead of 0/0.
     loss = weighted / denom if denom > 0 else weighted * 0.0
@@ -145,14 +167,13 @@ def policy_gradient(
 
     nonempty = lengths > 0
     if aggregation == "token_mean":
-        denom = float(fmask.sum()) if num_tokens is None else float(num_tokens)
+        denom = counted_tokens(mask) if num_tokens is None else float(num_tokens)
         total = per_token.sum()
     elif aggregation == "seq_mean_token_mean":
-        denom = float(nonempty.sum()) if num_sequences is None else float(num_sequences)
+        denom = counted_sequences(mask) if num_sequences is None else float(num_sequences)
         total = (per_token.sum(dim=-1) / lengths.clamp(min=1.0)).sum()
     else:
-        rows = log_ratio.shape[0] if num_sequences is None else num_sequences
-        denom = float(rows * log_ratio.shape[1]) if constant is None else float(constant)
+        denom = sum_norm_constant(mask, num_sequences) if constant is None else float(constant)
         total = per_token.sum()
     loss = total / denom if denom > 0 else total * 0.0
 
@@ -227,8 +248,7 @@ def value_loss(
     unclipped_sq = (v - ret) ** 2
     clipped_sq = (v_clipped - ret) ** 2
     per_token = torch.max(unclipped_sq, clipped_sq) * keep.float()
-    count = float(keep.sum())
-    denom = count if num_tokens is None else float(num_tokens)
+    denom = counted_tokens(mask) if num_tokens is None else float(num_tokens)
     loss = 0.5 * per_token.sum() / denom if denom > 0 else per_token.sum() * 0.0
 
     with torch.no_grad():

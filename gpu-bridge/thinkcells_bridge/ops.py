@@ -55,6 +55,7 @@ class LoadedModel:
     # One request at a time per model: sampling and training share the weights.
     lock: threading.Lock = field(default_factory=threading.Lock)
     lora: dict | None = None  # the adapters' settings, saved with training state
+    sharded: bool = False  # FSDP2 across the bridge's ranks (distributed.py)
     trainer: Trainer = field(init=False)
 
     def __post_init__(self):
@@ -72,6 +73,8 @@ class RequestContext:
 
 
 class Worker:
+    world_size = 1  # ranks running the ops (distributed.py's DistributedWorker: more)
+
     def __init__(self, session: str, device: torch.device):
         self.session = session
         self.device = device
@@ -132,6 +135,7 @@ class Worker:
             "quantization": quantization(loaded.model),
             "lora": loaded.lora if has_lora(loaded.model) else None,
             "value_head": loaded.model.value_head is not None,
+            "sharded": loaded.sharded,
             "weight_bytes": memory_bytes(loaded.model)["stored"],
             "tie_word_embeddings": config.tie_word_embeddings,
             "bos_token_id": config.bos_token_id,
@@ -194,6 +198,7 @@ class Worker:
             "models": [self.info(m) for m in models],
             "prefill_tokens": self.prefill_tokens,
             "uptime_s": time.time() - self.started,
+            "world_size": self.world_size,
         }
 
     def _check_name_free(self, body, ctx) -> None:

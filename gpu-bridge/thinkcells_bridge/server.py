@@ -269,15 +269,40 @@ class Connection:
                 return  # the client is gone; nobody is left to answer
 
 
+def hold_session_lock(directory: str, session: str) -> int:
+    """Takes the session's lock, held while the returned descriptor stays open; another bridge
+    holding it exits this process with ALREADY_RUNNING."""
+    ensure_private_dir(directory)
+    lock = open_private(os.path.join(directory, f"{session}.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"a bridge for session {session!r} is already running", flush=True)
+        raise SystemExit(ALREADY_RUNNING) from None
+    return lock
+
+
 class BridgeServer:
-    def __init__(self, session: str, directory: str, idle_timeout_s: float, device: torch.device):
+    def __init__(
+        self,
+        session: str,
+        directory: str,
+        idle_timeout_s: float,
+        device: torch.device,
+        worker=None,
+        launcher_pid: int | None = None,
+    ):
+        """worker: what runs the ops (default: a Worker in this process); launcher_pid: the
+        process that took the session's lock for this one and outlives it (torchrun's agent,
+        distributed.py): published, as the process a client started."""
         self.session = session
         self.directory = directory
         self.socket_path = os.path.join(directory, f"{session}.sock")
         self.info_path = os.path.join(directory, f"{session}.json")
         self.idle_timeout_s = idle_timeout_s
         self.token = os.urandom(24).hex()
-        self.worker = Worker(session, device)
+        self.worker = Worker(session, device) if worker is None else worker
+        self.launcher_pid = launcher_pid
         self.lock = threading.Lock()
         self.connections = 0
         self.connection_count = 0  # authenticated connections so far: numbers clients apart
@@ -321,6 +346,8 @@ class BridgeServer:
             "protocol_version": PROTOCOL_VERSION,
             "started_at": time.time(),
         }
+        if self.launcher_pid is not None:
+            info["launcher_pid"] = self.launcher_pid
         # A fresh name, created 0600 and never through a symlink (O_EXCL | O_NOFOLLOW): the
         # token must not end up in a file planted in advance.
         fd, tmp = tempfile.mkstemp(prefix=f"{self.session}.json.tmp-", dir=self.directory)
@@ -341,13 +368,8 @@ class BridgeServer:
                 pass
 
     def serve_forever(self) -> None:
-        ensure_private_dir(self.directory)
-        lock = open_private(os.path.join(self.directory, f"{self.session}.lock"), os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"a bridge for session {self.session!r} is already running", flush=True)
-            raise SystemExit(ALREADY_RUNNING) from None
+        if self.launcher_pid is None:
+            hold_session_lock(self.directory, self.session)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)  # left by a bridge that died: we hold the lock now
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

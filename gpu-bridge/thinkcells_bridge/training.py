@@ -255,15 +255,39 @@ def forward_backward(model: LanguageModel, trainer: Trainer, body: dict, *, chun
     return _result(value, metrics, batch)
 
 
+def whole_batch_normalizers(model: LanguageModel, body: dict) -> dict[str, float]:
+    """The normalizers `body`'s loss divides by (its own, else the defaults over this batch; DPO
+    has none): given to each part of a batch split across ranks, they make the parts' losses and
+    gradients add up to the whole batch's."""
+    spec = body["loss"]
+    batch = _batch(model, body, checkpoint_layers=False, chunk_tokens=None)
+    if spec["kind"] == "dpo":
+        return {}
+    if spec["kind"] == "cross_entropy":
+        given = spec["num_tokens"]
+        return {"num_tokens": losses.weight_total(_ce_weights(batch, spec)) if given is None else given}
+    mask = batch.per_token(spec["mask"], "loss.mask")
+    defaults = {
+        "num_tokens": losses.counted_tokens(mask),
+        "num_sequences": losses.counted_sequences(mask),
+        "constant": losses.sum_norm_constant(mask, spec["num_sequences"]),
+    }
+    return {k: v if spec[k] is None else spec[k] for k, v in defaults.items()}
+
+
+def _ce_weights(batch: Batch, spec) -> torch.Tensor:
+    weights = batch.per_token(spec["weights"], "loss.weights")
+    if batch.segments is not None:
+        # An example's first token is not predicted: the position before it is another example's.
+        weights = weights * (batch.segments[:, 1:] == batch.segments[:, :-1])
+    return weights
+
+
 def _loss(model, batch: Batch, spec):
     kind = spec["kind"]
     if kind == "cross_entropy":
         logp, _, _ = batch.logprobs(model)
-        weights = batch.per_token(spec["weights"], "loss.weights")
-        if batch.segments is not None:
-            # An example's first token is not predicted: the position before it is another example's.
-            weights = weights * (batch.segments[:, 1:] == batch.segments[:, :-1])
-        return losses.cross_entropy(logp, weights, num_tokens=spec["num_tokens"])
+        return losses.cross_entropy(logp, _ce_weights(batch, spec), num_tokens=spec["num_tokens"])
     if kind in ("policy_gradient", "ppo"):
         return _policy_gradient(model, batch, spec)
     if kind == "dpo":

@@ -1,13 +1,15 @@
 /** notebooks/03 in a real JupyterLab, driven through Chromium (playwright-core, Debian's browser):
  * Run All Cells from the menu; while GRPO trains, its live chart (one output, redrawn by
  * update_display_data) grows and its progress bar advances; the sample tables render; the saved,
- * closed and reopened notebook still shows its charts. Screenshots: runs/test-artifacts/jupyterlab-browser/. */
+ * closed and reopened notebook still shows its charts. Then, in another copy, the toolbar's stop
+ * button (■) pressed mid-GRPO stops the cell with an InterruptedError, the kernel lives on, and a
+ * new cell continues the run to its last step. Screenshots: runs/test-artifacts/jupyterlab-browser/. */
 import { existsSync, readFileSync } from "node:fs";
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { BridgeClient } from "../cells-lib/bridge/client.ts";
 import { cellTags, declaredParameters, parameterLiteral } from "../kernel/parameters.ts";
@@ -16,6 +18,7 @@ import { repoRoot, stories, tempDir } from "./helpers.ts";
 import { type JupyterLab, startJupyterLab } from "./jupyterlab.ts";
 import {
   cellText,
+  editorText,
   type GrpoView,
   type PageState,
   progressCount,
@@ -39,6 +42,11 @@ const PARAMETERS: Record<string, string> = {
   promptsPerStep: "2",
   groupSize: "4",
 };
+/** The copy whose GRPO run the stop button interrupts. Its steps take 0.1 s on an idle machine
+ * and 2 s on a busy one: enough of them that the press lands mid-run, few enough that the
+ * continued run stays short. */
+const INTERRUPT_NOTEBOOK = "03-interrupt.ipynb";
+const INTERRUPT_STEPS = 40;
 const artifacts = path.join(repoRoot, "runs/test-artifacts/jupyterlab-browser");
 const RUN_LIMIT_MS = 600_000;
 
@@ -79,10 +87,53 @@ function smallNotebook(values: Record<string, string>): { text: string; grpoCell
   return { text: `${JSON.stringify(nb, null, 1)}\n`, grpoCell };
 }
 
+/** jupyter-server's REST API (`route` under the server's root), as JSON; null when it answers with no body. */
+async function api<T>(lab: JupyterLab, route: string, method = "GET"): Promise<T> {
+  const res = await fetch(`${lab.baseUrl}${route}`, { method, headers: { Authorization: `token ${lab.token}` } });
+  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+  return (res.status === 204 ? null : await res.json()) as T;
+}
+
+/** Which cell failed once a run has stopped, and what it printed: the first that shows an error
+ * (Deno's kernel runs the cells queued after a failed one), else the one before the first not run. */
+async function failure(page: Page, prompts: string[], cellTypes: string[]): Promise<string> {
+  const codeCells = cellTypes.flatMap((type, i) => (type === "code" ? [i] : []));
+  const texts = await Promise.all(codeCells.map((i) => page.evaluate(cellText, i)));
+  const errored = texts.findIndex((t) => /^\w*Error\b/m.test(t));
+  const unrun = prompts.findIndex((p) => !/^\[\d+\]:$/.test(p));
+  const at = errored >= 0 ? errored : Math.max(0, unrun - 1);
+  return `cell ${codeCells[at]! + 1} failed (prompts ${prompts.join(" ")}):\n${texts[at]!.slice(-3000)}`;
+}
+
+interface ApiSession {
+  id: string;
+  path: string;
+  kernel: { id: string; execution_state: string } | null;
+}
+
+/** A cell that continues the interrupted GRPO run (the notebook's `grpo` was never assigned: its
+ * trainer is lastInterrupt().trainer) and prints the steps it ran and the trainer's whole history. */
+const CONTINUE = [
+  'import { lastInterrupt } from "thinkcells";',
+  "const resumed = lastInterrupt()!.trainer!;",
+  "const continued = await resumed.run();",
+  "const steps = (h: readonly unknown[]) => JSON.stringify(h.map((m) => (m as { step: number }).step));",
+  'console.log("continued steps " + steps(continued) + "; history steps " + steps(resumed.history));',
+].join("\n");
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
 describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () => {
   // Paths relative to the notebook's directory (the kernel's), inside the test's own folder.
   const { text, grpoCell } = smallNotebook({ ...PARAMETERS, outDir: "../out", modelDir: "../out/stories260K" });
   const cellTypes = (JSON.parse(text) as RawNotebook).cells.map((c) => c.cell_type);
+  // Its own output directory: the first test's files stay as that test left them.
+  const interruptNotebook = smallNotebook({
+    ...PARAMETERS,
+    grpoSteps: String(INTERRUPT_STEPS),
+    outDir: "../out-interrupt",
+    modelDir: "../out-interrupt/stories260K",
+  });
   const session = `jupyterlab-browser-${process.pid}`;
   // Made in beforeAll: vitest runs this body even when the suite is skipped.
   let root = "";
@@ -96,8 +147,10 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     // The notebook reads ../assets/stories260K/ from its own directory.
     await mkdir(path.join(root, "notebooks"), { recursive: true });
     await mkdir(path.join(root, "out"), { recursive: true });
+    await mkdir(path.join(root, "out-interrupt"), { recursive: true });
     await cp(stories, path.join(root, "assets/stories260K"), { recursive: true });
     await writeFile(path.join(root, "notebooks", NOTEBOOK), text);
+    await writeFile(path.join(root, "notebooks", INTERRUPT_NOTEBOOK), interruptNotebook.text);
     await rm(artifacts, { recursive: true, force: true });
     await mkdir(artifacts, { recursive: true });
     lab = await startJupyterLab(root, {
@@ -179,15 +232,8 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     await page.evaluate(scrollToCell, grpoCell);
     await shot("04-finished");
 
-    const unrun = state.prompts.findIndex((p) => !/^\[\d+\]:$/.test(p));
-    if (unrun >= 0) {
-      // The cell before the first one that did not run is the one that failed.
-      const codeCells = cellTypes.flatMap((type, i) => (type === "code" ? [i] : []));
-      const failed = codeCells[Math.max(0, unrun - 1)]!;
-      throw new Error(
-        `cell ${failed + 1} failed (prompts ${state.prompts.join(" ")}):\n${(await page.evaluate(cellText, failed)).slice(-3000)}`,
-      );
-    }
+    if (state.prompts.some((p) => !/^\[\d+\]:$/.test(p)))
+      throw new Error(await failure(page, state.prompts, cellTypes));
     // One line per change of the curve's length, the bar's count or the number of tables.
     const summary = seen
       .filter((s, i) => {
@@ -314,5 +360,179 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
       .screenshot({ path: path.join(artifacts, "07-reopened-grpo-chart.png") });
     if (pageErrors.length) console.log(`page errors: ${pageErrors.join("\n")}`);
     console.log(`browser test took ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${artifacts}`);
+  }, 900_000);
+
+  it("stops GRPO mid-run with the toolbar's stop button; the kernel lives on and a new cell continues the run", async () => {
+    onTestFailed(() => console.log(`JupyterLab's log (its end):\n${lab?.log().slice(-6000)}`));
+    const started = Date.now();
+    const N = INTERRUPT_STEPS;
+    const { grpoCell: grpo } = interruptNotebook;
+    const types = (JSON.parse(interruptNotebook.text) as RawNotebook).cells.map((c) => c.cell_type);
+    const codeCells = types.flatMap((type, i) => (type === "code" ? [i] : []));
+    const grpoPrompt = codeCells.indexOf(grpo); // the GRPO cell's place among the prompts
+    const notebookPath = `notebooks/${INTERRUPT_NOTEBOOK}`;
+    // The first test's kernel holds the bridge's "default" model, which this copy loads too (a
+    // name another client holds is refused): close its page and shut its kernel down.
+    for (const context of browser!.contexts()) await context.close();
+    for (const s of await api<ApiSession[]>(lab!, "api/sessions")) await api(lab!, `api/sessions/${s.id}`, "DELETE");
+    const notebookSession = async () =>
+      (await api<ApiSession[]>(lab!, "api/sessions")).find((s) => s.path === notebookPath);
+
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1800 } });
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    const traffic = watchKernelTraffic(page);
+    const shot = (name: string) => page.screenshot({ path: path.join(artifacts, `interrupt-${name}.png`) });
+    // A workspace of its own, so the page shows this notebook alone.
+    await page.goto(`${lab!.baseUrl}lab/workspaces/interrupt/tree/${notebookPath}?token=${lab!.token}`);
+    const cells = page.locator(".jp-Notebook .jp-Cell");
+    await expect.poll(() => cells.count(), { timeout: 120_000 }).toBe(types.length);
+    const status = page.locator("#jp-main-statusbar");
+    await expect.poll(() => status.textContent(), { timeout: 120_000 }).toMatch(/TypeScript \(thinkcells\) \| Idle/);
+    const kernelId = (await notebookSession())?.kernel?.id;
+    expect(kernelId).toBeDefined();
+    await shot("01-opened");
+
+    await page.locator(".lm-MenuBar-itemLabel", { hasText: /^Run$/ }).click();
+    await page.locator(".lm-Menu-itemLabel", { hasText: /^Run All Cells$/ }).click();
+    const runStarted = Date.now();
+
+    // Until GRPO's bar shows a step done, with the last far enough off for the press to land mid-run.
+    let state: PageState;
+    let queued = false;
+    for (;;) {
+      state = await page.evaluate(readPage, grpo);
+      queued ||= state.prompts.some((p) => p.includes("*"));
+      const count = progressCount(state.grpo.progress) ?? 0;
+      if (count >= 1 && count <= N - 10) break;
+      if (count > N - 10) throw new Error(`GRPO was at ${state.grpo.progress} before the test saw it mid-run`);
+      const running = state.prompts.some((p) => p.includes("*"));
+      if ((queued || Date.now() - runStarted > 15_000) && !running && /\| Idle/.test(state.status))
+        throw new Error(`the run stopped before GRPO's first step: ${await failure(page, state.prompts, types)}`);
+      if (Date.now() - runStarted > RUN_LIMIT_MS) throw new Error(`GRPO did not start within ${RUN_LIMIT_MS / 1000} s`);
+      await sleep(200);
+    }
+    const seenAt = progressCount(state.grpo.progress)!;
+    await page.evaluate(scrollToCell, grpo);
+
+    // The notebook toolbar's stop button (■, "Interrupt the kernel"): jupyter-server sends the kernel
+    // SIGINT. Pressed at once (the screenshot after), as steps can be short.
+    await page.locator('.jp-NotebookPanel-toolbar [data-jp-item-name="interrupt"]').click();
+    const pressed = Date.now();
+    const pressedAt = progressCount((await page.evaluate(readPage, grpo)).grpo.progress)!;
+    await shot("02-pressed");
+    let grpoText = "";
+    for (;;) {
+      state = await page.evaluate(readPage, grpo);
+      grpoText = await page.evaluate(cellText, grpo);
+      const running = state.prompts.some((p) => p.includes("*"));
+      // Deno's kernel may send a cell's error after its reply: wait for the message too.
+      if (!running && /\| Idle/.test(state.status) && grpoText.includes("interrupted (the kernel's stop button)"))
+        break;
+      if (!running && /\| Idle/.test(state.status) && Date.now() - pressed > 30_000)
+        throw new Error(`the kernel is idle but GRPO's cell shows no interrupt: ${grpoText.slice(-3000)}`);
+      if (Date.now() - pressed > 180_000) {
+        throw new Error(
+          `no interrupt 180 s after the press (prompts ${state.prompts.join(" ")}, status "${state.status}"):\n` +
+            grpoText.slice(-3000),
+        );
+      }
+      await sleep(200);
+    }
+    const stoppedS = (Date.now() - pressed) / 1000;
+    await page.evaluate(scrollToCell, grpo);
+    await shot("03-interrupted");
+    console.log(`GRPO cell after the stop button:\n${grpoText.slice(-2000)}`);
+
+    // The cell failed with the InterruptedError, naming the step it stopped after and how to go on.
+    const message = new RegExp(
+      `grpo: interrupted \\(the kernel's stop button\\) after step (\\d+) of ${N}; nothing of step (\\d+) was applied: ` +
+        "the trainer's run\\(\\) continues from step (\\d+)\\. Nothing is lost \\(the trainer is also lastInterrupt\\(\\)\\.trainer\\)\\.",
+    ).exec(grpoText);
+    expect(message, grpoText.slice(-3000)).not.toBeNull();
+    const stoppedAfter = Number(message![1]);
+    expect([Number(message![2]), Number(message![3])]).toEqual([stoppedAfter + 1, stoppedAfter + 1]);
+    expect(stoppedAfter).toBeGreaterThanOrEqual(pressedAt);
+    expect(stoppedAfter).toBeLessThan(N);
+    expect(grpoText).toContain("InterruptedError");
+    expect(grpoText).toContain("thinkcells: interrupt received: stopping grpo");
+    // Its bar stays at the steps applied.
+    expect(progressCount(state.grpo.progress)).toBe(stoppedAfter);
+    // Every cell up to GRPO's ran.
+    expect(
+      state.prompts.slice(0, grpoPrompt + 1).every((p) => /^\[\d+\]:$/.test(p)),
+      state.prompts.join(" "),
+    ).toBe(true);
+    // The cells after it did nothing. Run All sends every cell at once and leaves dropping the rest
+    // after an error to the kernel (stop_on_error), which Deno's kernel (2.9) does not do: they run,
+    // and each fails at once, the GRPO cell having never assigned its `grpo` and `rlEval`.
+    const later = codeCells.slice(grpoPrompt + 1);
+    const laterPrompts = state.prompts.slice(grpoPrompt + 1);
+    const ranAfter = later.filter((_, k) => laterPrompts[k] !== "[ ]:");
+    for (const cell of ranAfter) {
+      // Its error may reach the page just after its reply.
+      await expect
+        .poll(() => page.evaluate(cellText, cell), { timeout: 30_000 })
+        .toMatch(/ReferenceError: (grpo|rlEval) is not defined/);
+    }
+    expect(existsSync(path.join(root, "out-interrupt/results.json"))).toBe(false);
+    expect(existsSync(path.join(root, "out-interrupt/model"))).toBe(false);
+    // The same kernel, idle: not restarted, not dead, and no dialog saying so.
+    expect(await status.textContent()).toMatch(/TypeScript \(thinkcells\) \| Idle/);
+    const after = await notebookSession();
+    expect(after?.kernel).toMatchObject({ id: kernelId, execution_state: "idle" });
+    expect(await page.locator(".jp-Dialog").count()).toBe(0);
+    expect(traffic.states.filter((s) => /dead|restart/.test(s))).toEqual([]);
+
+    // A new cell below GRPO's continues its trainer.
+    await cells.nth(grpo).locator(".jp-InputPrompt").click();
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("b");
+    await expect.poll(() => cells.count(), { timeout: 30_000 }).toBe(types.length + 1);
+    const added = grpo + 1;
+    await cells.nth(added).locator(".cm-content").click();
+    // As pasted: typed keys would meet the editor's auto-indent and bracket closing.
+    await page.keyboard.insertText(CONTINUE);
+    await expect.poll(() => page.evaluate(editorText, added), { timeout: 30_000 }).toBe(CONTINUE);
+    await page.keyboard.press("Control+Enter");
+    const continueStarted = Date.now();
+    let addedText = "";
+    for (;;) {
+      state = await page.evaluate(readPage, added);
+      addedText = await page.evaluate(cellText, added);
+      const prompt = state.prompts[grpoPrompt + 1] ?? "";
+      if (/^\[\d+\]:$/.test(prompt) && /\| Idle/.test(state.status) && /continued steps|Error/.test(addedText)) break;
+      if (Date.now() - continueStarted > RUN_LIMIT_MS)
+        throw new Error(
+          `the continuing cell did not finish within ${RUN_LIMIT_MS / 1000} s:\n${addedText.slice(-3000)}`,
+        );
+      await sleep(200);
+    }
+    const continueS = (Date.now() - continueStarted) / 1000;
+    await page.evaluate(scrollToCell, added);
+    await shot("04-continued");
+    const printed = /continued steps (\[[\d,]*\]); history steps (\[[\d,]*\])/.exec(addedText);
+    expect(printed, addedText.slice(-3000)).not.toBeNull();
+    // The run went on from the step after the one it stopped after, to the last; no step twice.
+    expect(JSON.parse(printed![1]!)).toEqual(range(stoppedAfter + 1, N));
+    expect(JSON.parse(printed![2]!)).toEqual(range(1, N));
+    // The continuing cell's bar counts the steps left, and its chart holds every step.
+    expect(state.grpo.progress).toContain(`${N - stoppedAfter}/${N - stoppedAfter}`);
+    expect(state.grpo).toMatchObject({ charts: 1, progressBars: 1, plotted: true, points: N });
+    expect((await notebookSession())?.kernel?.id).toBe(kernelId);
+    expect(await page.locator(".jp-Dialog").count()).toBe(0);
+    expect(traffic.states.filter((s) => /dead|restart/.test(s))).toEqual([]);
+    await cells
+      .nth(added)
+      .locator(".jp-OutputArea")
+      .screenshot({ path: path.join(artifacts, "interrupt-05-continued-cell.png") });
+    console.log(
+      `interrupt: GRPO seen at step ${seenAt}/${N}, stop pressed at ${pressedAt}/${N}, stopped after step ${stoppedAfter}, ` +
+        `idle ${stoppedS.toFixed(1)} s after the press; Run All went on to ${ranAfter.length} of the ${later.length} cells after it ` +
+        `(prompts ${laterPrompts.join(" ")}); the new cell ran steps ${stoppedAfter + 1}..${N} in ${continueS.toFixed(1)} s; ` +
+        `kernel states: ${traffic.states.join(" → ")}`,
+    );
+    if (pageErrors.length) console.log(`page errors: ${pageErrors.join("\n")}`);
+    console.log(`interrupt browser test took ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }, 900_000);
 });

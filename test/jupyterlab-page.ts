@@ -124,6 +124,17 @@ export function cellText(index: number): string {
     : "";
 }
 
+/** The source in cell `index`'s editor, as CodeMirror shows it (one .cm-line a line). */
+export function editorText(index: number): string {
+  const doc = (globalThis as unknown as { document: El }).document;
+  const cell = doc.querySelectorAll(".jp-Notebook .jp-Cell")[index];
+  return cell
+    ? Array.from(cell.querySelectorAll(".cm-content .cm-line"))
+        .map((l) => l.textContent ?? "")
+        .join("\n")
+    : "";
+}
+
 export interface ChartImage {
   cell: number;
   /** plotly.js drew the chart. */
@@ -174,16 +185,21 @@ export interface Traffic {
   /** The largest frame (the first chart carries plotly.js, ~4.8 MB). */
   largestFrame: number;
   plotlyFrames: number;
+  /** The kernel's execution states, in order, each change once ("busy", "idle"; a kernel that
+   * died or restarted shows "dead", "restarting" or "autorestarting"). */
+  states: string[];
 }
 
 export function watchKernelTraffic(page: Page): Traffic {
-  const traffic: Traffic = { liveUpdates: new Map(), largestFrame: 0, plotlyFrames: 0 };
+  const traffic: Traffic = { liveUpdates: new Map(), largestFrame: 0, plotlyFrames: 0, states: [] };
   page.on("websocket", (ws) => {
     if (!ws.url().includes("/api/kernels/")) return;
     ws.on("framereceived", ({ payload }) => {
       const text = typeof payload === "string" ? payload : payload.toString("latin1");
       traffic.largestFrame = Math.max(traffic.largestFrame, text.length);
       if (text.length > 1_000_000 && text.includes("if (!window.Plotly)")) traffic.plotlyFrames++;
+      const state = /"execution_state":\s*"(\w+)"/.exec(text)?.[1];
+      if (state && state !== traffic.states.at(-1)) traffic.states.push(state);
       if (!/"msg_type":\s*"update_display_data"/.test(text)) return;
       const id = /"display_id":\s*"(thinkcells-live-[\w-]+)"/.exec(text)?.[1];
       if (id) traffic.liveUpdates.set(id, (traffic.liveUpdates.get(id) ?? 0) + 1);

@@ -172,12 +172,12 @@ def train(bridge, name, steps, first=0, kind="cross_entropy", checkpointing=Fals
     return record
 
 
-def assert_same_record(got, expected):
+def assert_same_record(got, expected, metrics_abs=1e-7):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         if isinstance(e, tuple):
             assert g[0] == pytest.approx(e[0], rel=1e-5) and g[2] == e[2]
-            assert g[1] == pytest.approx(e[1], rel=1e-5, abs=1e-7)
+            assert g[1] == pytest.approx(e[1], rel=1e-5, abs=metrics_abs)
         else:
             assert g == pytest.approx(e, rel=1e-5)
 
@@ -214,6 +214,61 @@ def test_two_ranks_train_as_one_process(single, pair, checkpoint, tmp_path, lora
     assert_same_record(results["pair"][0], results["single"][0])
     assert_same_weights(results["pair"][1], results["single"][1])
     assert pair.call("status", {})["world_size"] == 2 and single.call("status", {})["world_size"] == 1
+
+
+def rl_batch(seed, kind, rows):
+    """A GRPO step with the KL term (its reference pass turns the adapters off), PPO with the value
+    head, or DPO against the adapters-off reference: what those trainers send."""
+    batch = training_batch(seed, "policy_gradient", rows=rows)
+    n = batch["token_ids"].array.size
+    rng = np.random.default_rng(seed + 200)
+    loss = dict(batch["loss"], beta=0.05, num_sequences=None)
+    if kind == "ppo":
+        loss.update(
+            kind="ppo",
+            aggregation="token_mean",
+            advantages=Tensor(rng.standard_normal(n).astype(np.float32)),
+            old_values=Tensor((rng.standard_normal(n) * 0.1).astype(np.float32)),
+            returns=Tensor(rng.standard_normal(n).astype(np.float32)),
+            value_clip=0.2,
+            value_coef=0.5,
+        )
+    elif kind == "dpo":
+        loss = {"kind": "dpo", "mask": Tensor(np.ones(n, np.float32)), "beta": 0.1, "ref_logprobs": None}
+    return dict(batch, loss=loss)
+
+
+def test_value_head_and_reference_policy_equal_one_process(single, pair, checkpoint):
+    """LoRA with a value head: the adapters-off reference (scored directly and inside the KL and DPO
+    losses), PPO's value loss and the updated value head behave on two ranks as in one process."""
+    results = {}
+    for label, bridge in (("single", single), ("pair", pair)):
+        name = "rl-heads"
+        load(bridge, checkpoint, name)
+        apply_lora(bridge, name)
+        bridge.call("add_value_head", {"model": name})
+        probe = {k: v for k, v in training_batch(7, "cross_entropy").items() if k in ("token_ids", "lengths")}
+        record = []
+        for step, kind in enumerate(("policy_gradient", "ppo", "dpo")):
+            for micro in range(2):
+                batch = rl_batch(20 * step + micro, kind, rows=6)
+                out = bridge.call("forward_backward", {"model": name, **batch})
+                record.append((out["loss"], out["metrics"], out["tokens"]))
+            record.append(bridge.call("optim_step", {"model": name, **STEP})["grad_norm"])
+        assert bridge.call("set_adapters", {"model": name, "enabled": False})["enabled"] is False
+        reference = bridge.call("logprobs", {"model": name, **probe, "temperature": 1.0})["logprobs"]
+        bridge.call("set_adapters", {"model": name, "enabled": True})
+        policy = bridge.call("logprobs", {"model": name, **probe, "temperature": 1.0})["logprobs"]
+        values = bridge.call("values", {"model": name, **probe})["values"]
+        results[label] = record, reference, policy, values
+        bridge.call("unload_model", {"name": name})
+    # DPO's implicit rewards are β × a difference of sequence log-prob sums: fp32 sums in another order.
+    assert_same_record(results["pair"][0], results["single"][0], metrics_abs=1e-6)
+    for got, expected in zip(results["pair"][1:], results["single"][1:]):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # The steps moved the policy and the value head away from the reference and from V = 0.
+    assert not np.allclose(results["single"][2], results["single"][1])
+    assert np.abs(results["single"][3]).max() > 1e-4
 
 
 def sample_body(name, prompts, **overrides):

@@ -373,7 +373,7 @@ describe("progress", () => {
     at(100_000);
     p.done();
     expect(terminal.written.at(-1)).toBe(
-      "\rsft  40/100   40%  [##########--------------]  2.50 s/it  done in 1:40  loss=0.25 phase=warmup\x1b[K\n",
+      "\rsft  40/100   40%  [##########--------------]  2.50 s/it  stopped after 1:40  loss=0.25 phase=warmup\x1b[K\n",
     );
     p.done();
     expect(() => p.tick()).toThrow('progress "sft": tick() after done()');

@@ -34,6 +34,11 @@ export function progressEtaMs(s: ProgressSnapshot): number | undefined {
   return rate === undefined ? undefined : (Math.max(0, s.total - s.count) / rate) * 1000;
 }
 
+/** A bar closed short of its total was stopped (interrupted, failed, stopped early): it must not read as complete. */
+function finished(s: ProgressSnapshot, elapsed: string): string {
+  return s.count < s.total ? `stopped after ${elapsed}` : `done in ${elapsed}`;
+}
+
 export function progressParts(s: ProgressSnapshot): ProgressParts {
   const fraction = s.total > 0 ? Math.min(1, Math.max(0, s.count / s.total)) : 1;
   const eta = progressEtaMs(s);
@@ -43,7 +48,7 @@ export function progressParts(s: ProgressSnapshot): ProgressParts {
     counts: `${formatNumber(s.count)}/${formatNumber(s.total)}`,
     percent: `${Math.floor(fraction * 100)}%`,
     rate: rateText(progressRate(s), s.unit),
-    time: s.done ? `done in ${elapsed}` : `elapsed ${elapsed}  ETA ${eta === undefined ? "?" : formatDuration(eta)}`,
+    time: s.done ? finished(s, elapsed) : `elapsed ${elapsed}  ETA ${eta === undefined ? "?" : formatDuration(eta)}`,
     info: Object.entries(s.info)
       .map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`)
       .join(" "),

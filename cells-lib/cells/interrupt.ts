@@ -63,15 +63,12 @@ export function interrupt(): boolean {
 function listen(): void {
   if (listening) return;
   listening = true;
-  const deno = findDenoJupyter() !== undefined;
-  if (!deno && !findTslab()) return;
+  if (findDenoJupyter() === undefined && !findTslab()) return;
   // Deno's node:process listens with Deno.addSignalListener, which keeps its kernel from exiting on SIGINT.
+  // With nothing running it stays silent: Jupyter also sends SIGINT before every shutdown and restart,
+  // and a message then would land in the last cell's saved outputs.
   process.on("SIGINT", () => {
-    if (interrupt() || !deno) return;
-    console.error(
-      "thinkcells: interrupted, but no thinkcells operation is running, so nothing stopped " +
-        "(Deno's kernel cannot interrupt other code: restart the kernel to stop it)",
-    );
+    interrupt();
   });
 }
 

@@ -42,6 +42,19 @@ export function exited(child: ChildProcess): Promise<void> {
     : new Promise((r) => child.once("exit", () => r()));
 }
 
+/** A Jupyter server's arguments: loopback only, on `port`, no browser, serving `rootDir`. */
+export function serverArgs(port: number, rootDir: string): string[] {
+  const args = [
+    "--ip=127.0.0.1",
+    `--port=${port}`,
+    "--port-retries=0",
+    "--no-browser",
+    `--ServerApp.root_dir=${rootDir}`,
+  ];
+  if (process.getuid?.() === 0) args.push("--allow-root");
+  return args;
+}
+
 /** Starts jupyter-server with `rootDir` as its root (kernels start in the notebook's directory);
  * `log` gets the kernel launcher's warnings. */
 export async function startJupyterServer(
@@ -53,14 +66,7 @@ export async function startJupyterServer(
   await installKernel({ dataDir: path.join(home, "data") });
   const token = randomBytes(24).toString("hex");
   const port = await freePort();
-  const args = [
-    "--ip=127.0.0.1",
-    `--port=${port}`,
-    "--port-retries=0",
-    "--no-browser",
-    `--ServerApp.root_dir=${rootDir}`,
-  ];
-  if (process.getuid?.() === 0) args.push("--allow-root");
+  const args = serverArgs(port, rootDir);
   const log: string[] = [];
   const child = spawn(venvProgram("jupyter-server"), args, {
     env: {

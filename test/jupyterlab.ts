@@ -10,7 +10,7 @@ import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { projectVenv } from "../cells-lib/util/project-python.ts";
-import { exited, freePort } from "../kernel/jupyter-server.ts";
+import { exited, freePort, serverArgs } from "../kernel/jupyter-server.ts";
 import { installKernel } from "../kernel/kernelspec.ts";
 
 export const jupyterLabProgram = path.join(projectVenv, "bin", "jupyter-lab");
@@ -62,16 +62,11 @@ export async function startJupyterLab(rootDir: string, options: StartOptions = {
   const token = randomBytes(24).toString("hex");
   const port = await freePort();
   const args = [
-    "--ip=127.0.0.1",
-    `--port=${port}`,
-    "--port-retries=0",
-    "--no-browser",
-    `--ServerApp.root_dir=${rootDir}`,
+    ...serverArgs(port, rootDir),
     // Nothing fetched from the internet.
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
   ];
-  if (process.getuid?.() === 0) args.push("--allow-root");
   const output: string[] = [];
   const child = spawn(jupyterLabProgram, args, {
     env: {

@@ -74,8 +74,6 @@ export async function startJupyterServer(
       JUPYTER_TOKEN: token,
       // Saved outputs are read as text (and in the HTML report): no ANSI colours.
       NO_COLOR: "1",
-      // Charts carry their figure as JSON; the report draws them with its own plotly.js.
-      THINKCELLS_PLOTLY_INLINE: "0",
       // Our kernelspec first; the user's and the system's kernels stay visible for --kernel.
       JUPYTER_PATH: [path.join(home, "data"), process.env.JUPYTER_PATH].filter(Boolean).join(path.delimiter),
       JUPYTER_RUNTIME_DIR: path.join(home, "runtime"),

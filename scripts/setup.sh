@@ -37,6 +37,19 @@ if ! [ -x .venv/bin/python ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 
+# The Jupyter server extension that serves plotly.js to chart outputs (kernel/server-extension/):
+# on the venv's Python path, and enabled for every Jupyter server the venv runs (JupyterLab's
+# too), as an editable install plus `jupyter server extension enable --sys-prefix` would do.
+write_if_changed() { # FILE TEXT
+  [ "$(cat "$1" 2>/dev/null)" = "$2" ] && return
+  mkdir -p "$(dirname "$1")"
+  printf '%s\n' "$2" > "$1.tmp" && mv "$1.tmp" "$1"
+}
+site_packages=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+write_if_changed "$site_packages/thinkcells_jupyter.pth" "$PWD/kernel/server-extension"
+write_if_changed .venv/etc/jupyter/jupyter_server_config.d/thinkcells_jupyter.json \
+  '{ "ServerApp": { "jpserver_extensions": { "thinkcells_jupyter": true } } }'
+
 # npm: install when node_modules is missing or older than the lock file.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies" >&2

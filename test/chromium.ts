@@ -26,6 +26,8 @@ export async function dumpDom(file: string, options: DumpDomOptions = {}): Promi
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
+    // Offline, like the tests: a chart's fallback to the CDN fails here even on a connected machine.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
     "--disable-dev-shm-usage",
     "--no-first-run",
     `--user-data-dir=${profile}`,

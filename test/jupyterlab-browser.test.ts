@@ -17,6 +17,7 @@ import { CHROMIUM } from "./chromium.ts";
 import { repoRoot, stories, tempDir } from "./helpers.ts";
 import { type JupyterLab, startJupyterLab } from "./jupyterlab.ts";
 import {
+  type ChartImage,
   cellText,
   editorText,
   type GrpoView,
@@ -154,8 +155,8 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     await rm(artifacts, { recursive: true, force: true });
     await mkdir(artifacts, { recursive: true });
     lab = await startJupyterLab(root, {
-      // The kernel inherits these: its bridge is this test's own. Charts carry plotly.js, as in a user's JupyterLab.
-      env: { THINKCELLS_BRIDGE_DIR: bridgeDir, THINKCELLS_SESSION: session, THINKCELLS_PLOTLY_INLINE: "1" },
+      // The kernel inherits these: its bridge is this test's own.
+      env: { THINKCELLS_BRIDGE_DIR: bridgeDir, THINKCELLS_SESSION: session },
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -182,6 +183,9 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     const pageErrors: string[] = [];
     page.on("pageerror", (e) => pageErrors.push(e.message));
     const traffic = watchKernelTraffic(page);
+    // Every plotly.js the page loads (from the server's extension; never from a CDN).
+    const plotlyLoads: string[] = [];
+    page.on("request", (r) => /plotly[^/]*\.js/.test(r.url()) && plotlyLoads.push(r.url()));
     const shot = (name: string) => page.screenshot({ path: path.join(artifacts, `${name}.png`) });
     const notebookUrl = `${lab!.baseUrl}lab/tree/notebooks/${NOTEBOOK}?token=${lab!.token}`;
 
@@ -247,7 +251,7 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     );
     console.log(
       `live-chart updates received: ${[...traffic.liveUpdates.values()].join(", ")}; ` +
-        `largest frame ${traffic.largestFrame} chars; frames with plotly.js: ${traffic.plotlyFrames}`,
+        `largest frame ${traffic.largestFrame} chars; plotly.js loaded from ${plotlyLoads.join(", ")}`,
     );
 
     // What the page drew, sampled in the page every 50 ms: each redraw of the chart and the bar.
@@ -262,7 +266,9 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     expect(drawn.points.filter((n) => n > 0 && n < GRPO_STEPS).length).toBeGreaterThanOrEqual(2);
     expect(ascending(drawn.points)).toBe(true);
     expect(drawn.points.at(-1)).toBe(GRPO_STEPS);
-    expect(traffic.plotlyFrames).toBeGreaterThanOrEqual(1);
+    // plotly.js came from the Jupyter server, once; no kernel message came near its 4.8 MB.
+    expect(plotlyLoads).toEqual([`${lab!.baseUrl}thinkcells/plotly.min.js`]);
+    expect(traffic.largestFrame).toBeLessThan(1_000_000);
     // Those redraws came as update_display_data for one live chart per training cell (SFT's and GRPO's).
     expect(traffic.liveUpdates.size).toBeGreaterThanOrEqual(2);
     expect(Math.max(...traffic.liveUpdates.values())).toBeGreaterThan(2);
@@ -321,38 +327,29 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     await expect.poll(() => cells.count(), { timeout: 120_000 }).toBe(saved.cells.length);
     const chartCellsShown = async () => [...new Set((await page.evaluate(readCharts)).map((c) => c.cell))];
     await expect.poll(chartCellsShown, { timeout: 60_000 }).toEqual(chartCells);
-    // Images decode asynchronously.
-    await expect
-      .poll(
-        async () =>
-          (await page.evaluate(readCharts)).every((c) => c.plotted || (c.image?.complete && c.image.natural.width > 0)),
-        {
-          timeout: 30_000,
-        },
-      )
-      .toBe(true);
-    const reopened = await page.evaluate(readCharts);
     // jupyter-server logs each opening of an unsigned notebook; the first one was.
-    const untrusted = lab!.log().split(`Notebook notebooks/${NOTEBOOK} is not trusted`).length - 1;
-    // A live chart's first display carried plotly.js, and its updates replaced it: the saved file has none.
-    const carriers = saved.cells
-      .flatMap((c) => c.outputs ?? [])
-      .filter((o) => String(o.data?.["text/html"]).includes("if (!window.Plotly)"));
+    const trusted = lab!.log().split(`Notebook notebooks/${NOTEBOOK} is not trusted`).length - 1 < 2;
+    // A trusted notebook runs its outputs' scripts: each chart loads plotly.js from the server
+    // again and is drawn, interactive. An untrusted one shows every chart's static image
+    // (images decode asynchronously).
+    const shown = (c: ChartImage) => (trusted ? c.plotted : c.image?.complete && c.image.natural.width > 0);
+    await expect.poll(async () => (await page.evaluate(readCharts)).every(shown), { timeout: 60_000 }).toBe(true);
+    const reopened = await page.evaluate(readCharts);
     console.log(
-      `reopened notebook trusted (signed when saved): ${untrusted < 2 ? "yes" : "no"}; ` +
-        `saved outputs carrying plotly.js: ${carriers.length}; window.Plotly in the reopened page: ` +
-        `${await page.evaluate(() => typeof (globalThis as { Plotly?: unknown }).Plotly)}`,
-    );
-    console.log(
-      `reopened: ${reopened.map((c) => `cell ${c.cell + 1}: ${c.plotted ? "plotly chart" : `image ${JSON.stringify(c.image)}`}`).join("; ")}`,
+      `reopened notebook trusted (signed when saved): ${trusted ? "yes" : "no"}; plotly.js loads so far: ${plotlyLoads.length}; ` +
+        `reopened: ${reopened.map((c) => `cell ${c.cell + 1}: ${c.plotted ? "plotly chart" : `image ${JSON.stringify(c.image)}`}`).join("; ")}`,
     );
     for (const c of reopened) {
-      if (c.plotted) continue;
+      if (trusted) {
+        expect(c.plotted, `cell ${c.cell + 1}'s chart drawn by plotly.js`).toBe(true);
+        continue;
+      }
       expect(c.image?.src).toMatch(/^data:image\/svg\+xml[;,]/);
       expect(c.image!.natural.width).toBeGreaterThan(100);
       expect(c.image!.shown.width).toBeGreaterThan(100);
       expect(c.image!.shown.height).toBeGreaterThan(50);
     }
+    if (trusted) expect(plotlyLoads).toHaveLength(2);
     await page.evaluate(scrollToCell, grpoCell);
     await shot("06-reopened");
     await grpoOutputs

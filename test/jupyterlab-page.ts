@@ -182,22 +182,20 @@ export function progressCount(text: string | null): number | undefined {
 export interface Traffic {
   /** update_display_data messages for live charts, by display id. */
   liveUpdates: Map<string, number>;
-  /** The largest frame (the first chart carries plotly.js, ~4.8 MB). */
+  /** The largest frame, in characters (charts carry a loader, never plotly.js's ~4.8 MB). */
   largestFrame: number;
-  plotlyFrames: number;
   /** The kernel's execution states, in order, each change once ("busy", "idle"; a kernel that
    * died or restarted shows "dead", "restarting" or "autorestarting"). */
   states: string[];
 }
 
 export function watchKernelTraffic(page: Page): Traffic {
-  const traffic: Traffic = { liveUpdates: new Map(), largestFrame: 0, plotlyFrames: 0, states: [] };
+  const traffic: Traffic = { liveUpdates: new Map(), largestFrame: 0, states: [] };
   page.on("websocket", (ws) => {
     if (!ws.url().includes("/api/kernels/")) return;
     ws.on("framereceived", ({ payload }) => {
       const text = typeof payload === "string" ? payload : payload.toString("latin1");
       traffic.largestFrame = Math.max(traffic.largestFrame, text.length);
-      if (text.length > 1_000_000 && text.includes("if (!window.Plotly)")) traffic.plotlyFrames++;
       const state = /"execution_state":\s*"(\w+)"/.exec(text)?.[1];
       if (state && state !== traffic.states.at(-1)) traffic.states.push(state);
       if (!/"msg_type":\s*"update_display_data"/.test(text)) return;

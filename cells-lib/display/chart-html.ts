@@ -1,13 +1,13 @@
-/** A plotly figure as HTML: a div and a script that draws it with the page's plotly.js. The div
- * holds the figure's static image until plotly.js replaces it, so a page that runs no scripts
- * or has no plotly.js (GitHub, nbconvert's HTML, an untrusted notebook) still shows the chart. */
+/** A plotly figure as HTML: a div and a script that draws it with plotly.js, loaded by the page
+ * itself: from the Jupyter server (thinkcells' server extension), else from a CDN with its
+ * integrity checked. The div holds the figure's static image until plotly.js replaces it, so a
+ * page that runs no scripts or cannot load plotly.js (GitHub, an offline nbconvert HTML file, an
+ * untrusted notebook) still shows the chart. */
 import { Buffer } from "node:buffer";
 import { randomUUID } from "node:crypto";
 import { escapeHtml, scriptJson } from "./html.ts";
+import { plotlyCdn, SERVER_PLOTLY_PATH } from "./plotly-source.ts";
 import { titleText } from "./svg/svg-text.ts";
-
-/** How long a chart waits for plotly.js (defined by an earlier output's script) to appear. */
-const WAIT_FOR_PLOTLY_MS = 30_000;
 
 export interface FigureJson {
   data: unknown[];
@@ -17,11 +17,37 @@ export interface FigureJson {
 }
 
 export interface ChartHtmlOptions {
-  /** plotly.js itself: the HTML defines window.Plotly (unless the page has it already); without
-   * it, the chart waits for an earlier output to have defined it. */
-  plotlyJs?: string;
   /** The figure as a static SVG image, shown until (or unless) plotly.js draws the chart. */
   staticSvg?: string;
+}
+
+/** Loads plotly.js once per page (window.thinkcellsPlotly, a promise every chart shares): already
+ * there, else from the Jupyter server the page came from (its page config names the base URL),
+ * else from the CDN. */
+function loaderJs(): string {
+  return `function thinkcellsPlotly() {
+  if (window.thinkcellsPlotly) return window.thinkcellsPlotly;
+  var sources = [];
+  var page = document.getElementById("jupyter-config-data");
+  try {
+    if (page) sources.push({ src: JSON.parse(page.textContent).baseUrl + ${scriptJson(SERVER_PLOTLY_PATH)} });
+  } catch (e) {}
+  sources.push(${scriptJson(plotlyCdn())});
+  window.thinkcellsPlotly = new Promise(function (resolve, reject) {
+    (function next(i) {
+      if (window.Plotly) return resolve(window.Plotly);
+      if (i === sources.length) {
+        return reject(new Error("plotly.js could not be loaded from " + sources.map(function (s) { return s.src; }).join(" or ")));
+      }
+      var script = document.createElement("script");
+      script.src = sources[i].src;
+      if (sources[i].integrity) { script.integrity = sources[i].integrity; script.crossOrigin = "anonymous"; }
+      script.onload = script.onerror = function () { next(i + 1); };
+      document.head.appendChild(script);
+    })(0);
+  });
+  return window.thinkcellsPlotly;
+}`;
 }
 
 export function chartHtml(figure: FigureJson, options: ChartHtmlOptions = {}): string {
@@ -36,38 +62,27 @@ export function chartHtml(figure: FigureJson, options: ChartHtmlOptions = {}): s
       : `<img class="thinkcells-chart-static" alt="${escapeHtml(titleText(figure.layout?.title) ?? "chart")}" ` +
         `src="data:image/svg+xml;base64,${Buffer.from(options.staticSvg).toString("base64")}" style="max-width:100%;height:auto">`;
   const size = still ? "width:100%" : `width:100%;height:${height}px`;
-  const parts = [`<div id="${id}" class="thinkcells-chart" style="${size}">${still}</div>`];
-  if (options.plotlyJs !== undefined) {
-    parts.push(`<script>if (!window.Plotly) {\n${scriptSafe(options.plotlyJs)}\n}</script>`);
-  }
-  parts.push(`<script>
+  return `<div id="${id}" class="thinkcells-chart" style="${size}">${still}</div>
+<script>
 (function () {
   var figure = ${scriptJson({ data: figure.data, layout: figure.layout ?? {}, config, frames: figure.frames })};
-  var started = Date.now();
-  function draw() {
-    var div = document.getElementById(${scriptJson(id)});
-    if (div && window.Plotly) {
+  ${loaderJs().replace(/\n/g, "\n  ")}
+  function chartDiv() { return document.getElementById(${scriptJson(id)}); }
+  thinkcellsPlotly().then(
+    function (Plotly) {
+      var div = chartDiv();
+      if (!div) return; // replaced meanwhile (a live chart's next update)
       div.textContent = "";
       div.style.height = "${height}px";
-      window.Plotly.newPlot(div, figure).catch(function (e) { div.textContent = "Chart error: " + e; });
-    } else if (Date.now() - started < ${WAIT_FOR_PLOTLY_MS}) {
-      setTimeout(draw, 50);
-    } else if (div) {
-      var why = "plotly.js is not loaded in this page (the output that carried it is gone): call resetPlotly() and show the chart again.";
-      var still = div.querySelector("img");
-      if (still) still.title = "A static image of the chart. " + why;
-      else div.textContent = why;
+      Plotly.newPlot(div, figure).catch(function (e) { div.textContent = "Chart error: " + e; });
+    },
+    function (e) {
+      var div = chartDiv();
+      var still = div && div.querySelector("img");
+      if (still) still.title = "A static image of the chart: " + e.message;
+      else if (div) div.textContent = e.message;
     }
-  }
-  draw();
+  );
 })();
-</script>`);
-  return parts.join("\n");
-}
-
-/** "</script" inside the source would end the script element early; "<\/" means the same in
- * JavaScript strings and regular expressions. plotly.js 4.1.2 contains none, so its source
- * is inlined byte for byte. */
-function scriptSafe(js: string): string {
-  return js.replace(/<\/(script)/gi, "<\\/$1");
+</script>`;
 }

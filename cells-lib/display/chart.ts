@@ -5,10 +5,9 @@ import { chartHtml, type FigureJson } from "./chart-html.ts";
 import { staticSvg } from "./chart-static.ts";
 import { chartSummary } from "./chart-summary.ts";
 import { isPlainObject, toPlainJson } from "./plain-json.ts";
-import { firstChartFor, plotlySource } from "./plotly-source.ts";
 import { currentRenderer } from "./renderer.ts";
 import { figureSvg } from "./svg/figure-svg.ts";
-import type { MimeBundle, Renderer } from "./types.ts";
+import type { MimeBundle } from "./types.ts";
 
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
 
@@ -30,16 +29,10 @@ export interface Figure {
   frames?: readonly object[];
 }
 
-/** The bundle for a figure; with `plotlyJs`, its HTML carries plotly.js itself. */
-export function chartBundle(figure: Figure, options: { plotlyJs?: string } = {}): MimeBundle {
-  return bundleOf(checkFigure(figure), options.plotlyJs);
-}
-
-/** The bundle as `renderer` should get it: the session's first chart carries plotly.js. */
-export function chartBundleFor(renderer: Renderer, figure: Figure): MimeBundle {
-  // Checked first, so a figure that fails does not use up the renderer's one plotly.js inline.
+/** The bundle for a figure, as `chart` displays it. */
+export function chartBundle(figure: Figure): MimeBundle {
   const fig = checkFigure(figure);
-  return bundleOf(fig, firstChartFor(renderer) ? plotlySource() : undefined);
+  return figureBundle(fig, { staticImage: true, text: chartSummary(fig) });
 }
 
 /** The figure's static image (SVG), as chart outputs carry it: to save, or embed elsewhere. */
@@ -48,8 +41,7 @@ export function chartSvg(figure: Figure): string {
 }
 
 export function chart(figure: Figure): void {
-  const renderer = currentRenderer();
-  renderer.display(chartBundleFor(renderer, figure));
+  currentRenderer().display(chartBundle(figure));
 }
 
 function checkFigure(figure: unknown): FigureJson {
@@ -61,12 +53,7 @@ function checkFigure(figure: unknown): FigureJson {
   return parseOptions(FigureSchema, toPlainJson(figure), "chart");
 }
 
-function bundleOf(fig: FigureJson, plotlyJs: string | undefined): MimeBundle {
-  return figureBundle(fig, { plotlyJs, staticImage: true, text: chartSummary(fig) });
-}
-
 export interface FigureBundleOptions {
-  plotlyJs?: string | undefined;
   /** Add the static SVG image (image/svg+xml, and inside the HTML until plotly.js draws). */
   staticImage: boolean;
   text: string;
@@ -78,7 +65,7 @@ export function figureBundle(fig: FigureJson, options: FigureBundleOptions): Mim
   const svg = options.staticImage ? staticSvg(fig) : undefined;
   const bundle: MimeBundle = {
     [PLOTLY_MIME]: fig,
-    "text/html": chartHtml(fig, { plotlyJs: options.plotlyJs, staticSvg: svg }),
+    "text/html": chartHtml(fig, { staticSvg: svg }),
   };
   if (svg !== undefined) bundle["image/svg+xml"] = svg;
   bundle["text/plain"] = options.text;

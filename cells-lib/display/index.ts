@@ -4,7 +4,6 @@ export { chart, chartBundle, chartSvg, type Figure, PLOTLY_MIME } from "./chart.
 export { DenoKernelRenderer, findDenoJupyter } from "./deno-kernel.ts";
 export { formatDuration, formatNumber } from "./format.ts";
 export { type LiveChart, type LiveChartOptions, liveChart } from "./live-chart.ts";
-export { resetPlotly } from "./plotly-source.ts";
 export { type Progress, type ProgressOptions, progress } from "./progress.ts";
 export { type ProgressSnapshot, progressEtaMs, progressLine, progressRate } from "./progress-line.ts";
 export { type RecordedOutput, RecordingRenderer } from "./recording.ts";

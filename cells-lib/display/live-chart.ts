@@ -4,10 +4,9 @@ import { z } from "zod";
 import { parseOptions } from "../util/options.ts";
 import { figureBundle } from "./chart.ts";
 import { type LiveFigureInput, liveFigure, liveSummary, type Series } from "./live-chart-figure.ts";
-import { firstChartFor, plotlySource } from "./plotly-source.ts";
 import { currentRenderer } from "./renderer.ts";
 import { Throttle } from "./throttle.ts";
-import type { MimeBundle, Renderer } from "./types.ts";
+import type { MimeBundle } from "./types.ts";
 
 const LiveChartOptions = z
   .object({
@@ -56,7 +55,7 @@ export function liveChart(options: LiveChartOptions): LiveChart {
   const bundle = (final: boolean) => {
     const withStatic = final || Date.now() - staticAt >= o.staticEveryMs;
     if (withStatic) staticAt = Date.now();
-    return liveBundle(renderer, input, withStatic);
+    return liveBundle(input, withStatic);
   };
   const throttle = new Throttle(o.throttleMs, () => renderer.update(bundle(false), { displayId, final: false }));
   renderer.display(bundle(false), { displayId });
@@ -88,9 +87,8 @@ export function liveChart(options: LiveChartOptions): LiveChart {
   };
 }
 
-function liveBundle(renderer: Renderer, input: LiveFigureInput, staticImage: boolean): MimeBundle {
+function liveBundle(input: LiveFigureInput, staticImage: boolean): MimeBundle {
   return figureBundle(liveFigure(input), {
-    plotlyJs: firstChartFor(renderer) ? plotlySource() : undefined,
     staticImage,
     text: liveSummary(input),
   });

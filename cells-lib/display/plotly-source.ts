@@ -1,33 +1,45 @@
-/** plotly.js from the installed npm package (no CDN: kernels may run offline), and which
- * renderers' front ends have been sent it already. */
+/** plotly.js from the installed npm package: its source, which the HTML report inlines, and the
+ * places a notebook's page loads it from. Chart outputs carry a small loader, never the ~4.8 MB
+ * library: a message that size through the kernel was sometimes lost on its way to the page. */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import process from "node:process";
-import type { Renderer } from "./types.ts";
+
+const require = createRequire(import.meta.url);
+
+/** Where thinkcells' Jupyter server extension (kernel/server-extension/) serves this checkout's
+ * plotly.min.js, below the server's base URL. */
+export const SERVER_PLOTLY_PATH = "thinkcells/plotly.min.js";
 
 let source: string | undefined;
 
-/** plotly.min.js (~4.8 MB), read once. */
+/** plotly.min.js, read once. */
 export function plotlySource(): string {
-  source ??= readFileSync(createRequire(import.meta.url).resolve("plotly.js-dist-min/plotly.min.js"), "utf8");
+  source ??= readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js"), "utf8");
   return source;
 }
 
-let sentTo = new WeakSet<Renderer>();
-
-/** true the first time for each renderer: that chart carries plotly.js, later ones reuse the
- * front end's window.Plotly. A renderer lives as long as the kernel session. */
-export function firstChartFor(renderer: Renderer): boolean {
-  // The headless runner's report inlines plotly.js itself; a 4.8 MB iopub message is sometimes
-  // lost between jupyter-server and @jupyterlab/services, so headless kernels don't send it.
-  if (process.env.THINKCELLS_PLOTLY_INLINE === "0") return false;
-  if (sentTo.has(renderer)) return false;
-  sentTo.add(renderer);
-  return true;
+export interface ScriptSource {
+  src: string;
+  /** Subresource integrity: the browser runs the script only if its bytes hash to this. */
+  integrity?: string;
 }
 
-/** Makes the next chart carry plotly.js again: after reloading the notebook page (which loses
- * window.Plotly while the kernel keeps running). */
-export function resetPlotly(): void {
-  sentTo = new WeakSet();
+let cdn: ScriptSource | undefined;
+
+/** The same file from jsDelivr's copy of the npm package (byte for byte the package's file, so its
+ * hash is known here): for pages without the server extension (VS Code, another Jupyter, an
+ * nbconvert HTML file) that are online. */
+export function plotlyCdn(): ScriptSource {
+  if (cdn === undefined) {
+    const pkg = JSON.parse(readFileSync(require.resolve("plotly.js-dist-min/package.json"), "utf8"));
+    const digest = createHash("sha384")
+      .update(readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js")))
+      .digest("base64");
+    cdn = {
+      src: `https://cdn.jsdelivr.net/npm/plotly.js-dist-min@${pkg.version}/plotly.min.js`,
+      integrity: `sha384-${digest}`,
+    };
+  }
+  return cdn;
 }

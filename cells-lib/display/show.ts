@@ -1,11 +1,11 @@
 /** `show(value)`: the richest output for a value, as Jupyter front ends know them. */
 import { inspect } from "node:util";
-import { chartBundleFor, type Figure } from "./chart.ts";
+import { chartBundle, type Figure } from "./chart.ts";
 import { isPlainObject, toPlainJson } from "./plain-json.ts";
 import { currentRenderer } from "./renderer.ts";
 import { reportDisplayError } from "./report.ts";
 import { tableBundle } from "./table.ts";
-import type { MimeBundle, Renderer } from "./types.ts";
+import type { MimeBundle } from "./types.ts";
 
 /** The method through which objects describe their own rich output (Deno's kernel uses the
  * same symbol, so such objects also render as a cell's result there). */
@@ -18,17 +18,17 @@ const MIME_TYPE = /^[a-z]+\/[a-z0-9.+-]+$/i;
  * text; anything else as inspected text (plain objects also as JSON). */
 export function show(value: unknown): void {
   const renderer = currentRenderer();
-  const bundle = bundleFor(value, renderer);
+  const bundle = bundleFor(value);
   if (bundle instanceof Promise) bundle.then((b) => renderer.display(b), reportDisplayError);
   else renderer.display(bundle);
 }
 
-export function bundleFor(value: unknown, renderer: Renderer): MimeBundle | Promise<MimeBundle> {
+export function bundleFor(value: unknown): MimeBundle | Promise<MimeBundle> {
   if (typeof value === "string") return { "text/plain": value };
   const displayable = selfDisplay(value);
   if (displayable) return displayable();
   if (isMimeBundle(value)) return value;
-  if (isFigure(value)) return chartBundleFor(renderer, value);
+  if (isFigure(value)) return chartBundle(value);
   if (Array.isArray(value) && value.length > 0 && value.every(isPlainObject)) return tableBundle(value);
   if (value instanceof Error) return { "text/plain": value.stack ?? `${value.name}: ${value.message}` };
   const text = inspect(value, { depth: 4, colors: false });

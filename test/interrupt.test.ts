@@ -2,8 +2,8 @@
  * and evaluate. In process, `interrupt()` (what the kernel's SIGINT listener calls) is pressed at
  * chosen requests to the bridge: each stops with an InterruptedError that says what stopped and
  * how to go on, and a trainer's next run() ends with the history, evaluations and checkpoints of
- * an uninterrupted run. Then in the thinkcells Deno kernel, through jupyter-server's interrupt
- * (SIGINT): the kernel survives, its variables stay, and the next cell continues the run. */
+ * an uninterrupted run. Then in the thinkcells Deno kernel and in tslab, through jupyter-server's
+ * interrupt (SIGINT): the kernel survives, its variables stay, and the next cell continues the run. */
 import path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,6 +22,7 @@ import { type SftTrainer, sftTrainer, type TrainSftOptions, trainSft } from "../
 import { startJupyterServer } from "../kernel/jupyter-server.ts";
 import { serverSettings } from "../kernel/run.ts";
 import { stories, storiesSuite, tempDir } from "./helpers.ts";
+import { tslabProjectDir, useTslabKernel } from "./tslab-kernelspec.ts";
 
 const rows = generateArithmetic({ count: 300, seed: 3 }).map((r) => ({ ...formatExample(r), reference: r.answer }));
 const { train, validation } = splitDataset(rows, { seed: 0 });
@@ -253,32 +254,10 @@ function executeAndInterrupt(kernel: Kernel.IKernelConnection, code: string, cue
   return execute(kernel, code, { onPrint, complete: (r) => r.evalue !== undefined });
 }
 
-describe("interrupt in the thinkcells Deno kernel", () => {
-  it("survives the stop button during a GRPO run, sample and evaluate; the next run() continues", async () => {
-    const dir = tempDir("interrupt-kernel");
-    const session = "interrupt-kernel";
-    const saved = { dir: process.env.THINKCELLS_BRIDGE_DIR, session: process.env.THINKCELLS_SESSION };
-    // The kernel (a child of jupyter-server) inherits these: its bridge is this test's own.
-    process.env.THINKCELLS_BRIDGE_DIR = path.join(dir, "bridge");
-    process.env.THINKCELLS_SESSION = session;
-    const server = await startJupyterServer(dir);
-    const settings = serverSettings(`${server.baseUrl}?token=${server.token}`);
-    const kernels = new KernelManager({ serverSettings: settings });
-    const sessions = new SessionManager({ kernelManager: kernels, serverSettings: settings });
-    try {
-      const notebook = await sessions.startNew({
-        path: "interrupt.ipynb",
-        name: "interrupt.ipynb",
-        type: "notebook",
-        kernel: { name: "thinkcells" },
-      });
-      const kernel = notebook.kernel!;
-      const statuses = new Set<Kernel.Status>();
-      kernel.statusChanged.connect((_k, status) => statuses.add(status));
-      const modelDir = path.join(dir, "stories260K");
-      await printedLine(
-        kernel,
-        `
+/** The first cell of both kernels' tests: stories260K converted, an uninterrupted GRPO run of 4
+ * steps ("straight") and the same run ("trainer") whose step 3 scores for 5 s once. */
+function grpoCells(modelDir: string): string {
+  return `
         import { convertLlama2c, evaluate, formatExample, generateArithmetic, grpoTrainer, InterruptedError, lastInterrupt,
           loadModel, loadTokenizer, sample } from "thinkcells";
         const marker = 41;
@@ -305,15 +284,86 @@ describe("interrupt in the thinkcells Deno kernel", () => {
         const trainer = await grpoTrainer(await loadModel(${JSON.stringify(modelDir)}, { name: "cut" }), tokenizer, prompts,
           { ...options, rewards: { letters: { fn: slowOnce, weight: 1 } } });
         console.log("ready");
-      `,
-      );
+      `;
+}
+
+/** A notebook session on kernel `name` in a private jupyter-server rooted at `dir`, with a bridge
+ * of its own; `use` gets the kernel. Everything is stopped after. */
+async function withKernel(
+  name: string,
+  dir: string,
+  use: (kernel: Kernel.IKernelConnection) => Promise<void>,
+): Promise<void> {
+  const session = path.basename(dir);
+  const saved = { dir: process.env.THINKCELLS_BRIDGE_DIR, session: process.env.THINKCELLS_SESSION };
+  // The kernel (a child of jupyter-server) inherits these: its bridge is this test's own.
+  process.env.THINKCELLS_BRIDGE_DIR = path.join(dir, "bridge");
+  process.env.THINKCELLS_SESSION = session;
+  const server = await startJupyterServer(dir);
+  const settings = serverSettings(`${server.baseUrl}?token=${server.token}`);
+  const kernels = new KernelManager({ serverSettings: settings });
+  const sessions = new SessionManager({ kernelManager: kernels, serverSettings: settings });
+  try {
+    const notebook = await sessions.startNew({
+      path: "interrupt.ipynb",
+      name: "interrupt.ipynb",
+      type: "notebook",
+      kernel: { name },
+    });
+    const kernel = notebook.kernel!;
+    const statuses = new Set<Kernel.Status>();
+    kernel.statusChanged.connect((_k, status) => statuses.add(status));
+    await use(kernel);
+    // The same kernel throughout: it never died or restarted.
+    expect(notebook.kernel?.id).toBe(kernel.id);
+    expect([...statuses].filter((s) => s === "dead" || s === "restarting" || s === "autorestarting")).toEqual([]);
+    await notebook.shutdown();
+  } finally {
+    sessions.dispose();
+    kernels.dispose();
+    await server.stop();
+    const client = await BridgeClient.connect({ session, dir: path.join(dir, "bridge"), start: false }).catch(
+      () => undefined,
+    );
+    await client?.shutdown().catch(() => {});
+    for (const [name, value] of [
+      ["THINKCELLS_BRIDGE_DIR", saved.dir],
+      ["THINKCELLS_SESSION", saved.session],
+    ] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+/** The stopped GRPO run's message, in either kernel. */
+const GRPO_STOPPED =
+  "grpo: interrupted (the kernel's stop button) after step 2 of 4; nothing of step 3 was applied: " +
+  "the trainer's run() continues from step 3. Nothing is lost (the trainer is also lastInterrupt().trainer).";
+
+/** Runs the interrupted trainer again; its steps' metrics must equal the uninterrupted run's. */
+async function expectContinued(kernel: Kernel.IKernelConnection): Promise<void> {
+  const histories = await printedLine(
+    kernel,
+    `await trainer.run();
+    const metrics = (t: typeof trainer) => t.history.map((h) => [h.step, h.reward, h.loss, h.gradNorm]);
+    console.log(JSON.stringify({ continued: metrics(trainer), straight: metrics(straight) }));`,
+  );
+  const { continued, straight } = JSON.parse(histories);
+  expect(continued.map((m: number[]) => m[0])).toEqual([1, 2, 3, 4]);
+  expect(continued).toEqual(straight);
+}
+
+describe("interrupt in the thinkcells Deno kernel", () => {
+  it("survives the stop button during a GRPO run, sample and evaluate; the next run() continues", async () => {
+    const dir = tempDir("interrupt-kernel");
+    await withKernel("thinkcells", dir, async (kernel) => {
+      const modelDir = path.join(dir, "stories260K");
+      await printedLine(kernel, grpoCells(modelDir));
 
       const run = await executeAndInterrupt(kernel, "await trainer.run();", "scoring step 3");
       expect(run).toMatchObject({ status: "error", ename: "InterruptedError" });
-      expect(run.evalue).toBe(
-        "grpo: interrupted (the kernel's stop button) after step 2 of 4; nothing of step 3 was applied: " +
-          "the trainer's run() continues from step 3. Nothing is lost (the trainer is also lastInterrupt().trainer).",
-      );
+      expect(run.evalue).toBe(GRPO_STOPPED);
       expect(run.printed).toContain("thinkcells: interrupt received: stopping grpo");
       // The same kernel, with what earlier cells defined.
       expect(
@@ -322,15 +372,7 @@ describe("interrupt in the thinkcells Deno kernel", () => {
           "console.log(JSON.stringify([marker, trainer.history.length, lastInterrupt() instanceof InterruptedError]))",
         ),
       ).toBe("[41,2,true]");
-      const histories = await printedLine(
-        kernel,
-        `await trainer.run();
-        const metrics = (t: typeof trainer) => t.history.map((h) => [h.step, h.reward, h.loss, h.gradNorm]);
-        console.log(JSON.stringify({ continued: metrics(trainer), straight: metrics(straight) }));`,
-      );
-      const { continued, straight } = JSON.parse(histories);
-      expect(continued.map((m: number[]) => m[0])).toEqual([1, 2, 3, 4]);
-      expect(continued).toEqual(straight);
+      await expectContinued(kernel);
 
       const sampled = await executeAndInterrupt(
         kernel,
@@ -353,24 +395,26 @@ describe("interrupt in the thinkcells Deno kernel", () => {
       // With nothing running the stop button stops nothing, and the kernel lives on.
       await kernel.interrupt();
       expect(await printedLine(kernel, "console.log(marker + 1)")).toBe("42");
-      expect(notebook.kernel?.id).toBe(kernel.id);
-      expect([...statuses].filter((s) => s === "dead" || s === "restarting" || s === "autorestarting")).toEqual([]);
-      await notebook.shutdown();
-    } finally {
-      sessions.dispose();
-      kernels.dispose();
-      await server.stop();
-      const client = await BridgeClient.connect({ session, dir: path.join(dir, "bridge"), start: false }).catch(
-        () => undefined,
-      );
-      await client?.shutdown().catch(() => {});
-      for (const [name, value] of [
-        ["THINKCELLS_BRIDGE_DIR", saved.dir],
-        ["THINKCELLS_SESSION", saved.session],
-      ] as const) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
-    }
+    });
+  }, 240_000);
+});
+
+describe("interrupt in a tslab kernel", () => {
+  useTslabKernel();
+
+  it("survives the stop button during a GRPO run; the next run() continues", async () => {
+    // tslab imports the library's build from the notebook's node_modules.
+    const dir = tslabProjectDir("interrupt-tslab");
+    await withKernel("tslab", dir, async (kernel) => {
+      await printedLine(kernel, grpoCells(path.join(dir, "stories260K")));
+      const run = await executeAndInterrupt(kernel, "await trainer.run();", "scoring step 3");
+      // tslab answers the interrupt itself and stops awaiting the cell; the library says what stopped.
+      expect(run.status).toBe("error");
+      expect(run.printed).toContain("Error: Interrupted asynchronously");
+      expect(run.printed).toContain("thinkcells: interrupt received: stopping grpo");
+      expect(run.printed).toContain(`InterruptedError: ${GRPO_STOPPED}`);
+      expect(await printedLine(kernel, "console.log(JSON.stringify([marker, trainer.history.length]))")).toBe("[41,2]");
+      await expectContinued(kernel);
+    });
   }, 240_000);
 });

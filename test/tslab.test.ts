@@ -1,42 +1,18 @@
 /** tslab, Node's TypeScript kernel (the npm package, not a stand-in): it runs notebooks/01 on the
  * library's JavaScript build, type-checks the cells with its own TypeScript against the build's
- * .d.ts, shows tables and charts as HTML, and updates a live chart and a progress bar in place. */
-import { execFileSync } from "node:child_process";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+ * .d.ts, shows tables and charts as HTML, and updates a live chart and a progress bar in place.
+ * (Its stop button: test/interrupt.test.ts.) */
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import process from "node:process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { venvProgram } from "../cells-lib/util/project-python.ts";
+import { describe, expect, it } from "vitest";
 import type { Output } from "../kernel/outputs.ts";
 import { describeFailure, type ExecutedNotebook, runNotebook } from "../kernel/run.ts";
 import { repoRoot, tempDir } from "./helpers.ts";
 import { runWithOwnBridge } from "./notebooks.ts";
+import { tslabProjectDir, useTslabKernel } from "./tslab-kernelspec.ts";
 
-const jupyterPath = process.env.JUPYTER_PATH;
-
-beforeAll(() => {
-  // What `npm test` and `npm run demo` do first (set-up): dist/, rebuilt when a source is newer.
-  execFileSync("bash", [path.join(repoRoot, "scripts/build.sh")], { stdio: "inherit" });
-  // tslab's own installer, into a private prefix that the runner's jupyter-server finds through JUPYTER_PATH.
-  const prefix = tempDir("tslab-kernelspec");
-  execFileSync(
-    path.join(repoRoot, "node_modules/.bin/tslab"),
-    [
-      "install",
-      `--python=${venvProgram("python")}`,
-      `--binary=${path.join(repoRoot, "node_modules/.bin/tslab")}`,
-      `--prefix=${prefix}`,
-    ],
-    { stdio: "ignore" },
-  );
-  process.env.JUPYTER_PATH = [path.join(prefix, "share/jupyter"), jupyterPath].filter(Boolean).join(path.delimiter);
-});
-
-afterAll(() => {
-  if (jupyterPath === undefined) delete process.env.JUPYTER_PATH;
-  else process.env.JUPYTER_PATH = jupyterPath;
-});
+useTslabKernel();
 
 const codeCell = (id: string, source: string) => ({ cell_type: "code", id, metadata: {}, source, outputs: [] });
 
@@ -127,10 +103,7 @@ describe("tslab kernel", () => {
   }, 600_000);
 
   it("updates a live chart and a progress bar in place, in a notebook outside the checkout", async () => {
-    // `npm install <this checkout>` in a notebook's project links node_modules/thinkcells to it.
-    const dir = tempDir("tslab-live");
-    mkdirSync(path.join(dir, "node_modules"));
-    symlinkSync(repoRoot, path.join(dir, "node_modules/thinkcells"));
+    const dir = tslabProjectDir("tslab-live");
     const file = writeNotebook(dir, "live.ipynb", [
       codeCell(
         "show",

@@ -102,6 +102,9 @@ export async function interruptible<T>(
       (err instanceof BridgeError && err.kind === "cancelled");
     if (!kernel.aborted || !stopped) throw err;
     last = new InterruptedError(what.cell, what.detail(), what.trainer);
+    // tslab answers the interrupt itself ("Interrupted asynchronously") and stops awaiting the
+    // cell, so this error reaches no one there: print what stopped and how to go on.
+    if (findTslab()) console.error(`${last.name}: ${last.message}`);
     throw last;
   } finally {
     running.splice(running.lastIndexOf(what.cell), 1);

@@ -149,6 +149,19 @@ try {
     });
   }
 
+  // The C step against torch's fixed-shape step by model width: where the C step is used (native_kernels.NATIVE_MAX_HIDDEN).
+  const widths = JSON.parse(
+    execFileSync(python, [path.join(root, "bench/decode_widths.py")], { env: pyEnv, encoding: "utf8" }),
+  ) as { hidden: number; rows: number; native: number; static: number }[];
+  for (const w of widths) {
+    results.push({
+      name: `decode_native_over_static.hidden_${w.hidden}.rows_${w.rows}`,
+      value: w.native / w.static,
+      unit: "×",
+      note: `random Llama shape, 8 layers, LoRA r8: C step ${w.native.toFixed(0)} vs torch's static step ${w.static.toFixed(0)} tokens/s`,
+    });
+  }
+
   const noop = median(await timeIt(500, () => client.call("ping", {})));
   results.push({
     name: "rpc_noop_ms",

@@ -168,9 +168,17 @@ def _threads(work: int) -> int:
     return 1 if work < 100_000 else _CORES
 
 
-def native_decoder(model) -> NativeDecoder | None:
+# The widest model (hidden size) sampling takes the C step for by default. Wider, the matmuls set
+# a decode step's speed and torch's fixed-shape step is as fast (bench/decode_widths.py, 2 cores,
+# MKL: the C step 1.5-5x torch's at hidden 64-256, 1.1x at 512, 0.85-1.09x at 640-896; 0.88x at
+# Qwen2.5-0.5B's shape) without the C step's per-call copy of every projection (1.4 GB there).
+NATIVE_MAX_HIDDEN = 512
+
+
+def native_decoder(model, forced: bool = False) -> NativeDecoder | None:
     """The C decode step for one sampling call of `model`, or None where it does not apply:
-    no library, not a Llama-shaped native model, or not fp32 on the CPU."""
+    no library, not a Llama-shaped native model, not fp32 on the CPU, or (unless `forced`)
+    wider than NATIVE_MAX_HIDDEN."""
     native = native_library()
     weight = model.output_weight()
     if (
@@ -179,6 +187,7 @@ def native_decoder(model) -> NativeDecoder | None:
         or not model.config.llama_shaped
         or weight.device.type != "cpu"
         or weight.dtype != torch.float32
+        or (model.config.hidden_size > NATIVE_MAX_HIDDEN and not forced)
     ):
         return None
     return NativeDecoder(model, *native)

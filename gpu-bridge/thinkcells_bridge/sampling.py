@@ -19,7 +19,7 @@ class Cancelled(Exception):
     """The client cancelled the request."""
 
 
-DECODERS = ("auto", "static", "hidden_states")
+DECODERS = ("auto", "native", "static", "hidden_states")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class SampleParams:
     share_prompts: bool = True
     # How the cached decode steps run: "auto" is the C step where it applies (native_kernels),
     # else the fixed-shape step (static_decode) for native models, else hidden_states;
-    # "static" and "hidden_states" force one (for checks: the samples are the same).
+    # "native", "static" and "hidden_states" force one (for checks and benchmarks: the samples
+    # are the same).
     decoder: str = "auto"
     # Also return each step's entropy of softmax(logits / T) (one more pass over the vocabulary).
     entropy: bool = False
@@ -141,7 +142,9 @@ def decode_steps(model: LanguageModel, params: SampleParams, prefix: Prefix) -> 
         return _recompute_steps(model, prefix)
     # One-token steps in C where that applies (Llama-shaped, CPU, fp32): per-op overhead, not
     # arithmetic, limits a small model's decode speed in eager PyTorch.
-    native = native_decoder(model) if params.decoder == "auto" else None
+    native = native_decoder(model, forced=params.decoder == "native") if params.decoder in ("auto", "native") else None
+    if params.decoder == "native" and native is None:
+        raise ValueError("decoder: 'native' needs the C step, which does not apply to this model or machine")
     if native is not None:
         return lambda tokens, positions: native.step(tokens[:, None], positions, cache)[:, -1]
     if params.decoder == "hidden_states" or model.backend != "native":

@@ -173,6 +173,41 @@ def test_native_decoder_applies_to_llama_shaped_fp32_cpu_models_only():
         assert not model.config.llama_shaped and native_kernels.native_decoder(model) is None, departure
 
 
+def test_wide_models_sample_through_torch_unless_the_c_step_is_asked_for(monkeypatch):
+    # Past NATIVE_MAX_HIDDEN torch's step is as fast, without the C step's copy of every projection:
+    # "auto" leaves the model to it, decoder "native" still forces the C step; the samples agree.
+    model = random_model(llama_config(), seed=13)
+    assert native_kernels.native_decoder(model) is not None
+    monkeypatch.setattr(native_kernels, "NATIVE_MAX_HIDDEN", model.config.hidden_size - 1)
+    assert native_kernels.native_decoder(model) is None
+    assert native_kernels.native_decoder(model, forced=True) is not None
+    built = []
+
+    class Counted(native_kernels.NativeDecoder):
+        def __init__(self, *args):
+            built.append(1)
+            super().__init__(*args)
+
+    monkeypatch.setattr(native_kernels, "NativeDecoder", Counted)
+    prompts = [torch.tensor([5, 9, 3]), torch.tensor([7])]
+    params = dict(n=2, max_new_tokens=6, temperature=0.9, top_p=1.0, top_k=0, stop_token_ids=(), seed=4)
+    auto = sample(model, prompts, SampleParams(**params))
+    assert built == []
+    forced = sample(model, prompts, SampleParams(**params, decoder="native"))
+    assert built == [1]
+    assert auto.tokens.tolist() == forced.tokens.tolist()
+    assert torch.allclose(auto.logprobs, forced.logprobs, atol=2e-5)
+
+
+def test_the_native_decoder_refuses_a_model_it_cannot_run():
+    model = random_model(llama_config(model_type="qwen3"), seed=13)
+    params = SampleParams(
+        n=1, max_new_tokens=2, temperature=0.0, top_p=1.0, top_k=0, stop_token_ids=(), seed=None, decoder="native"
+    )
+    with pytest.raises(ValueError, match="decoder: 'native' needs the C step, which does not apply"):
+        sample(model, [torch.tensor([5, 9])], params)
+
+
 def test_loading_the_native_step_keeps_subnormals():
     """The library must not switch the process to flush-to-zero (as a -ffast-math link does)."""
     assert native_kernels.native_library() is not None

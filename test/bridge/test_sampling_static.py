@@ -160,5 +160,5 @@ def test_static_step_compiles_as_one_graph():
 
 def test_decoder_is_checked():
     m = random_model(llama_config(), seed=1)
-    with pytest.raises(ValueError, match="decoder: expected one of auto, static, hidden_states, got 'fast'"):
+    with pytest.raises(ValueError, match="decoder: expected one of auto, native, static, hidden_states, got 'fast'"):
         sample(m, prompts(), params(decoder="fast"))

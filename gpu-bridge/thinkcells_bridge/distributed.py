@@ -169,7 +169,13 @@ def serve_rank(args) -> None:
             ).serve_forever()
         finally:
             coordinator.stop()
-    dist.destroy_process_group()
+    # Every rank's work is done and torchrun only reads the exit status. Exit now, without the
+    # interpreter's finalization: destroying torch.distributed's C++ objects (process groups,
+    # stores) at exit sometimes aborts ("terminate called without an active exception", rank 0
+    # of a two-node run), and a rank that dies of SIGABRT fails the whole launch.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def follow(worker: DistributedWorker) -> None:

@@ -19,8 +19,9 @@ import { type JupyterLab, startJupyterLab } from "./jupyterlab.ts";
 import {
   type ChartImage,
   cellText,
-  editorText,
+  EDITOR_LINES,
   type GrpoView,
+  OUTPUT_TEXT,
   type PageState,
   progressCount,
   readCharts,
@@ -99,7 +100,7 @@ async function api<T>(lab: JupyterLab, route: string, method = "GET"): Promise<T
  * (Deno's kernel runs the cells queued after a failed one), else the one before the first not run. */
 async function failure(page: Page, prompts: string[], cellTypes: string[]): Promise<string> {
   const codeCells = cellTypes.flatMap((type, i) => (type === "code" ? [i] : []));
-  const texts = await Promise.all(codeCells.map((i) => page.evaluate(cellText, i)));
+  const texts = await Promise.all(codeCells.map((i) => page.evaluate(cellText, { index: i, selector: OUTPUT_TEXT })));
   const errored = texts.findIndex((t) => /^\w*Error\b/m.test(t));
   const unrun = prompts.findIndex((p) => !/^\[\d+\]:$/.test(p));
   const at = errored >= 0 ? errored : Math.max(0, unrun - 1);
@@ -421,7 +422,7 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     let grpoText = "";
     for (;;) {
       state = await page.evaluate(readPage, grpo);
-      grpoText = await page.evaluate(cellText, grpo);
+      grpoText = await page.evaluate(cellText, { index: grpo, selector: OUTPUT_TEXT });
       const running = state.prompts.some((p) => p.includes("*"));
       // Deno's kernel may send a cell's error after its reply: wait for the message too.
       if (!running && /\| Idle/.test(state.status) && grpoText.includes("interrupted (the kernel's stop button)"))
@@ -469,7 +470,7 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     for (const cell of ranAfter) {
       // Its error may reach the page just after its reply.
       await expect
-        .poll(() => page.evaluate(cellText, cell), { timeout: 30_000 })
+        .poll(() => page.evaluate(cellText, { index: cell, selector: OUTPUT_TEXT }), { timeout: 30_000 })
         .toMatch(/ReferenceError: (grpo|rlEval) is not defined/);
     }
     expect(existsSync(path.join(root, "out-interrupt/results.json"))).toBe(false);
@@ -490,13 +491,15 @@ describe.skipIf(!haveChromium)("JupyterLab in Chromium runs notebooks/03", () =>
     await cells.nth(added).locator(".cm-content").click();
     // As pasted: typed keys would meet the editor's auto-indent and bracket closing.
     await page.keyboard.insertText(CONTINUE);
-    await expect.poll(() => page.evaluate(editorText, added), { timeout: 30_000 }).toBe(CONTINUE);
+    await expect
+      .poll(() => page.evaluate(cellText, { index: added, selector: EDITOR_LINES }), { timeout: 30_000 })
+      .toBe(CONTINUE);
     await page.keyboard.press("Control+Enter");
     const continueStarted = Date.now();
     let addedText = "";
     for (;;) {
       state = await page.evaluate(readPage, added);
-      addedText = await page.evaluate(cellText, added);
+      addedText = await page.evaluate(cellText, { index: added, selector: OUTPUT_TEXT });
       const prompt = state.prompts[grpoPrompt + 1] ?? "";
       if (/^\[\d+\]:$/.test(prompt) && /\| Idle/.test(state.status) && /continued steps|Error/.test(addedText)) break;
       if (Date.now() - continueStarted > RUN_LIMIT_MS)

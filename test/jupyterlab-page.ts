@@ -113,24 +113,18 @@ export function scrollToCell(index: number): void {
   doc.querySelectorAll(".jp-Notebook .jp-Cell")[index]?.scrollIntoView({ block: "start" });
 }
 
-/** The text outputs (errors, streams) of cell `index`, for a failure message. */
-export function cellText(index: number): string {
-  const doc = (globalThis as unknown as { document: El }).document;
-  const cell = doc.querySelectorAll(".jp-Notebook .jp-Cell")[index];
-  return cell
-    ? Array.from(cell.querySelectorAll(".jp-RenderedText"))
-        .map((t) => t.textContent ?? "")
-        .join("\n")
-    : "";
-}
+/** What cellText reads of a cell: its text outputs (errors, streams), or its editor's source as
+ * CodeMirror shows it (one .cm-line a line). */
+export const OUTPUT_TEXT = ".jp-RenderedText";
+export const EDITOR_LINES = ".cm-content .cm-line";
 
-/** The source in cell `index`'s editor, as CodeMirror shows it (one .cm-line a line). */
-export function editorText(index: number): string {
+/** The text of the elements matching `selector` in cell `index`, a line each. */
+export function cellText({ index, selector }: { index: number; selector: string }): string {
   const doc = (globalThis as unknown as { document: El }).document;
   const cell = doc.querySelectorAll(".jp-Notebook .jp-Cell")[index];
   return cell
-    ? Array.from(cell.querySelectorAll(".cm-content .cm-line"))
-        .map((l) => l.textContent ?? "")
+    ? Array.from(cell.querySelectorAll(selector))
+        .map((t) => t.textContent ?? "")
         .join("\n")
     : "";
 }

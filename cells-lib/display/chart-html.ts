@@ -24,8 +24,11 @@ export interface ChartHtmlOptions {
 /** Loads plotly.js once per page (window.thinkcellsPlotly, a promise every chart shares): already
  * there, else from the Jupyter server the page came from (its page config names the base URL),
  * else from the CDN. */
+let loader: string | undefined;
+
 function loaderJs(): string {
-  return `function thinkcellsPlotly() {
+  // The same for every chart: built once (a live chart rebuilds its HTML at every update).
+  loader ??= `function thinkcellsPlotly() {
   if (window.thinkcellsPlotly) return window.thinkcellsPlotly;
   var sources = [];
   var page = document.getElementById("jupyter-config-data");
@@ -47,7 +50,8 @@ function loaderJs(): string {
     })(0);
   });
   return window.thinkcellsPlotly;
-}`;
+}`.replace(/\n/g, "\n  ");
+  return loader;
 }
 
 export function chartHtml(figure: FigureJson, options: ChartHtmlOptions = {}): string {
@@ -66,7 +70,7 @@ export function chartHtml(figure: FigureJson, options: ChartHtmlOptions = {}): s
 <script>
 (function () {
   var figure = ${scriptJson({ data: figure.data, layout: figure.layout ?? {}, config, frames: figure.frames })};
-  ${loaderJs().replace(/\n/g, "\n  ")}
+  ${loaderJs()}
   function chartDiv() { return document.getElementById(${scriptJson(id)}); }
   thinkcellsPlotly().then(
     function (Plotly) {

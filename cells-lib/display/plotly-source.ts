@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
+const plotlyFile = () => require.resolve("plotly.js-dist-min/plotly.min.js");
 
 /** Where thinkcells' Jupyter server extension (kernel/server-extension/) serves this checkout's
  * plotly.min.js, below the server's base URL. */
@@ -15,7 +16,7 @@ let source: string | undefined;
 
 /** plotly.min.js, read once. */
 export function plotlySource(): string {
-  source ??= readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js"), "utf8");
+  source ??= readFileSync(plotlyFile(), "utf8");
   return source;
 }
 
@@ -33,9 +34,7 @@ let cdn: ScriptSource | undefined;
 export function plotlyCdn(): ScriptSource {
   if (cdn === undefined) {
     const pkg = JSON.parse(readFileSync(require.resolve("plotly.js-dist-min/package.json"), "utf8"));
-    const digest = createHash("sha384")
-      .update(readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js")))
-      .digest("base64");
+    const digest = createHash("sha384").update(readFileSync(plotlyFile())).digest("base64");
     cdn = {
       src: `https://cdn.jsdelivr.net/npm/plotly.js-dist-min@${pkg.version}/plotly.min.js`,
       integrity: `sha384-${digest}`,
